@@ -1,0 +1,5 @@
+//! (being written)
+
+use crate::WorkloadInfo;
+
+pub static WORKLOADS: &[WorkloadInfo] = &[];

@@ -1,0 +1,211 @@
+//! Workloads: what hvbench measures.
+//!
+//! Every workload is one [`WorkloadInfo`] row in a registry table: its name, unit, direction,
+//! suites, timeout and the function that runs it. Micro workloads run natively in this crate; the
+//! agent calls [`run_rep`] for each repetition the host asks for, on the host and in every
+//! guest alike.
+//!
+//! A workload function runs a given number of iterations and returns an [`Outcome`]: how much
+//! work it did and the interval it measured. The metric is computed from those by the row's
+//! [`Metric`], so that `--copies N` can aggregate any workload the same way: the sum of the work
+//! of all copies over the wall time from their common start to the last one's end.
+//!
+//! ```
+//! let w = hvbench_workloads::find("sys.getppid").unwrap();
+//! assert_eq!(w.unit, "ns/op");
+//! assert!(!w.higher_is_better);
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub mod copies;
+pub mod cpu;
+pub mod kernel;
+pub mod mem;
+
+/// Parameters of one job, as sent by the host (`max_prime`, `buffer_mib`, ...).
+pub type Params = BTreeMap<String, serde_json::Value>;
+
+/// Reads an unsigned integer parameter, with a default when it is absent.
+pub fn param_u64(params: &Params, name: &str, default: u64) -> Result<u64, WorkloadError> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(v) => v.as_u64().ok_or_else(|| {
+            WorkloadError::BadParam(format!("{name} must be a non-negative integer, got {v}"))
+        }),
+    }
+}
+
+/// How a workload's [`Outcome`] becomes its metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Metric {
+    /// `work × scale / seconds`: a rate (loops/s with scale 1, MB/s with work in bytes and
+    /// scale 1e-6, MWIPS with scale 1e-6).
+    Rate { scale: f64 },
+    /// `nanoseconds / work × scale`: a time per operation (ns/op with scale 1, µs/op with 1e-3).
+    TimePerOp { scale: f64 },
+}
+
+impl Metric {
+    /// The metric value of `work` units done in `elapsed`.
+    pub fn value(self, work: f64, elapsed: Duration) -> f64 {
+        let secs = elapsed.as_secs_f64();
+        match self {
+            Metric::Rate { scale } => work * scale / secs,
+            Metric::TimePerOp { scale } => secs * 1e9 / work * scale,
+        }
+    }
+}
+
+/// Which kind of workload a row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Native Rust inside the agent.
+    Micro,
+}
+
+/// What a workload function reports for one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// Units of work done (loops, bytes, operations), in the unit the row's [`Metric`] expects.
+    pub work: f64,
+    /// The measured interval, set-up excluded.
+    pub elapsed: Duration,
+    /// Secondary metrics (`p99_ns`, ...), already in their final unit.
+    pub extras: BTreeMap<String, f64>,
+}
+
+impl Outcome {
+    pub fn new(work: f64, elapsed: Duration) -> Self {
+        Self {
+            work,
+            elapsed,
+            extras: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a workload did not produce a result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WorkloadError {
+    /// It cannot run here; the run reports it as skipped with this reason.
+    #[error("unsupported here: {0}")]
+    Unsupported(String),
+    /// It ran and something failed (a check, a system call).
+    #[error("failed: {0}")]
+    Failed(String),
+    /// A parameter is out of range.
+    #[error("bad parameter: {0}")]
+    BadParam(String),
+}
+
+impl WorkloadError {
+    /// A failed system call, with errno text.
+    pub fn os(what: &str) -> Self {
+        WorkloadError::Failed(format!("{what}: {}", std::io::Error::last_os_error()))
+    }
+}
+
+/// Runs `iterations` iterations of a workload with `params`.
+pub type RunFn = fn(&Params, u64) -> Result<Outcome, WorkloadError>;
+
+/// One row of the registry.
+#[derive(Debug)]
+pub struct WorkloadInfo {
+    /// `group.name`, e.g. `sys.getppid`.
+    pub name: &'static str,
+    /// Unit of the metric, e.g. `ns/op`, `MB/s`, `loops/s`.
+    pub unit: &'static str,
+    pub higher_is_better: bool,
+    /// One line: what it measures and why it matters for virtualization.
+    pub description: &'static str,
+    pub kind: Kind,
+    /// Suites that include it (`quick`, `full`, `cpu`, ...).
+    pub suites: &'static [&'static str],
+    pub metric: Metric,
+    /// Bound on one repetition beyond the target duration, in seconds (set-up such as filling
+    /// a large buffer); the host gives up on a silent guest after target + this.
+    pub setup_timeout_s: u32,
+    pub run: RunFn,
+}
+
+/// Every workload, in the order `hvbench list` shows them.
+pub fn registry() -> impl Iterator<Item = &'static WorkloadInfo> {
+    cpu::WORKLOADS
+        .iter()
+        .chain(mem::WORKLOADS)
+        .chain(kernel::WORKLOADS)
+}
+
+/// Finds a workload by name.
+pub fn find(name: &str) -> Option<&'static WorkloadInfo> {
+    registry().find(|w| w.name == name)
+}
+
+/// Finds the number of iterations that makes one run last about `target`.
+///
+/// Starts at one iteration and grows geometrically until a run takes at least a tenth of the
+/// target, then scales linearly. Cheap workloads are thus measured over enough iterations that
+/// timer resolution and call overhead vanish, and slow ones (a guest under binary translation)
+/// are not run for minutes.
+pub fn calibrate(
+    w: &WorkloadInfo,
+    params: &Params,
+    target: Duration,
+) -> Result<u64, WorkloadError> {
+    let mut iterations: u64 = 1;
+    loop {
+        let out = (w.run)(params, iterations)?;
+        let t = out.elapsed.max(Duration::from_nanos(1));
+        if t >= target / 10 || iterations >= 1 << 40 {
+            let scaled = iterations as f64 * target.as_secs_f64() / t.as_secs_f64();
+            return Ok(scaled.round().clamp(1.0, (1u64 << 50) as f64) as u64);
+        }
+        // Grow faster while far from the target, but never overshoot it tenfold.
+        let factor = (target.as_secs_f64() / 10.0 / t.as_secs_f64()).clamp(2.0, 100.0);
+        iterations = (iterations as f64 * factor).ceil() as u64;
+    }
+}
+
+/// The result of one repetition: the metric and what it was computed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepResult {
+    pub value: f64,
+    pub iterations: u64,
+    /// The measured interval (for copies, common start to last end).
+    pub elapsed: Duration,
+    /// The whole repetition, set-up included.
+    pub wall: Duration,
+    pub extras: BTreeMap<String, f64>,
+}
+
+/// Runs one repetition of `w` with `copies` concurrent instances.
+pub fn run_rep(
+    w: &WorkloadInfo,
+    params: &Params,
+    iterations: u64,
+    copies: u32,
+) -> Result<RepResult, WorkloadError> {
+    let start = Instant::now();
+    let out = if copies <= 1 {
+        (w.run)(params, iterations)?
+    } else {
+        copies::run_copies(w, params, iterations, copies)?
+    };
+    let wall = start.elapsed();
+    if !(out.work > 0.0) || out.elapsed.is_zero() {
+        return Err(WorkloadError::Failed(format!(
+            "{} measured nothing ({} units in {:?})",
+            w.name, out.work, out.elapsed
+        )));
+    }
+    let value = w.metric.value(out.work, out.elapsed);
+    Ok(RepResult {
+        value,
+        iterations,
+        elapsed: out.elapsed,
+        wall,
+        extras: out.extras,
+    })
+}
