@@ -1,1 +1,47 @@
-fn main() {}
+//! `hvbench`: measure what virtualization costs.
+//!
+//! A thin command line over `hvbench-core`: argument parsing, validation before anything runs,
+//! progress, and exit codes (0 done, 1 error, 2 bad usage, 130 interrupted with a partial result).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod progress;
+mod signals;
+
+/// hvbench measures what virtualization costs: the same agent runs on the host and in guests of
+/// several virtualization techniques, and each guest's score is reported as a share of the host's.
+#[derive(Parser, Debug)]
+#[command(name = "hvbench", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run workloads on the host and in guests, and report the efficiency of each guest.
+    Run(commands::run::RunArgs),
+    /// List every workload: name, unit, direction, suites, what it measures.
+    List(commands::list::ListArgs),
+    /// Print the reports of a result document again.
+    Report(commands::report::ReportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => commands::run::run(a),
+        Command::List(a) => commands::list::list(a),
+        Command::Report(a) => commands::report::report(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

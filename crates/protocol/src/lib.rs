@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use hvbench_protocol::{encode, decode_agent_line, AgentMessage, Done, Line};
-//! let line = encode(&AgentMessage::Done(Done { job: 7 }));
+//! let line = encode(&AgentMessage::Done(Done { job: 7, iterations: None }));
 //! assert!(line.starts_with("@hvb1 "));
 //! match decode_agent_line(line.trim_end().as_bytes()).unwrap() {
 //!     Line::Message(AgentMessage::Done(d)) => assert_eq!(d.job, 7),

@@ -95,6 +95,9 @@ pub struct SampleMsg {
     pub value: f64,
     /// Iterations each copy ran.
     pub iterations: u64,
+    /// Units of work done in the measured interval, all copies together (loops, bytes,
+    /// operations): what host CPU per operation is computed from.
+    pub work: f64,
     /// The measured interval by the agent's clock (CLOCK_MONOTONIC), in nanoseconds.
     pub elapsed_ns: u64,
     /// The whole repetition by the agent's clock, set-up included, in nanoseconds: what the
@@ -109,6 +112,9 @@ pub struct SampleMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Done {
     pub job: u64,
+    /// The iteration count the agent used (its calibration when the job left it open).
+    #[serde(default)]
+    pub iterations: Option<u64>,
 }
 
 /// What went wrong, and whether it is the workload's nature or a failure.
@@ -174,6 +180,7 @@ pub(crate) fn validate_agent(m: &AgentMessage) -> Result<(), ProtocolError> {
         }
         AgentMessage::Sample(s) => {
             finite_nonneg("value", s.value)?;
+            finite_nonneg("work", s.work)?;
             if s.iterations == 0 {
                 return Err(ProtocolError::Invalid {
                     field: "iterations",

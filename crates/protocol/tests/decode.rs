@@ -13,6 +13,7 @@ fn sample(value: f64) -> AgentMessage {
         warmup: false,
         value,
         iterations: 1000,
+        work: 1000.0,
         elapsed_ns: 200_000_000,
         wall_ns: 201_000_000,
         extras: BTreeMap::from([("dmips".to_string(), 12.5)]),
@@ -43,7 +44,10 @@ fn every_agent_message_round_trips() {
             setup_notes: vec!["loaded virtio_console".into()],
         }),
         sample(123.25),
-        AgentMessage::Done(Done { job: 9 }),
+        AgentMessage::Done(Done {
+            job: 9,
+            iterations: Some(100),
+        }),
         AgentMessage::Error(ErrorMsg {
             job: Some(2),
             kind: ErrorKind::Unsupported,
@@ -87,7 +91,13 @@ fn console_noise_is_not_a_message() {
 
 #[test]
 fn prefix_after_console_garbage_is_found() {
-    let line = format!("\r[ 1.0] x{}", encode(&AgentMessage::Done(Done { job: 1 })));
+    let line = format!(
+        "\r[ 1.0] x{}",
+        encode(&AgentMessage::Done(Done {
+            job: 1,
+            iterations: None
+        }))
+    );
     assert!(matches!(
         decode_agent_line(line.trim_end().as_bytes()),
         Ok(Line::Message(_))
@@ -107,11 +117,11 @@ fn truncated_line_is_malformed() {
 #[test]
 fn huge_and_nan_numbers_are_rejected() {
     for bad in [
-        r#"@hvb1 {"v":1,"type":"sample","job":1,"rep":0,"warmup":false,"value":1e400,"iterations":1,"elapsed_ns":1,"wall_ns":1}"#,
-        r#"@hvb1 {"v":1,"type":"sample","job":1,"rep":0,"warmup":false,"value":NaN,"iterations":1,"elapsed_ns":1,"wall_ns":1}"#,
-        r#"@hvb1 {"v":1,"type":"sample","job":1,"rep":0,"warmup":false,"value":-1,"iterations":1,"elapsed_ns":1,"wall_ns":1}"#,
-        r#"@hvb1 {"v":1,"type":"sample","job":99999999999999999999999,"rep":0,"warmup":false,"value":1,"iterations":1,"elapsed_ns":1,"wall_ns":1}"#,
-        r#"@hvb1 {"v":1,"type":"sample","job":1,"rep":0,"warmup":false,"value":1,"iterations":0,"elapsed_ns":1,"wall_ns":1}"#,
+        r#"@hvb1 {"v":1,"type":"sample","job":1,"rep":0,"warmup":false,"value":1e400,"iterations":1,"work":1,"elapsed_ns":1,"wall_ns":1}"#,
+        r#"@hvb1 {"v":1,"type":"sample","job":1,"rep":0,"warmup":false,"value":NaN,"iterations":1,"work":1,"elapsed_ns":1,"wall_ns":1}"#,
+        r#"@hvb1 {"v":1,"type":"sample","job":1,"rep":0,"warmup":false,"value":-1,"iterations":1,"work":1,"elapsed_ns":1,"wall_ns":1}"#,
+        r#"@hvb1 {"v":1,"type":"sample","job":99999999999999999999999,"rep":0,"warmup":false,"value":1,"iterations":1,"work":1,"elapsed_ns":1,"wall_ns":1}"#,
+        r#"@hvb1 {"v":1,"type":"sample","job":1,"rep":0,"warmup":false,"value":1,"iterations":0,"work":1,"elapsed_ns":1,"wall_ns":1}"#,
     ] {
         assert!(decode_agent_line(bad.as_bytes()).is_err(), "accepted {bad}");
     }
@@ -173,7 +183,7 @@ proptest! {
     #[test]
     fn samples_round_trip(value in 0.0f64..1e300, job in any::<u64>(), rep in any::<u32>(),
                           iterations in 1u64.., elapsed in 1u64..) {
-        let m = AgentMessage::Sample(SampleMsg { job, rep, warmup: false, value, iterations,
+        let m = AgentMessage::Sample(SampleMsg { job, rep, warmup: false, value, iterations, work: 1.0,
             elapsed_ns: elapsed, wall_ns: elapsed, extras: BTreeMap::new() });
         prop_assert_eq!(roundtrip_agent(&m), m);
     }

@@ -173,6 +173,8 @@ pub fn calibrate(
 pub struct RepResult {
     pub value: f64,
     pub iterations: u64,
+    /// Units of work of all copies together.
+    pub work: f64,
     /// The measured interval (for copies, common start to last end).
     pub elapsed: Duration,
     /// The whole repetition, set-up included.
@@ -204,6 +206,7 @@ pub fn run_rep(
     Ok(RepResult {
         value,
         iterations,
+        work: out.work,
         elapsed: out.elapsed,
         wall,
         extras: out.extras,

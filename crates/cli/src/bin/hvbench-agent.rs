@@ -1,0 +1,5 @@
+//! The `hvbench-agent` executable: see the `hvbench-agent` crate.
+
+fn main() {
+    hvbench_agent::main();
+}

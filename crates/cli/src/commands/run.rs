@@ -1,0 +1,258 @@
+//! `hvbench run`: the efficiency scenario.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use hvbench_core::agent::AgentBinary;
+use hvbench_core::backends::{self, Availability, Backend};
+use hvbench_core::results::Settings;
+use hvbench_core::scenario::efficiency::{self, Plan};
+use hvbench_workloads::WorkloadInfo;
+
+use crate::progress::Bar;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Backend to compare with the host (repeatable); default: every backend available here.
+    /// `native` (the host) is always measured, as the baseline.
+    #[arg(long = "backend", value_name = "NAME")]
+    backends: Vec<String>,
+    /// Workload to run (repeatable); default: the suite's workloads. See `hvbench list`.
+    #[arg(long = "workload", value_name = "NAME")]
+    workloads: Vec<String>,
+    /// Suite: quick (short repetitions), full (longer repetitions), or a group: cpu, mem, kernel.
+    #[arg(long, default_value = "quick")]
+    suite: String,
+    /// Measured repetitions per workload and backend (at least 2).
+    #[arg(long, default_value_t = 5)]
+    reps: u32,
+    /// Unreported warm-up runs before the measured ones.
+    #[arg(long, default_value_t = 1)]
+    warmup: u32,
+    /// Target duration of one repetition, in seconds (default 0.2; 1.0 for the full suite).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Concurrent instances of each workload; the result is their aggregate rate.
+    #[arg(long, default_value_t = 1)]
+    copies: u32,
+    /// Add repetitions while the coefficient of variation exceeds this percentage...
+    #[arg(long, default_value_t = 3.5, value_name = "PERCENT")]
+    cv_threshold: f64,
+    /// ...up to this many repetitions in all (default: 3 × --reps).
+    #[arg(long)]
+    max_reps: Option<u32>,
+    /// Directory for the result document and its journal.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// vCPUs of each guest.
+    #[arg(long, default_value_t = 1)]
+    vcpus: u32,
+    /// Memory of each guest, MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
+    /// Kernel image for kernel-based guests (default: the newest /boot/vmlinuz-*).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Give up on a guest silent for this many seconds during a job (default: derived from the
+    /// workload's set-up bound and the repetition length).
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Workloads of a suite: `quick` and `full` hold every micro workload; group suites a part.
+fn suite_workloads(suite: &str) -> anyhow::Result<Vec<&'static WorkloadInfo>> {
+    let list: Vec<_> = hvbench_workloads::registry()
+        .filter(|w| w.suites.contains(&suite))
+        .collect();
+    if list.is_empty() {
+        let mut suites: Vec<&str> = hvbench_workloads::registry()
+            .flat_map(|w| w.suites.iter().copied())
+            .collect();
+        suites.sort();
+        suites.dedup();
+        bail!("unknown suite {suite:?}; suites: {}", suites.join(", "));
+    }
+    Ok(list)
+}
+
+fn select_workloads(args: &RunArgs) -> anyhow::Result<Vec<&'static WorkloadInfo>> {
+    if args.workloads.is_empty() {
+        return suite_workloads(&args.suite);
+    }
+    let mut out = Vec::new();
+    for name in &args.workloads {
+        match hvbench_workloads::find(name) {
+            Some(w) if !out.iter().any(|o: &&WorkloadInfo| o.name == w.name) => out.push(w),
+            Some(_) => {}
+            None => {
+                let names: Vec<&str> = hvbench_workloads::registry().map(|w| w.name).collect();
+                bail!(
+                    "unknown workload {name:?}; valid workloads: {}",
+                    names.join(", ")
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn select_backends(args: &RunArgs) -> anyhow::Result<(Vec<Box<dyn Backend>>, bool)> {
+    let explicit = !args.backends.is_empty();
+    let mut chosen: Vec<Box<dyn Backend>> = vec![backends::find("native").expect("native exists")];
+    if explicit {
+        for name in &args.backends {
+            let Some(b) = backends::find(name) else {
+                bail!(
+                    "unknown backend {name:?}; valid backends: {}",
+                    backends::names().join(", ")
+                );
+            };
+            if !chosen.iter().any(|c| c.name() == b.name()) {
+                chosen.push(b);
+            }
+        }
+    } else {
+        chosen.extend(backends::all().into_iter().filter(|b| !b.is_baseline()));
+    }
+    Ok((chosen, explicit))
+}
+
+fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
+    let probe = dir.join(format!(".hvbench-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("the output directory {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Probes backends in parallel: each probe is bounded, so the slowest bounds the wait.
+fn probe_all(
+    chosen: Vec<Box<dyn Backend>>,
+    agent: &AgentBinary,
+) -> Vec<(Box<dyn Backend>, Availability)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chosen
+            .into_iter()
+            .map(|b| {
+                s.spawn(move || {
+                    let a = b.probe(agent);
+                    (b, a)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a probe panicked"))
+            .collect()
+    })
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.reps < 2 {
+        bail!(
+            "--reps must be at least 2: a confidence interval needs two samples (got {})",
+            args.reps
+        );
+    }
+    let duration = args
+        .duration
+        .unwrap_or(if args.suite == "full" { 1.0 } else { 0.2 });
+    if !(duration.is_finite() && duration > 0.0 && duration <= 600.0) {
+        bail!("--duration must be between 0 and 600 seconds (got {duration})");
+    }
+    if args.copies == 0 || args.copies > 1024 {
+        bail!("--copies must be between 1 and 1024 (got {})", args.copies);
+    }
+    if !(args.cv_threshold > 0.0 && args.cv_threshold < 100.0) {
+        bail!(
+            "--cv-threshold is a percentage between 0 and 100 (got {})",
+            args.cv_threshold
+        );
+    }
+    if args.vcpus == 0 || args.memory < 32 {
+        bail!(
+            "guests need at least 1 vCPU and 32 MiB (got --vcpus {} --memory {})",
+            args.vcpus,
+            args.memory
+        );
+    }
+    let max_reps = args.max_reps.unwrap_or(args.reps * 3).max(args.reps);
+    let timeout = match args.timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => bail!("--timeout must be a positive number of seconds (got {t})"),
+        None => None,
+    };
+    let workloads = select_workloads(&args)?;
+    let (chosen, explicit) = select_backends(&args)?;
+    check_writable(&args.out)?;
+    let agent = AgentBinary::locate()?;
+
+    let probed = probe_all(chosen, &agent);
+    let mut unavailable = Vec::new();
+    for (b, a) in &probed {
+        if let Availability::Unavailable { reason, hint } = a {
+            unavailable.push(b.name());
+            eprintln!("{}: unavailable: {reason} (fix: {hint})", b.name());
+        }
+    }
+    if explicit
+        && probed
+            .iter()
+            .skip(1)
+            .all(|(b, a)| !a.is_available() && !b.is_baseline())
+        && probed.len() > 1
+    {
+        bail!(
+            "none of the requested backends can run here ({})",
+            unavailable.join(", ")
+        );
+    }
+
+    crate::signals::install();
+    let settings = Settings {
+        suite: args.workloads.is_empty().then(|| args.suite.clone()),
+        workloads: workloads.iter().map(|w| w.name.to_string()).collect(),
+        reps: args.reps,
+        warmup: args.warmup,
+        target_s: duration,
+        copies: args.copies,
+        cv_threshold: args.cv_threshold / 100.0,
+        max_reps,
+        vcpus: args.vcpus,
+        memory_mib: args.memory,
+        confidence: hvbench_stats_confidence(),
+        bootstrap_resamples: hvbench_core::stats::BOOTSTRAP_RESAMPLES,
+        bootstrap_seed: hvbench_core::stats::SEED,
+    };
+    let plan = Plan {
+        backends: probed,
+        workloads,
+        settings,
+        kernel: args.kernel.clone(),
+        out_dir: args.out.clone(),
+        command_line: std::env::args().collect(),
+        timeout,
+    };
+    let bar = Bar::new(args.quiet);
+    let finished = efficiency::run(plan, &agent, &bar)?;
+    print!("{}", hvbench_core::report::terminal(&finished.document));
+    println!("Result document: {}", finished.path.display());
+    println!("Journal:         {}", finished.journal.display());
+    if finished.document.interrupted {
+        eprintln!("interrupted: the result document holds what was measured before the stop");
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hvbench_stats_confidence() -> f64 {
+    hvbench_core::stats::CONFIDENCE
+}

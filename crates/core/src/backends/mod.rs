@@ -1,0 +1,142 @@
+//! Backends: the ways hvbench runs its agent somewhere.
+//!
+//! Each backend is one module behind the [`Backend`] trait. A backend answers a quick
+//! availability [`Backend::probe`] (bounded in time, never hangs) and [`Backend::launch`]es a
+//! guest: the host processes that make it and a byte channel to the agent inside. What is common
+//! to every guest (the handshake, jobs, timeouts, accounting, killing for certain) lives in
+//! [`crate::guest`], so a backend only knows how to start its technique.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::Child;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::AgentBinary;
+
+pub mod native;
+pub mod qemu;
+
+/// Whether a backend can run guests on this host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Availability {
+    Available {
+        /// Versions and choices found by the probe (`qemu 7.2.0`, `platform systrap`).
+        detail: String,
+    },
+    Unavailable {
+        /// What is missing or broken.
+        reason: String,
+        /// The package or step that fixes it.
+        hint: String,
+    },
+}
+
+impl Availability {
+    pub fn is_available(&self) -> bool {
+        matches!(self, Availability::Available { .. })
+    }
+}
+
+/// What a guest should look like; backends use what applies to them.
+#[derive(Debug, Clone)]
+pub struct GuestSpec {
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    /// The kernel to boot (kernel backends); `None` picks the newest in /boot.
+    pub kernel: Option<PathBuf>,
+    /// The agent to run inside.
+    pub agent: AgentBinary,
+    /// A private directory for this guest's files (sockets, logs, images).
+    pub workdir: PathBuf,
+    /// A short label, unique within the run (`qemu-tcg-0`).
+    pub label: String,
+}
+
+/// The exact configuration a guest ran with, recorded in the result so anyone can repeat it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendConfig {
+    /// The command line that started the guest, one argument per element.
+    pub command_line: Vec<String>,
+    #[serde(default)]
+    pub vcpus: Option<u32>,
+    #[serde(default)]
+    pub memory_mib: Option<u32>,
+    /// Versions of the pieces involved (`qemu`, `kernel`, `runsc`).
+    #[serde(default)]
+    pub versions: BTreeMap<String, String>,
+    /// Device models, cache modes, platform, accelerator: whatever shapes the numbers.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+/// A guest as a backend started it: its host processes and the channel to its agent.
+pub struct Launched {
+    /// Host processes that make the guest; each was started in its own process group, so
+    /// that killing the group leaves nothing behind.
+    pub processes: Vec<Child>,
+    pub reader: Box<dyn Read + Send>,
+    pub writer: Box<dyn Write + Send>,
+    /// Where the guest's console (or the agent's stderr) goes.
+    pub console_log: Option<PathBuf>,
+    pub config: BackendConfig,
+}
+
+/// Why a guest could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{backend} is unavailable: {reason} (fix: {hint})")]
+    Unavailable {
+        backend: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("could not start {what}: {source}")]
+    Spawn {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A way to run the agent somewhere.
+pub trait Backend: Send + Sync {
+    /// The name used on the command line and in results (`qemu-tcg`).
+    fn name(&self) -> &'static str;
+    /// The virtualization technique, in a few words.
+    fn technique(&self) -> &'static str;
+    /// Whether it can run here. Quick and bounded: a probe never hangs.
+    fn probe(&self, agent: &AgentBinary) -> Availability;
+    /// Starts one guest.
+    fn launch(&self, spec: &GuestSpec) -> Result<Launched, BackendError>;
+    /// How long a guest may take from launch to the agent's hello.
+    fn hello_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(20)
+    }
+    /// Whether this backend is the host itself (the baseline).
+    fn is_baseline(&self) -> bool {
+        false
+    }
+}
+
+/// Every backend hvbench knows, in the order reports show them.
+pub fn all() -> Vec<Box<dyn Backend>> {
+    vec![
+        Box::new(native::Native),
+        Box::new(qemu::QemuTcg),
+        Box::new(qemu::QemuKvm),
+    ]
+}
+
+/// Finds a backend by name.
+pub fn find(name: &str) -> Option<Box<dyn Backend>> {
+    all().into_iter().find(|b| b.name() == name)
+}
+
+/// The names of every backend, for error messages.
+pub fn names() -> Vec<&'static str> {
+    all().iter().map(|b| b.name()).collect()
+}

@@ -1,0 +1,59 @@
+//! `native`: the agent as a child process of hvbench, on the host itself. The baseline every
+//! guest is compared with.
+
+use std::process::{Command, Stdio};
+
+use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launched};
+use crate::agent::AgentBinary;
+use crate::guest::spawn_in_own_group;
+
+pub struct Native;
+
+impl Backend for Native {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn technique(&self) -> &'static str {
+        "none: the host itself (baseline)"
+    }
+
+    fn probe(&self, agent: &AgentBinary) -> Availability {
+        Availability::Available {
+            detail: format!("agent {}", agent.path.display()),
+        }
+    }
+
+    fn is_baseline(&self) -> bool {
+        true
+    }
+
+    fn launch(&self, spec: &GuestSpec) -> Result<Launched, BackendError> {
+        let console = spec.workdir.join("agent.stderr");
+        let stderr = std::fs::File::create(&console).map_err(|e| BackendError::Spawn {
+            what: format!("{}", console.display()),
+            source: e,
+        })?;
+        let mut cmd = Command::new(&spec.agent.path);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        let command_line = vec![spec.agent.path.display().to_string()];
+        let mut child = spawn_in_own_group(&mut cmd).map_err(|e| BackendError::Spawn {
+            what: spec.agent.path.display().to_string(),
+            source: e,
+        })?;
+        let writer = Box::new(child.stdin.take().expect("stdin was piped"));
+        let reader = Box::new(child.stdout.take().expect("stdout was piped"));
+        Ok(Launched {
+            processes: vec![child],
+            reader,
+            writer,
+            console_log: Some(console),
+            config: BackendConfig {
+                command_line,
+                ..Default::default()
+            },
+        })
+    }
+}

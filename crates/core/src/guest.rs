@@ -1,0 +1,413 @@
+//! A running guest: the channel to its agent, the host processes that make it, its console,
+//! and a way to stop it for certain.
+//!
+//! Everything here is common to all backends. A reader thread turns the agent's byte stream into
+//! [`Event`]s on a channel, so the orchestrator blocks in `recv_timeout` (no busy polling) and a
+//! silent guest becomes a timeout, not a hang. Every host process of a guest runs in its own
+//! process group; dropping the [`Guest`] kills those groups and reaps them, on every path.
+
+use std::collections::VecDeque;
+use std::io::{BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hvbench_protocol::{
+    decode_agent_line, encode, AgentMessage, ErrorKind, Hello, HostMessage, Job, Line, LineReader,
+    ProtocolError, ReadLine, SampleMsg,
+};
+
+use crate::accounting::CpuMeter;
+use crate::backends::{Backend, BackendConfig, BackendError, GuestSpec};
+
+/// Lines of console output kept for error reports.
+const CONSOLE_TAIL_LINES: usize = 40;
+
+/// Spawns a command in a process group of its own, so that a terminal's Ctrl-C reaches hvbench
+/// only (which then stops its guests in order), and so that killing the group kills every
+/// process the guest made.
+pub fn spawn_in_own_group(cmd: &mut Command) -> std::io::Result<Child> {
+    cmd.process_group(0);
+    cmd.spawn()
+}
+
+/// What the reader thread saw on the agent channel.
+#[derive(Debug)]
+enum Event {
+    Message(AgentMessage),
+    Bad(ProtocolError),
+    Eof,
+    Io(String),
+}
+
+/// Why a guest did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    #[error(transparent)]
+    Launch(#[from] BackendError),
+    #[error("no hello from the agent within {timeout:?}{tail}")]
+    NoHello { timeout: Duration, tail: String },
+    #[error("agent version {agent} is not hvbench's {host}: rebuild both with `cargo build --release --workspace`")]
+    VersionMismatch { agent: String, host: String },
+    #[error("the guest went silent: nothing for {timeout:?}{tail}")]
+    Silent { timeout: Duration, tail: String },
+    #[error("the guest closed its channel (exited or crashed){tail}")]
+    Closed { tail: String },
+    #[error("the guest sent an invalid message: {error}{tail}")]
+    Protocol { error: ProtocolError, tail: String },
+    #[error("channel error: {0}")]
+    Io(String),
+    #[error("stopped by the user")]
+    Interrupted,
+}
+
+/// One repetition as the host saw it.
+#[derive(Debug, Clone)]
+pub struct HostSample {
+    pub msg: SampleMsg,
+    /// Time from the job being sent (or the previous sample) to this sample arriving.
+    pub host_elapsed: Duration,
+    /// Host CPU time the guest's processes used over the same span.
+    pub host_cpu: Option<Duration>,
+}
+
+/// How a job ended, when the guest itself is fine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEnd {
+    /// All samples arrived; the iteration count the agent used.
+    Done { iterations: Option<u64> },
+    /// The agent reported an error for this job.
+    Error { kind: ErrorKind, message: String },
+}
+
+/// A running guest.
+pub struct Guest {
+    pub backend: String,
+    pub label: String,
+    pub config: BackendConfig,
+    pub hello: Hello,
+    /// Launch to hello, timed by the host.
+    pub boot: Duration,
+    processes: Vec<Child>,
+    writer: Box<dyn Write + Send>,
+    events: Receiver<Event>,
+    console_tail: Arc<Mutex<VecDeque<String>>>,
+    console_log: Option<PathBuf>,
+    meter: Option<CpuMeter>,
+    next_job: u64,
+}
+
+impl Guest {
+    /// Launches a guest of `backend` and waits for its agent's hello.
+    pub fn start(
+        backend: &dyn Backend,
+        spec: &GuestSpec,
+        hello_timeout: Duration,
+    ) -> Result<Guest, GuestError> {
+        let t0 = Instant::now();
+        let launched = backend.launch(spec)?;
+        let meter = launched.processes.first().map(|p| {
+            let mut m = CpuMeter::for_process(p.id(), &spec.label);
+            for other in &launched.processes[1..] {
+                m.add(other.id());
+            }
+            m
+        });
+        let console_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, rx) = mpsc::channel();
+        let tail = Arc::clone(&console_tail);
+        let reader = launched.reader;
+        std::thread::Builder::new()
+            .name(format!("hvb-read-{}", spec.label))
+            .spawn(move || read_events(reader, tx, tail))
+            .map_err(|e| GuestError::Io(e.to_string()))?;
+        let mut guest = Guest {
+            backend: backend.name().to_string(),
+            label: spec.label.clone(),
+            config: launched.config,
+            hello: placeholder_hello(),
+            boot: Duration::ZERO,
+            processes: launched.processes,
+            writer: launched.writer,
+            events: rx,
+            console_tail,
+            console_log: launched.console_log,
+            meter,
+            next_job: 1,
+        };
+        match guest.next_event(t0 + hello_timeout) {
+            Ok(Event::Message(AgentMessage::Hello(h))) => {
+                guest.boot = t0.elapsed();
+                if h.agent_version != env!("CARGO_PKG_VERSION") {
+                    return Err(GuestError::VersionMismatch {
+                        agent: h.agent_version,
+                        host: env!("CARGO_PKG_VERSION").into(),
+                    });
+                }
+                guest.hello = h;
+                Ok(guest)
+            }
+            Ok(Event::Message(other)) => Err(GuestError::Protocol {
+                error: ProtocolError::Malformed(format!("expected hello, got {other:?}")),
+                tail: guest.tail_text(),
+            }),
+            Ok(ev) => Err(guest.event_error(ev)),
+            Err(GuestError::Silent { .. }) => Err(GuestError::NoHello {
+                timeout: hello_timeout,
+                tail: guest.tail_text(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Host CPU time consumed by this guest's processes so far.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.meter.as_ref().and_then(|m| m.read())
+    }
+
+    /// How host CPU is metered for this guest.
+    pub fn cpu_method(&self) -> &'static str {
+        self.meter.as_ref().map_or("none", |m| m.method())
+    }
+
+    /// PIDs of the host processes that make the guest.
+    pub fn host_pids(&self) -> Vec<u32> {
+        self.processes.iter().map(|c| c.id()).collect()
+    }
+
+    /// The last lines the guest printed outside the protocol, and of its console log.
+    pub fn console_tail(&self) -> String {
+        let mut lines: Vec<String> = self
+            .console_tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        if let Some(log) = &self.console_log {
+            if let Ok(text) = std::fs::read(log) {
+                let text = String::from_utf8_lossy(&text);
+                let all: Vec<&str> = text.lines().collect();
+                let start = all.len().saturating_sub(CONSOLE_TAIL_LINES);
+                lines.extend(all[start..].iter().map(|s| s.to_string()));
+            }
+        }
+        let start = lines.len().saturating_sub(CONSOLE_TAIL_LINES);
+        lines[start..].join("\n")
+    }
+
+    fn tail_text(&self) -> String {
+        let t = self.console_tail();
+        if t.trim().is_empty() {
+            String::new()
+        } else {
+            format!("; console tail:\n{t}")
+        }
+    }
+
+    /// Sends a job and collects its samples. `timeout` bounds the silence between two messages.
+    pub fn run_job(
+        &mut self,
+        mut job: Job,
+        timeout: Duration,
+        mut on_sample: impl FnMut(HostSample),
+    ) -> Result<JobEnd, GuestError> {
+        job.id = self.next_job;
+        self.next_job += 1;
+        let line = encode(&HostMessage::Job(job.clone()));
+        let mut last = Instant::now();
+        let mut last_cpu = self.cpu_time();
+        self.writer
+            .write_all(line.as_bytes())
+            .and_then(|_| self.writer.flush())
+            .map_err(|e| GuestError::Closed {
+                tail: format!(" ({e}){}", self.tail_text()),
+            })?;
+        loop {
+            let ev = self.next_event(Instant::now() + timeout)?;
+            match ev {
+                Event::Message(AgentMessage::Sample(s)) if s.job == job.id => {
+                    let now = Instant::now();
+                    let cpu = self.cpu_time();
+                    let host_cpu = match (last_cpu, cpu) {
+                        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                        _ => None,
+                    };
+                    on_sample(HostSample {
+                        msg: s,
+                        host_elapsed: now - last,
+                        host_cpu,
+                    });
+                    last = now;
+                    last_cpu = cpu;
+                }
+                Event::Message(AgentMessage::Done(d)) if d.job == job.id => {
+                    return Ok(JobEnd::Done {
+                        iterations: d.iterations,
+                    });
+                }
+                Event::Message(AgentMessage::Error(e))
+                    if e.job.is_none() || e.job == Some(job.id) =>
+                {
+                    return Ok(JobEnd::Error {
+                        kind: e.kind,
+                        message: e.message,
+                    });
+                }
+                Event::Message(other) => {
+                    return Err(GuestError::Protocol {
+                        error: ProtocolError::Malformed(format!(
+                            "unexpected message for job {}: {other:?}",
+                            job.id
+                        )),
+                        tail: self.tail_text(),
+                    })
+                }
+                ev => return Err(self.event_error(ev)),
+            }
+        }
+    }
+
+    /// Asks the agent to finish, waits up to `grace` for the guest to exit, then kills it.
+    pub fn shutdown(mut self, grace: Duration) {
+        let _ = self
+            .writer
+            .write_all(encode(&HostMessage::Shutdown).as_bytes());
+        let _ = self.writer.flush();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self
+                .processes
+                .iter_mut()
+                .all(|c| matches!(c.try_wait(), Ok(Some(_))))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Drop kills whatever is left.
+    }
+
+    /// Waits for the next event until `deadline`, waking up regularly to notice a stop request.
+    fn next_event(&mut self, deadline: Instant) -> Result<Event, GuestError> {
+        loop {
+            if crate::stop_requested() {
+                return Err(GuestError::Interrupted);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(GuestError::Silent {
+                    timeout: Duration::ZERO,
+                    tail: self.tail_text(),
+                });
+            }
+            let slice = (deadline - now).min(Duration::from_millis(250));
+            match self.events.recv_timeout(slice) {
+                Ok(ev) => return Ok(ev),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(Event::Eof),
+            }
+        }
+    }
+
+    fn event_error(&self, ev: Event) -> GuestError {
+        match ev {
+            Event::Bad(error) => GuestError::Protocol {
+                error,
+                tail: self.tail_text(),
+            },
+            Event::Eof => GuestError::Closed {
+                tail: self.tail_text(),
+            },
+            Event::Io(e) => GuestError::Io(format!("{e}{}", self.tail_text())),
+            Event::Message(m) => GuestError::Protocol {
+                error: ProtocolError::Malformed(format!("unexpected {m:?}")),
+                tail: self.tail_text(),
+            },
+        }
+    }
+
+    /// Kills the guest now (used by tests and by failure handling).
+    pub fn kill(&mut self) {
+        for c in &mut self.processes {
+            kill_group(c);
+        }
+    }
+}
+
+/// Corrects a `Silent` error's timeout, which `next_event` cannot know.
+pub fn with_timeout(e: GuestError, timeout: Duration) -> GuestError {
+    match e {
+        GuestError::Silent { tail, .. } => GuestError::Silent { timeout, tail },
+        other => other,
+    }
+}
+
+fn kill_group(c: &mut Child) {
+    if let Ok(Some(_)) = c.try_wait() {
+        return;
+    }
+    let pgid = c.id() as libc::pid_t;
+    // SAFETY: kill has no memory-safety preconditions; a negative pid names the process group
+    // that spawn_in_own_group created for this child, so nothing else is signalled.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        self.kill();
+        // The meter (a cgroup) can only be removed once its processes are gone.
+        self.meter.take();
+    }
+}
+
+fn placeholder_hello() -> Hello {
+    Hello {
+        agent_version: String::new(),
+        build_id: String::new(),
+        kernel: String::new(),
+        cpus: 1,
+        mem_total_kib: 0,
+        clocksource: None,
+        uptime_s: None,
+        is_init: false,
+        setup_notes: Vec::new(),
+    }
+}
+
+fn read_events(
+    reader: Box<dyn std::io::Read + Send>,
+    tx: mpsc::Sender<Event>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut lines = LineReader::new(BufReader::new(reader));
+    loop {
+        let ev = match lines.read_line() {
+            Ok(ReadLine::Line(l)) => match decode_agent_line(&l) {
+                Ok(Line::Message(m)) => Event::Message(m),
+                Ok(Line::Other(text)) => {
+                    if let Ok(mut t) = tail.lock() {
+                        if t.len() >= CONSOLE_TAIL_LINES {
+                            t.pop_front();
+                        }
+                        t.push_back(text);
+                    }
+                    continue;
+                }
+                Err(e) => Event::Bad(e),
+            },
+            Ok(ReadLine::TooLong(n)) => Event::Bad(ProtocolError::LineTooLong(n)),
+            Ok(ReadLine::Eof) => Event::Eof,
+            Err(e) => Event::Io(e.to_string()),
+        };
+        let last = matches!(ev, Event::Eof | Event::Io(_));
+        if tx.send(ev).is_err() || last {
+            return;
+        }
+    }
+}

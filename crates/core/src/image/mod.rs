@@ -1,0 +1,501 @@
+//! Guest images: the kernel to boot and the initramfs hvbench assembles itself.
+//!
+//! The initramfs is an uncompressed newc cpio archive (the kernel unpacks it with no
+//! decompression cost, which matters under emulation) holding:
+//! - `/init`: the agent, without its debug sections (see [`guest_executable`]);
+//! - `/modules/NN-name.ko`: the modules the guest needs, decompressed, in load order, and
+//!   `/modules/order` listing them;
+//! - `/dev/console` (char 5:1), so that the kernel can open the console before devtmpfs is
+//!   mounted, and the empty mount points `/dev`, `/proc`, `/sys`, `/tmp`.
+//!
+//! Images are cached by content hash under `$XDG_CACHE_HOME/hvbench` (or `~/.cache/hvbench`,
+//! or the temporary directory) and written atomically, so concurrent runs share them.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use sha2::{Digest, Sha256};
+
+use crate::agent::AgentBinary;
+
+pub mod cpio;
+pub mod kernel;
+pub mod modules;
+
+pub use kernel::KernelImage;
+use modules::{ModuleDb, ModuleRequest};
+
+/// Bumped whenever the layout of the image changes, so that cached images are rebuilt.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The largest image hvbench builds (DESIGN.md: the initramfs stays under 10 MiB).
+pub const MAX_IMAGE_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Modules every guest gets, and whether each may be missing: the PCI transport and the
+/// console (the agent's channel) are needed; disk and network are useful.
+pub const GUEST_MODULES: &[(&str, bool)] = &[
+    ("virtio_pci", false),
+    ("virtio_console", false),
+    ("virtio_blk", true),
+    ("virtio_net", true),
+];
+
+/// Why a guest image could not be made. Each message names the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("no guest kernel found: {dir} has no vmlinuz-*; install one with `apt-get install linux-image-cloud-amd64`, or pass --kernel PATH")]
+    NoKernel { dir: PathBuf },
+    #[error("kernel {path} does not exist: check the --kernel path, or leave it out to use the newest /boot/vmlinuz-*")]
+    KernelNotFound { path: PathBuf },
+    #[error("cannot read the kernel {path}: {source}; `chmod 0644 {path}` or run as root")]
+    KernelUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a bzImage with a version string: name it vmlinuz-<release>, or pass a distribution kernel with --kernel")]
+    NotBzImage { path: PathBuf },
+    #[error("cannot read {}: {source}; install this kernel's modules (`apt-get install linux-image-<release>`) or pass a --kernel whose modules are in /lib/modules", dir.join("modules.dep").display())]
+    NoModules {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("kernel module {name}{} is neither in modules.dep nor built into the kernel: boot a kernel with virtio drivers (`apt-get install linux-image-cloud-amd64`, then --kernel /boot/vmlinuz-<release>)", needed_by.as_ref().map(|n| format!(" (needed by {n})")).unwrap_or_default())]
+    MissingModule {
+        name: String,
+        needed_by: Option<String>,
+    },
+    #[error("cannot use kernel module {path}: {reason}; reinstall the kernel's modules package")]
+    BadModule { path: PathBuf, reason: String },
+    #[error("the initramfs would be {size} bytes, over the {limit}-byte limit: build the agent with `cargo build --release`")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ImageError {
+    let what = what.into();
+    move |source| ImageError::Io { what, source }
+}
+
+/// A built (or cached) initramfs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Initramfs {
+    pub path: PathBuf,
+    pub size: u64,
+    /// The content hash that names it (hex SHA-256).
+    pub hash: String,
+    /// Modules it loads, in order.
+    pub modules: Vec<String>,
+    /// Optional modules the kernel does not have.
+    pub skipped_modules: Vec<String>,
+}
+
+/// Builds the initramfs for `agent` and `kernel` with the standard [`GUEST_MODULES`] plus
+/// `extra_modules` (required), or returns the cached one with the same content.
+pub fn build_initramfs(
+    agent: &AgentBinary,
+    kernel: &KernelImage,
+    extra_modules: &[&str],
+) -> Result<Initramfs, ImageError> {
+    build_initramfs_in(&cache_dir(), agent, kernel, extra_modules)
+}
+
+type MemoKey = (PathBuf, String, PathBuf, String, Vec<String>, PathBuf);
+
+/// As [`build_initramfs`], caching in `cache`.
+pub fn build_initramfs_in(
+    cache: &Path,
+    agent: &AgentBinary,
+    kernel: &KernelImage,
+    extra_modules: &[&str],
+) -> Result<Initramfs, ImageError> {
+    // Within one process the same inputs give the same image: skip re-reading them.
+    static MEMO: OnceLock<Mutex<HashMap<MemoKey, Initramfs>>> = OnceLock::new();
+    let key: MemoKey = (
+        agent.path.clone(),
+        agent.sha256.clone(),
+        kernel.path.clone(),
+        kernel.version.clone(),
+        extra_modules.iter().map(|s| s.to_string()).collect(),
+        cache.to_path_buf(),
+    );
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(hit) = memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if is_complete(&hit.path) {
+            return Ok(hit);
+        }
+    }
+    let built = build_uncached(cache, agent, kernel, extra_modules)?;
+    if let Ok(mut m) = memo.lock() {
+        m.insert(key, built.clone());
+    }
+    Ok(built)
+}
+
+fn build_uncached(
+    cache: &Path,
+    agent: &AgentBinary,
+    kernel: &KernelImage,
+    extra_modules: &[&str],
+) -> Result<Initramfs, ImageError> {
+    let agent_bytes = std::fs::read(&agent.path).map_err(io_err(format!(
+        "cannot read the agent {}",
+        agent.path.display()
+    )))?;
+    let db = ModuleDb::load(&kernel.modules_dir)?;
+    let mut wanted: Vec<ModuleRequest> = GUEST_MODULES
+        .iter()
+        .map(|&(name, optional)| ModuleRequest { name, optional })
+        .collect();
+    wanted.extend(extra_modules.iter().map(|&name| ModuleRequest {
+        name,
+        optional: false,
+    }));
+    let (mods, skipped) = db.resolve(&wanted)?;
+
+    let mut h = Sha256::new();
+    h.update(b"hvbench-initramfs\0");
+    h.update(FORMAT_VERSION.to_le_bytes());
+    h.update(Sha256::digest(&agent_bytes));
+    h.update(kernel.version.as_bytes());
+    h.update(b"\0");
+    let mut raw_modules = Vec::with_capacity(mods.len());
+    for m in &mods {
+        let path = kernel.modules_dir.join(&m.rel_path);
+        let raw = std::fs::read(&path)
+            .map_err(io_err(format!("cannot read module {}", path.display())))?;
+        h.update(m.name.as_bytes());
+        h.update(b"\0");
+        h.update((raw.len() as u64).to_le_bytes());
+        h.update(&raw);
+        raw_modules.push((m, path));
+    }
+    let hash = format!("{:x}", h.finalize());
+    let path = cache.join(format!("initramfs-{}.cpio", &hash[..24]));
+    let modules: Vec<String> = mods.iter().map(|m| m.name.clone()).collect();
+    if is_complete(&path) {
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        return Ok(Initramfs {
+            path,
+            size,
+            hash,
+            modules,
+            skipped_modules: skipped,
+        });
+    }
+
+    let mut w = cpio::CpioWriter::new(Vec::with_capacity(4 << 20));
+    let cpio_err = io_err("cannot assemble the initramfs");
+    (|| -> std::io::Result<()> {
+        for d in ["dev", "proc", "sys", "tmp", "modules"] {
+            w.dir(d, 0o755)?;
+        }
+        w.char_dev("dev/console", 0o600, 5, 1)?;
+        w.file("init", 0o755, &guest_executable(&agent_bytes))?;
+        Ok(())
+    })()
+    .map_err(cpio_err)?;
+    let mut order = String::new();
+    for (i, (m, path)) in raw_modules.iter().enumerate() {
+        let data = modules::read_module(path)?;
+        let file = format!("{:02}-{}.ko", i + 1, m.name);
+        w.file(&format!("modules/{file}"), 0o644, &data)
+            .map_err(io_err("cannot assemble the initramfs"))?;
+        order.push_str(&file);
+        order.push('\n');
+    }
+    w.file("modules/order", 0o644, order.as_bytes())
+        .map_err(io_err("cannot assemble the initramfs"))?;
+    let bytes = w
+        .finish()
+        .map_err(io_err("cannot assemble the initramfs"))?;
+    let size = bytes.len() as u64;
+    if size > MAX_IMAGE_BYTES {
+        return Err(ImageError::TooLarge {
+            size,
+            limit: MAX_IMAGE_BYTES,
+        });
+    }
+    write_atomically(&path, &bytes)?;
+    Ok(Initramfs {
+        path,
+        size,
+        hash,
+        modules,
+        skipped_modules: skipped,
+    })
+}
+
+/// A cached image is complete when it ends with the cpio trailer (a crash mid-write leaves
+/// only a temporary file, but a torn rename on an unsynced file system could leave less).
+fn is_complete(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut tail = [0u8; 128];
+    if f.seek(SeekFrom::End(-(tail.len() as i64))).is_err() || f.read_exact(&mut tail).is_err() {
+        return false;
+    }
+    tail.windows(cpio::TRAILER.len())
+        .any(|w| w == cpio::TRAILER.as_bytes())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("image"),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.flush()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io_err(format!("cannot write {}", path.display())))
+}
+
+/// Where images are cached: `$XDG_CACHE_HOME/hvbench`, else `~/.cache/hvbench`, else a
+/// directory of this user's in the temporary directory. Created if needed.
+pub fn cache_dir() -> PathBuf {
+    let env_dir = |k: &str| {
+        std::env::var_os(k)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let candidates = [
+        env_dir("XDG_CACHE_HOME").map(|p| p.join("hvbench")),
+        env_dir("HOME").map(|p| p.join(".cache").join("hvbench")),
+    ];
+    for c in candidates.into_iter().flatten() {
+        if std::fs::create_dir_all(&c).is_ok() && is_writable_dir(&c) {
+            return c;
+        }
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let t = std::env::temp_dir().join(format!("hvbench-cache-{uid}"));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&t);
+    }
+    t
+}
+
+fn is_writable_dir(p: &Path) -> bool {
+    let probe = p.join(format!(".probe-{}", std::process::id()));
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+/// The agent as it goes into a guest: the same executable without what only debuggers read.
+///
+/// Loading an ELF executable needs its program headers and the bytes they cover, nothing else.
+/// Debug builds carry several megabytes of DWARF after the last loaded byte; this cuts the file
+/// there and clears the section header fields, like `sstrip`. Anything unexpected (section
+/// headers inside the loaded part, a file that is not ELF64) returns the bytes unchanged.
+pub fn guest_executable(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    let Some(end) = loaded_end(bytes) else {
+        return Cow::Borrowed(bytes);
+    };
+    let shoff = u64_at(bytes, 0x28).unwrap_or(0) as usize;
+    if end >= bytes.len() || (shoff != 0 && shoff < end) {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = bytes[..end].to_vec();
+    out[0x28..0x30].fill(0); // e_shoff
+    out[0x3A..0x40].fill(0); // e_shentsize, e_shnum, e_shstrndx
+    Cow::Owned(out)
+}
+
+fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+}
+
+fn u16_at(b: &[u8], o: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
+}
+
+/// The end of the last byte any program header covers, for a 64-bit little-endian ELF.
+fn loaded_end(b: &[u8]) -> Option<usize> {
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 || b[5] != 1 {
+        return None;
+    }
+    let phoff = u64_at(b, 0x20)? as usize;
+    let phentsize = u16_at(b, 0x36)? as usize;
+    let phnum = u16_at(b, 0x38)? as usize;
+    if phentsize < 56 || phnum == 0 {
+        return None;
+    }
+    let mut end = phoff.checked_add(phentsize.checked_mul(phnum)?)?.max(64);
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        let off = u64_at(b, ph + 8)? as usize;
+        let filesz = u64_at(b, ph + 32)? as usize;
+        end = end.max(off.checked_add(filesz)?);
+    }
+    (end <= b.len()).then_some(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workdir::WorkDir;
+
+    fn fake_elf(loaded: usize, trailing: usize) -> Vec<u8> {
+        let mut b = vec![0u8; loaded + trailing];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        b[0x28..0x30].copy_from_slice(&((loaded + 8) as u64).to_le_bytes()); // e_shoff
+        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        b[0x38..0x3A].copy_from_slice(&1u16.to_le_bytes());
+        b[0x3C..0x3E].copy_from_slice(&3u16.to_le_bytes());
+        b[64..68].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        b[64 + 32..64 + 40].copy_from_slice(&(loaded as u64).to_le_bytes()); // p_filesz
+        b
+    }
+
+    #[test]
+    fn strips_what_is_not_loaded() {
+        let b = fake_elf(4096, 10_000);
+        let s = guest_executable(&b);
+        assert_eq!(s.len(), 4096);
+        assert_eq!(u64_at(&s, 0x28), Some(0));
+        assert_eq!(u16_at(&s, 0x3C), Some(0));
+        // Already minimal, or not ELF: unchanged.
+        let b = fake_elf(4096, 0);
+        assert!(matches!(
+            guest_executable(&b),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            guest_executable(b"#!/bin/sh\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    /// A fake kernel tree: `boot/vmlinuz-9.9.9-test` and `modules/9.9.9-test/...`.
+    fn fake_tree(d: &Path) -> KernelImage {
+        let mdir = d.join("modules/9.9.9-test");
+        std::fs::create_dir_all(mdir.join("kernel")).unwrap();
+        let dep = "kernel/virtio_ring.ko:\nkernel/virtio.ko: kernel/virtio_ring.ko\n\
+                   kernel/virtio_pci.ko.xz: kernel/virtio.ko kernel/virtio_ring.ko\n\
+                   kernel/virtio_console.ko.zst: kernel/virtio.ko kernel/virtio_ring.ko\n";
+        std::fs::write(mdir.join("modules.dep"), dep).unwrap();
+        std::fs::write(mdir.join("modules.builtin"), "kernel/virtio_blk.ko\n").unwrap();
+        std::fs::write(mdir.join("kernel/virtio_ring.ko"), b"\x7fELFring").unwrap();
+        std::fs::write(mdir.join("kernel/virtio.ko"), b"\x7fELFvirtio").unwrap();
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut &b"\x7fELFpci"[..], &mut xz).unwrap();
+        std::fs::write(mdir.join("kernel/virtio_pci.ko.xz"), xz).unwrap();
+        let zst = ruzstd::encoding::compress_to_vec(
+            &b"\x7fELFconsole"[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        std::fs::write(mdir.join("kernel/virtio_console.ko.zst"), zst).unwrap();
+        let boot = d.join("boot");
+        std::fs::create_dir_all(&boot).unwrap();
+        std::fs::write(boot.join("vmlinuz-9.9.9-test"), b"kernel").unwrap();
+        KernelImage::find_in(None, &boot, &d.join("modules")).unwrap()
+    }
+
+    #[test]
+    fn builds_and_caches_an_image() {
+        let d = WorkDir::new("image-test").unwrap();
+        let kernel = fake_tree(d.path());
+        let agent_path = d.path().join("agent");
+        std::fs::write(&agent_path, fake_elf(4096, 5000)).unwrap();
+        let agent = AgentBinary {
+            path: agent_path.clone(),
+            sha256: "x".into(),
+            size: 9096,
+        };
+        let cache = d.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        let img = build_initramfs_in(&cache, &agent, &kernel, &[]).unwrap();
+        assert_eq!(
+            img.modules,
+            ["virtio_ring", "virtio", "virtio_pci", "virtio_console"]
+        );
+        assert_eq!(img.skipped_modules, ["virtio_net"]);
+        let bytes = std::fs::read(&img.path).unwrap();
+        assert_eq!(bytes.len() as u64, img.size);
+        let entries = cpio::parse(&bytes).unwrap();
+        let get = |n: &str| {
+            entries
+                .iter()
+                .find(|e| e.name == n)
+                .unwrap_or_else(|| panic!("no {n}"))
+        };
+        assert_eq!(get("init").mode, 0o100755);
+        assert_eq!(get("init").data.len(), 4096, "the agent goes in stripped");
+        assert_eq!(get("dev/console").rdev, (5, 1));
+        for dir in ["dev", "proc", "sys", "tmp", "modules"] {
+            assert_eq!(get(dir).mode & 0o170000, 0o040000);
+        }
+        assert_eq!(get("modules/03-virtio_pci.ko").data, b"\x7fELFpci");
+        assert_eq!(get("modules/04-virtio_console.ko").data, b"\x7fELFconsole");
+        assert_eq!(
+            String::from_utf8(get("modules/order").data.clone()).unwrap(),
+            "01-virtio_ring.ko\n02-virtio.ko\n03-virtio_pci.ko\n04-virtio_console.ko\n"
+        );
+        // Same inputs: the same file. Another agent: another file.
+        let again = build_uncached(&cache, &agent, &kernel, &[]).unwrap();
+        assert_eq!(again, img);
+        std::fs::write(&agent_path, fake_elf(8192, 0)).unwrap();
+        let other = build_uncached(&cache, &agent, &kernel, &[]).unwrap();
+        assert_ne!(other.path, img.path);
+        // No temporary files left behind.
+        let names: Vec<String> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("initramfs-") && n.ends_with(".cpio")),
+            "{names:?}"
+        );
+        // A missing extra module is an error naming it.
+        let e = build_uncached(&cache, &agent, &kernel, &["virtio_mmio"]).unwrap_err();
+        assert!(e.to_string().contains("virtio_mmio"), "{e}");
+    }
+
+    #[test]
+    fn truncated_cache_entry_is_rebuilt() {
+        let d = WorkDir::new("image-test").unwrap();
+        let kernel = fake_tree(d.path());
+        let agent_path = d.path().join("agent");
+        std::fs::write(&agent_path, fake_elf(4096, 0)).unwrap();
+        let agent = AgentBinary {
+            path: agent_path,
+            sha256: "y".into(),
+            size: 4096,
+        };
+        let img = build_uncached(d.path(), &agent, &kernel, &[]).unwrap();
+        std::fs::write(&img.path, b"torn").unwrap();
+        let again = build_uncached(d.path(), &agent, &kernel, &[]).unwrap();
+        assert!(cpio::parse(&std::fs::read(&again.path).unwrap()).is_ok());
+    }
+}

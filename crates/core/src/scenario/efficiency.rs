@@ -1,0 +1,638 @@
+//! The `efficiency` scenario: every workload on the host and in each guest, repetitions
+//! interleaved across backends (native, A, B, native, A, B, ...) so that drift of a shared machine
+//! hits all of them alike; then the ratio of medians with its bootstrap interval.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use hvbench_protocol::{ErrorKind, Job};
+use hvbench_stats::{ratio_of_medians, summarize, Samples};
+use hvbench_workloads::{Params, WorkloadInfo};
+use serde_json::json;
+
+use super::Progress;
+use crate::agent::AgentBinary;
+use crate::backends::{Availability, Backend, GuestSpec};
+use crate::guest::{with_timeout, Guest, GuestError, HostSample, JobEnd};
+use crate::host::HostInfo;
+use crate::results::*;
+use crate::workdir::WorkDir;
+
+/// The host and guest timings of one repetition may differ by this much before it is flagged.
+pub const CLOCK_TOLERANCE: f64 = 0.05;
+
+/// What to run.
+pub struct Plan {
+    /// Backends with their probe results; the baseline (native) must come first.
+    pub backends: Vec<(Box<dyn Backend>, Availability)>,
+    pub workloads: Vec<&'static WorkloadInfo>,
+    pub settings: Settings,
+    pub kernel: Option<PathBuf>,
+    pub out_dir: PathBuf,
+    pub command_line: Vec<String>,
+    /// Bound on a guest's silence during a job; `None` derives it from the workload.
+    pub timeout: Option<Duration>,
+}
+
+/// Why a scenario could not run at all (problems of single guests are results, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot write results to {path}: {source}")]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create a work directory: {0}")]
+    WorkDir(std::io::Error),
+    #[error("the first backend must be the baseline (native)")]
+    NoBaseline,
+}
+
+/// The finished run.
+pub struct Finished {
+    pub document: RunDocument,
+    pub path: PathBuf,
+    pub journal: PathBuf,
+}
+
+/// One backend during the run: its guest (while alive) and what became of it.
+struct Slot<'a> {
+    backend: &'a dyn Backend,
+    record: BackendRecord,
+    guest: Option<Guest>,
+    launches: u32,
+}
+
+/// The measurements of one workload on one backend, as they accumulate.
+#[derive(Default)]
+struct Acc {
+    active: bool,
+    status: Option<(RunStatus, String)>,
+    iterations: Option<u64>,
+    samples: Vec<f64>,
+    details: Vec<SampleDetail>,
+    works: Vec<f64>,
+}
+
+/// Runs the scenario. Guests that fail become failed runs in the document, with reasons.
+pub fn run(
+    plan: Plan,
+    agent: &AgentBinary,
+    progress: &dyn Progress,
+) -> Result<Finished, ScenarioError> {
+    if !plan.backends.first().is_some_and(|(b, _)| b.is_baseline()) {
+        return Err(ScenarioError::NoBaseline);
+    }
+    let started = SystemTime::now();
+    let run_id = format!("{}-efficiency", run_id_utc(started));
+    std::fs::create_dir_all(&plan.out_dir).map_err(|e| ScenarioError::Output {
+        path: plan.out_dir.clone(),
+        source: e,
+    })?;
+    let path = plan.out_dir.join(format!("{run_id}.json"));
+    let journal_path = plan.out_dir.join(format!("{run_id}.journal.jsonl"));
+    let mut journal = Journal::create(&journal_path).map_err(|e| ScenarioError::Output {
+        path: journal_path.clone(),
+        source: e,
+    })?;
+    let workdir = WorkDir::new("run").map_err(ScenarioError::WorkDir)?;
+    let host = HostInfo::detect();
+    journal.append(
+        &json!({"type": "start", "run_id": run_id, "host": host, "settings": plan.settings}),
+    );
+
+    let settings = plan.settings.clone();
+    let mut slots: Vec<Slot> = plan
+        .backends
+        .iter()
+        .map(|(b, avail)| Slot {
+            backend: b.as_ref(),
+            record: BackendRecord {
+                name: b.name().into(),
+                technique: b.technique().into(),
+                availability: avail.clone(),
+                guests: Vec::new(),
+            },
+            guest: None,
+            launches: 0,
+        })
+        .collect();
+    let runnable: Vec<usize> = (0..slots.len())
+        .filter(|&i| slots[i].record.availability.is_available())
+        .collect();
+    progress.begin((plan.workloads.len() * runnable.len()) as u64 * (1 + u64::from(settings.reps)));
+
+    let mut runs = Vec::new();
+    let mut warnings = Vec::new();
+    let mut interrupted = false;
+    for &i in &runnable {
+        ensure_guest(
+            &mut slots[i],
+            &settings,
+            &plan,
+            agent,
+            workdir.path(),
+            progress,
+        );
+    }
+
+    'workloads: for w in &plan.workloads {
+        progress.workload(w.name);
+        let params = Params::new();
+        let mut accs: Vec<Acc> = slots.iter().map(|_| Acc::default()).collect();
+        let timeout = plan.timeout.unwrap_or_else(|| silence_bound(w, &settings));
+
+        // Calibration and warm-up, per backend.
+        for &i in &runnable {
+            if crate::stop_requested() {
+                interrupted = true;
+                break 'workloads;
+            }
+            let acc = &mut accs[i];
+            let slot = &mut slots[i];
+            if !ensure_guest(slot, &settings, &plan, agent, workdir.path(), progress) {
+                acc.status = Some((RunStatus::Failed, guest_failure(slot)));
+                progress_skip(progress, settings.reps);
+                continue;
+            }
+            let guest = slot.guest.as_mut().expect("ensured");
+            let job = Job {
+                id: 0,
+                workload: w.name.into(),
+                params: params.clone(),
+                iterations: None,
+                target_s: settings.target_s,
+                warmup: settings.warmup,
+                reps: 0,
+                copies: settings.copies,
+            };
+            let backend = slot.record.name.clone();
+            let result = guest.run_job(job, timeout, |s| {
+                journal.append(&json!({"type": "warmup", "backend": backend, "workload": w.name, "value": s.msg.value,
+                    "iterations": s.msg.iterations}));
+            });
+            progress.step();
+            match result {
+                Ok(JobEnd::Done {
+                    iterations: Some(n),
+                }) => {
+                    acc.iterations = Some(n);
+                    acc.active = true;
+                }
+                Ok(JobEnd::Done { iterations: None }) => {
+                    acc.status = Some((
+                        RunStatus::Failed,
+                        "the agent did not report its calibration".into(),
+                    ));
+                }
+                Ok(JobEnd::Error { kind, message }) => {
+                    acc.status = Some(error_status(kind, message))
+                }
+                Err(e) => {
+                    let e = with_timeout(e, timeout);
+                    if matches!(e, GuestError::Interrupted) {
+                        interrupted = true;
+                        break 'workloads;
+                    }
+                    lose_guest(slot, &e, progress);
+                    acc.status = Some((RunStatus::Failed, format!("did not return (DNR): {e}")));
+                }
+            }
+            if !acc.active {
+                progress_skip(progress, settings.reps);
+            }
+        }
+
+        // Measured repetitions, interleaved; more rounds while a backend's CV is too high.
+        let mut round = 0;
+        loop {
+            let extra = round >= settings.reps;
+            let wanted: Vec<usize> = runnable
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    accs[i].active && (!extra || too_noisy(&accs[i].samples, settings.cv_threshold))
+                })
+                .collect();
+            if wanted.is_empty() || round >= settings.max_reps {
+                break;
+            }
+            if extra {
+                progress.grow(wanted.len() as u64);
+            }
+            for i in wanted {
+                if crate::stop_requested() {
+                    interrupted = true;
+                    finish_workload(w, &slots, &mut accs, &settings, &mut runs);
+                    break 'workloads;
+                }
+                let slot = &mut slots[i];
+                let acc = &mut accs[i];
+                let Some(guest) = slot.guest.as_mut() else {
+                    acc.active = false;
+                    continue;
+                };
+                let job = Job {
+                    id: 0,
+                    workload: w.name.into(),
+                    params: params.clone(),
+                    iterations: acc.iterations,
+                    target_s: settings.target_s,
+                    warmup: 0,
+                    reps: 1,
+                    copies: settings.copies,
+                };
+                let mut got: Option<HostSample> = None;
+                let result = guest.run_job(job, timeout, |s| got = Some(s));
+                progress.step();
+                match result {
+                    Ok(JobEnd::Done { .. }) => match got {
+                        Some(s) => {
+                            let d = detail(&s);
+                            journal.append(&json!({"type": "sample", "backend": slot.record.name, "workload": w.name,
+                                "round": round, "value": s.msg.value, "detail": d}));
+                            acc.samples.push(s.msg.value);
+                            acc.works.push(s.msg.work);
+                            acc.details.push(d);
+                        }
+                        None => {
+                            acc.active = false;
+                            acc.status = Some((
+                                RunStatus::Failed,
+                                "the agent finished a repetition without a sample".into(),
+                            ));
+                        }
+                    },
+                    Ok(JobEnd::Error { kind, message }) => {
+                        acc.active = false;
+                        acc.status = Some(error_status(kind, message));
+                    }
+                    Err(e) => {
+                        let e = with_timeout(e, timeout);
+                        if matches!(e, GuestError::Interrupted) {
+                            interrupted = true;
+                            finish_workload(w, &slots, &mut accs, &settings, &mut runs);
+                            break 'workloads;
+                        }
+                        lose_guest(slot, &e, progress);
+                        acc.active = false;
+                        acc.status =
+                            Some((RunStatus::Failed, format!("did not return (DNR): {e}")));
+                    }
+                }
+            }
+            round += 1;
+        }
+        finish_workload(w, &slots, &mut accs, &settings, &mut runs);
+    }
+    if crate::stop_requested() {
+        interrupted = true;
+    }
+    progress.finish();
+
+    for slot in &mut slots {
+        if let Some(g) = slot.guest.take() {
+            g.shutdown(Duration::from_secs(3));
+        }
+    }
+
+    let efficiency = efficiency_records(&runs, slots[0].record.name.as_str());
+    let flagged: usize = runs
+        .iter()
+        .map(|r| r.sample_details.iter().filter(|d| d.clock_flag).count())
+        .sum();
+    if flagged > 0 {
+        warnings.push(format!(
+            "{flagged} repetition(s) where the guest's clock and the host's disagreed by more than {:.0}% (see clock_flag in sample_details)",
+            CLOCK_TOLERANCE * 100.0
+        ));
+    }
+    for r in &runs {
+        if r.extra_reps > 0 {
+            warnings.push(format!(
+                "{} on {}: {} extra repetition(s) because CV exceeded {:.1}%",
+                r.workload,
+                r.backend,
+                r.extra_reps,
+                settings.cv_threshold * 100.0
+            ));
+        }
+    }
+    let document = RunDocument {
+        schema_version: SCHEMA_VERSION,
+        hvbench_version: env!("CARGO_PKG_VERSION").into(),
+        git_revision: crate::GIT_REVISION.into(),
+        run_id,
+        scenario: "efficiency".into(),
+        command_line: plan.command_line.clone(),
+        started_at: rfc3339_utc(started),
+        finished_at: rfc3339_utc(SystemTime::now()),
+        interrupted,
+        host,
+        agent: AgentRecord {
+            path: agent.path.display().to_string(),
+            sha256: agent.sha256.clone(),
+            size_bytes: agent.size,
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        settings,
+        backends: slots.into_iter().map(|s| s.record).collect(),
+        runs,
+        efficiency,
+        warnings,
+    };
+    journal.append(&json!({"type": "end", "interrupted": interrupted}));
+    document
+        .write_atomic(&path)
+        .map_err(|e| ScenarioError::Output {
+            path: path.clone(),
+            source: e,
+        })?;
+    Ok(Finished {
+        document,
+        path,
+        journal: journal_path,
+    })
+}
+
+fn progress_skip(progress: &dyn Progress, reps: u32) {
+    for _ in 0..reps {
+        progress.step();
+    }
+}
+
+fn error_status(kind: ErrorKind, message: String) -> (RunStatus, String) {
+    match kind {
+        ErrorKind::Unsupported => (RunStatus::Skipped, message),
+        ErrorKind::Failed | ErrorKind::Protocol => (RunStatus::Failed, message),
+    }
+}
+
+/// How long a guest may stay silent during one job of `w`: generous, because a guest under
+/// binary translation is slow to set up, but bounded, so a hung guest is noticed.
+fn silence_bound(w: &WorkloadInfo, s: &Settings) -> Duration {
+    let per_rep = s.target_s * f64::from(s.copies.max(1));
+    Duration::from_secs_f64(30.0 + 3.0 * f64::from(w.setup_timeout_s) + 20.0 * per_rep)
+}
+
+fn too_noisy(samples: &[f64], threshold: f64) -> bool {
+    Samples::new(samples.to_vec()).is_ok_and(|s| hvbench_stats::needs_more_reps(&s, threshold))
+}
+
+/// Starts the slot's guest if it has none; at most three launches per backend in a run.
+fn ensure_guest(
+    slot: &mut Slot,
+    settings: &Settings,
+    plan: &Plan,
+    agent: &AgentBinary,
+    workdir: &Path,
+    progress: &dyn Progress,
+) -> bool {
+    if slot.guest.is_some() {
+        return true;
+    }
+    if slot.launches >= 3 || crate::stop_requested() {
+        return false;
+    }
+    let label = format!("{}-{}", slot.backend.name(), slot.launches);
+    slot.launches += 1;
+    let dir = workdir.join(&label);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        slot.record.guests.push(failed_guest(
+            &label,
+            format!("cannot create {}: {e}", dir.display()),
+        ));
+        return false;
+    }
+    let spec = GuestSpec {
+        vcpus: settings.vcpus,
+        memory_mib: settings.memory_mib,
+        kernel: plan.kernel.clone(),
+        agent: agent.clone(),
+        workdir: dir,
+        label: label.clone(),
+    };
+    match Guest::start(slot.backend, &spec, slot.backend.hello_timeout()) {
+        Ok(g) => {
+            slot.record.guests.push(GuestRecord {
+                label,
+                config: g.config.clone(),
+                boot_s: Some(g.boot.as_secs_f64()),
+                guest_uptime_s: g.hello.uptime_s,
+                kernel: Some(g.hello.kernel.clone()),
+                cpus: Some(g.hello.cpus),
+                mem_total_kib: Some(g.hello.mem_total_kib),
+                clocksource: g.hello.clocksource.clone(),
+                cpu_accounting: g.cpu_method().into(),
+                setup_notes: g.hello.setup_notes.clone(),
+                failure: None,
+            });
+            slot.guest = Some(g);
+            true
+        }
+        Err(e) => {
+            progress.note(&format!(
+                "{}: guest failed to start: {e}",
+                slot.backend.name()
+            ));
+            slot.record.guests.push(failed_guest(&label, e.to_string()));
+            false
+        }
+    }
+}
+
+fn failed_guest(label: &str, failure: String) -> GuestRecord {
+    GuestRecord {
+        label: label.into(),
+        config: Default::default(),
+        boot_s: None,
+        guest_uptime_s: None,
+        kernel: None,
+        cpus: None,
+        mem_total_kib: None,
+        clocksource: None,
+        cpu_accounting: "none".into(),
+        setup_notes: Vec::new(),
+        failure: Some(failure),
+    }
+}
+
+fn guest_failure(slot: &Slot) -> String {
+    let last = slot.record.guests.last().and_then(|g| g.failure.clone());
+    format!(
+        "did not return (DNR): no guest: {}",
+        last.unwrap_or_else(|| "it could not be started".into())
+    )
+}
+
+/// Records why a guest is gone and kills it; the next workload starts a new one.
+fn lose_guest(slot: &mut Slot, e: &GuestError, progress: &dyn Progress) {
+    progress.note(&format!("{}: guest lost: {e}", slot.backend.name()));
+    if let Some(g) = slot.record.guests.last_mut() {
+        g.failure = Some(e.to_string());
+    }
+    slot.guest = None;
+}
+
+fn detail(s: &HostSample) -> SampleDetail {
+    let host = s.host_elapsed.as_secs_f64();
+    let guest_wall = s.msg.wall_ns as f64 * 1e-9;
+    SampleDetail {
+        guest_elapsed_s: s.msg.elapsed_ns as f64 * 1e-9,
+        guest_wall_s: guest_wall,
+        host_elapsed_s: host,
+        host_cpu_s: s.host_cpu.map(|c| c.as_secs_f64()),
+        clock_flag: host > 0.0 && ((host - guest_wall) / host).abs() > CLOCK_TOLERANCE,
+        extras: s.msg.extras.clone(),
+    }
+}
+
+fn finish_workload(
+    w: &WorkloadInfo,
+    slots: &[Slot],
+    accs: &mut [Acc],
+    settings: &Settings,
+    runs: &mut Vec<RunRecord>,
+) {
+    for (i, acc) in accs.iter_mut().enumerate() {
+        if !slots[i].record.availability.is_available() {
+            continue;
+        }
+        let (status, reason) = match acc.status.take() {
+            Some((s, r)) => (s, Some(r)),
+            None if acc.samples.is_empty() => continue,
+            None => (RunStatus::Ok, None),
+        };
+        runs.push(run_record(
+            w,
+            &slots[i].record.name,
+            status,
+            reason,
+            acc,
+            settings,
+        ));
+    }
+}
+
+fn run_record(
+    w: &WorkloadInfo,
+    backend: &str,
+    status: RunStatus,
+    reason: Option<String>,
+    acc: &Acc,
+    settings: &Settings,
+) -> RunRecord {
+    let summary = Samples::new(acc.samples.clone())
+        .ok()
+        .map(|s| summarize(&s));
+    let mut extras = BTreeMap::new();
+    let keys: std::collections::BTreeSet<&String> =
+        acc.details.iter().flat_map(|d| d.extras.keys()).collect();
+    for k in keys {
+        let vals: Vec<f64> = acc
+            .details
+            .iter()
+            .filter_map(|d| d.extras.get(k).copied())
+            .collect();
+        if let Some(m) = median(&vals) {
+            extras.insert(k.clone(), m);
+        }
+    }
+    RunRecord {
+        backend: backend.into(),
+        workload: w.name.into(),
+        unit: w.unit.into(),
+        higher_is_better: w.higher_is_better,
+        status,
+        reason,
+        iterations: acc.iterations,
+        copies: settings.copies,
+        samples: acc.samples.clone(),
+        sample_details: acc.details.clone(),
+        summary,
+        extra_reps: (acc.samples.len() as u32).saturating_sub(settings.reps),
+        host_cpu_per_op: host_cpu_per_op(w, &acc.details, &acc.works),
+        extras,
+    }
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Host CPU µs per operation (per MB for byte-counting workloads), median over repetitions.
+pub fn host_cpu_per_op(
+    w: &WorkloadInfo,
+    details: &[SampleDetail],
+    works: &[f64],
+) -> Option<HostCpuPerOp> {
+    let per_mb = w.unit.contains("MB");
+    let mut per_op = Vec::new();
+    let mut busy = Vec::new();
+    for (d, &work) in details.iter().zip(works) {
+        let cpu = d.host_cpu_s?;
+        let units = if per_mb { work * 1e-6 } else { work };
+        if units > 0.0 {
+            per_op.push(cpu * 1e6 / units);
+        }
+        if d.host_elapsed_s > 0.0 {
+            busy.push(cpu / d.host_elapsed_s);
+        }
+    }
+    Some(HostCpuPerOp {
+        value: median(&per_op)?,
+        unit: if per_mb {
+            "µs/MB".into()
+        } else {
+            "µs/op".into()
+        },
+        cores_busy: median(&busy)?,
+    })
+}
+
+/// Guest score / host score for every workload measured on both, with its interval.
+pub fn efficiency_records(runs: &[RunRecord], baseline: &str) -> Vec<EfficiencyRecord> {
+    let mut out = Vec::new();
+    for r in runs
+        .iter()
+        .filter(|r| r.backend != baseline && r.status == RunStatus::Ok)
+    {
+        let Some(base) = runs.iter().find(|b| {
+            b.backend == baseline && b.workload == r.workload && b.status == RunStatus::Ok
+        }) else {
+            continue;
+        };
+        let (Ok(guest), Ok(host)) = (
+            Samples::new(r.samples.clone()),
+            Samples::new(base.samples.clone()),
+        ) else {
+            continue;
+        };
+        let est = if r.higher_is_better {
+            ratio_of_medians(&guest, &host)
+        } else {
+            ratio_of_medians(&host, &guest)
+        };
+        let Ok(est) = est else { continue };
+        out.push(EfficiencyRecord {
+            backend: r.backend.clone(),
+            workload: r.workload.clone(),
+            ratio: est.point,
+            ci_low: est.ci_low,
+            ci_high: est.ci_high,
+            verdict: Verdict::from_interval(est.ci_low, est.ci_high),
+        });
+    }
+    out
+}

@@ -1,5 +1,0 @@
-//! (being written)
-
-use crate::WorkloadInfo;
-
-pub static WORKLOADS: &[WorkloadInfo] = &[];

@@ -1,0 +1,135 @@
+//! Context switches: `sched.ctxswitch.same` and `sched.ctxswitch.cross`.
+//!
+//! Two processes (the caller and a forked partner) pass one byte back and forth over two pipes.
+//! Each process blocks in `read` until the other writes, so on one CPU every hand-over is a
+//! context switch between two address spaces; a round trip is two switches. Pinned to two
+//! CPUs, each hand-over is instead a cross-CPU wake-up of a sleeping process.
+
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use super::os;
+use crate::{Outcome, Params, WorkloadError};
+
+/// The byte that tells the partner to exit.
+const QUIT: u8 = b'q';
+const PING: u8 = b'p';
+
+pub(super) fn ctxswitch_same(_params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    ctxswitch(false, iterations)
+}
+
+pub(super) fn ctxswitch_cross(_params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    ctxswitch(true, iterations)
+}
+
+/// One iteration is one round trip (two switches); the work is counted in switches.
+fn ctxswitch(cross: bool, iterations: u64) -> Result<Outcome, WorkloadError> {
+    let cpus = os::allowed_cpus()?;
+    let (mine, partners) = match (cross, cpus.as_slice()) {
+        (_, []) => return Err(WorkloadError::Failed("the affinity mask is empty".into())),
+        (false, [a, ..]) => (*a, *a),
+        (true, [a, b, ..]) => (*a, *b),
+        (true, [_]) => return Err(WorkloadError::Unsupported(one_cpu_reason())),
+    };
+
+    // Pin this thread first, so the partner is born on the same CPU; restore it at the end.
+    let _restore = os::AffinityGuard::save()?;
+    os::pin(0, mine)?;
+
+    let (to_child_r, to_child_w) = os::pipe()?;
+    let (to_parent_r, to_parent_w) = os::pipe()?;
+    let fds = [
+        to_child_r.as_raw_fd(),
+        to_child_w.as_raw_fd(),
+        to_parent_r.as_raw_fd(),
+        to_parent_w.as_raw_fd(),
+    ];
+    let mut child = os::fork_child(move || partner(fds))?;
+    drop(to_child_r);
+    drop(to_parent_w);
+    if cross {
+        os::pin(child.pid(), partners)?;
+    }
+
+    let (tx, rx) = (to_child_w.as_raw_fd(), to_parent_r.as_raw_fd());
+    // One untimed round trip: the partner is running, pinned and has its pipes in cache.
+    round_trip(tx, rx)?;
+    let start = Instant::now();
+    for _ in 0..iterations {
+        round_trip(tx, rx)?;
+    }
+    let elapsed = start.elapsed();
+
+    send(tx, QUIT)?;
+    child.wait_success("the context-switch partner")?;
+    Ok(Outcome::new(2.0 * iterations as f64, elapsed))
+}
+
+fn one_cpu_reason() -> String {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if online >= 2 {
+        format!("needs 2 CPUs, the affinity mask allows 1 of the {online} online")
+    } else {
+        "needs 2 CPUs, this system has 1".into()
+    }
+}
+
+fn send(fd: libc::c_int, byte: u8) -> Result<(), WorkloadError> {
+    loop {
+        // SAFETY: `byte` is one readable byte; `fd` is an open pipe end.
+        let n = unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+        if n == 1 {
+            return Ok(());
+        }
+        if n < 0 && os::errno() == libc::EINTR {
+            continue;
+        }
+        return Err(WorkloadError::os("writing to the context-switch partner"));
+    }
+}
+
+fn round_trip(tx: libc::c_int, rx: libc::c_int) -> Result<(), WorkloadError> {
+    send(tx, PING)?;
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: `byte` is one writable byte; `rx` is an open pipe end.
+        let n = unsafe { libc::read(rx, (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 && byte == PING {
+            return Ok(());
+        }
+        if n < 0 && os::errno() == libc::EINTR {
+            continue;
+        }
+        return Err(match n {
+            0 => WorkloadError::Failed("the context-switch partner died".into()),
+            1 => WorkloadError::Failed(format!("the partner answered {byte:#x}")),
+            _ => WorkloadError::os("reading from the context-switch partner"),
+        });
+    }
+}
+
+/// The forked partner: echoes every byte until QUIT or end of file. Only async-signal-safe
+/// calls (close, read, write), as the caller may be a multi-threaded test binary.
+fn partner([to_child_r, to_child_w, to_parent_r, to_parent_w]: [libc::c_int; 4]) -> libc::c_int {
+    // Close the parent's ends, so each side sees end of file if the other dies.
+    os::close_raw(to_child_w);
+    os::close_raw(to_parent_r);
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: `byte` is one writable byte; the descriptor is open in this process.
+        let n = unsafe { libc::read(to_child_r, (&mut byte as *mut u8).cast(), 1) };
+        match n {
+            1 if byte == QUIT => return 0,
+            1 => {}
+            0 => return 0,
+            _ if os::errno() == libc::EINTR => continue,
+            _ => return 2,
+        }
+        // SAFETY: `byte` is one readable byte; the descriptor is open in this process.
+        if unsafe { libc::write(to_parent_w, (&byte as *const u8).cast(), 1) } != 1 {
+            return 3;
+        }
+    }
+}
