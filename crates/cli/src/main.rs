@@ -28,6 +28,8 @@ enum Command {
     List(commands::list::ListArgs),
     /// Print the reports of a result document again.
     Report(commands::report::ReportArgs),
+    /// Which backends can run here, why not, and how to fix it.
+    Doctor(commands::doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(a),
         Command::List(a) => commands::list::list(a),
         Command::Report(a) => commands::report::report(a),
+        Command::Doctor(a) => commands::doctor::doctor(a),
     };
     match result {
         Ok(code) => code,

@@ -196,7 +196,7 @@ pub fn run_rep(
         copies::run_copies(w, params, iterations, copies)?
     };
     let wall = start.elapsed();
-    if !(out.work > 0.0) || out.elapsed.is_zero() {
+    if out.work.is_nan() || out.work <= 0.0 || out.elapsed.is_zero() {
         return Err(WorkloadError::Failed(format!(
             "{} measured nothing ({} units in {:?})",
             w.name, out.work, out.elapsed

@@ -112,7 +112,7 @@ fn mem_available_mib() -> Option<u64> {
 fn touched_buffer(words: usize, f: impl Fn(usize) -> u64) -> Result<Vec<u64>, WorkloadError> {
     let mut v = Vec::new();
     v.try_reserve_exact(words).map_err(|e| {
-        WorkloadError::Failed(format!("cannot allocate {} MiB: {e}", words * 8 >> 20))
+        WorkloadError::Failed(format!("cannot allocate {} MiB: {e}", (words * 8) >> 20))
     })?;
     v.extend((0..words).map(f));
     Ok(v)
@@ -155,8 +155,9 @@ fn run_read(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> 
 
 /// 0 + 1 + ... + (words - 1), the sum of the read buffer.
 fn expected_sum(words: usize) -> u64 {
+    // n (n - 1) / 2, halving whichever factor is even so that nothing overflows before it wraps
     let n = words as u64;
-    if n % 2 == 0 {
+    if n & 1 == 0 {
         (n / 2).wrapping_mul(n.wrapping_sub(1))
     } else {
         n.wrapping_mul((n - 1) / 2)

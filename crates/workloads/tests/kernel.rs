@@ -24,8 +24,9 @@ fn no_params() -> Params {
     BTreeMap::new()
 }
 
-/// Children of this process in state Z, from /proc/*/stat.
-fn zombie_children() -> Vec<String> {
+/// Children of this process (pid and state), from /proc/*/stat. The harness itself starts
+/// none, so once a test has finished every child it made must be gone, zombies above all.
+fn children() -> Vec<String> {
     let me = std::process::id().to_string();
     let mut zombies = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -44,16 +45,16 @@ fn zombie_children() -> Vec<String> {
             continue;
         };
         let fields: Vec<&str> = after.split_whitespace().collect();
-        if fields.len() >= 2 && fields[0] == "Z" && fields[1] == me {
-            zombies.push(pid.to_string());
+        if fields.len() >= 2 && fields[1] == me {
+            zombies.push(format!("{pid} in state {}", fields[0]));
         }
     }
     zombies
 }
 
 fn assert_no_zombies() {
-    let zombies = zombie_children();
-    assert!(zombies.is_empty(), "zombie children left: {zombies:?}");
+    let left = children();
+    assert!(left.is_empty(), "children left behind: {left:?}");
 }
 
 fn allowed_cpus() -> usize {
@@ -462,5 +463,21 @@ fn print_getppid_ns() {
             "{:24} {:>10.1} {} (min {:.1}, max {:.1}, n {n})",
             w.name, values[2], w.unit, values[0], values[4]
         );
+    }
+    for name in [
+        "sys.getppid",
+        "sched.ctxswitch.same",
+        "fault.divzero",
+        "proc.fork",
+    ] {
+        let w = find(name).unwrap();
+        let n = calibrate(w, &no_params(), Duration::from_millis(200)).unwrap();
+        for copies in [2, 16] {
+            let r = run_rep(w, &no_params(), n, copies).unwrap();
+            println!(
+                "{name:24} x{copies:<2} {:>10.1} {} aggregate (copies {:.1} .. {:.1})",
+                r.value, w.unit, r.extras["copy_min"], r.extras["copy_max"]
+            );
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod backend_args;
+pub mod doctor;
 pub mod list;
 pub mod report;
 pub mod run;

@@ -8,6 +8,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use hvbench_core::agent::AgentBinary;
 use hvbench_core::backends::{self, Availability, Backend};
+
+use super::backend_args::BackendArgs;
 use hvbench_core::results::Settings;
 use hvbench_core::scenario::efficiency::{self, Plan};
 use hvbench_workloads::WorkloadInfo;
@@ -63,6 +65,8 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 /// Workloads of a suite: `quick` and `full` hold every micro workload; group suites a part.
@@ -104,10 +108,12 @@ fn select_workloads(args: &RunArgs) -> anyhow::Result<Vec<&'static WorkloadInfo>
 
 fn select_backends(args: &RunArgs) -> anyhow::Result<(Vec<Box<dyn Backend>>, bool)> {
     let explicit = !args.backends.is_empty();
-    let mut chosen: Vec<Box<dyn Backend>> = vec![backends::find("native").expect("native exists")];
+    let opts = args.backend.options();
+    let mut chosen: Vec<Box<dyn Backend>> =
+        vec![backends::find("native", &opts).expect("native exists")];
     if explicit {
         for name in &args.backends {
-            let Some(b) = backends::find(name) else {
+            let Some(b) = backends::find(name, &opts) else {
                 bail!(
                     "unknown backend {name:?}; valid backends: {}",
                     backends::names().join(", ")
@@ -118,7 +124,11 @@ fn select_backends(args: &RunArgs) -> anyhow::Result<(Vec<Box<dyn Backend>>, boo
             }
         }
     } else {
-        chosen.extend(backends::all().into_iter().filter(|b| !b.is_baseline()));
+        chosen.extend(
+            backends::all_with(&opts)
+                .into_iter()
+                .filter(|b| !b.is_baseline()),
+        );
     }
     Ok((chosen, explicit))
 }
@@ -133,18 +143,20 @@ fn check_writable(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Probes backends in parallel: each probe is bounded, so the slowest bounds the wait.
-fn probe_all(
+/// Probes backends in parallel: each probe is bounded, so the slowest bounds the wait. Returns
+/// each backend with its availability and how long its probe took.
+pub fn probe_all(
     chosen: Vec<Box<dyn Backend>>,
     agent: &AgentBinary,
-) -> Vec<(Box<dyn Backend>, Availability)> {
+) -> Vec<(Box<dyn Backend>, Availability, Duration)> {
     std::thread::scope(|s| {
         let handles: Vec<_> = chosen
             .into_iter()
             .map(|b| {
                 s.spawn(move || {
+                    let t0 = std::time::Instant::now();
                     let a = b.probe(agent);
-                    (b, a)
+                    (b, a, t0.elapsed())
                 })
             })
             .collect();
@@ -195,7 +207,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     check_writable(&args.out)?;
     let agent = AgentBinary::locate()?;
 
-    let probed = probe_all(chosen, &agent);
+    let probed: Vec<_> = probe_all(chosen, &agent)
+        .into_iter()
+        .map(|(b, a, _)| (b, a))
+        .collect();
     let mut unavailable = Vec::new();
     for (b, a) in &probed {
         if let Availability::Unavailable { reason, hint } = a {
@@ -228,7 +243,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         max_reps,
         vcpus: args.vcpus,
         memory_mib: args.memory,
-        confidence: hvbench_stats_confidence(),
+        confidence: hvbench_core::stats::CONFIDENCE,
         bootstrap_resamples: hvbench_core::stats::BOOTSTRAP_RESAMPLES,
         bootstrap_seed: hvbench_core::stats::SEED,
     };
@@ -251,8 +266,4 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn hvbench_stats_confidence() -> f64 {
-    hvbench_core::stats::CONFIDENCE
 }

@@ -15,8 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentBinary;
 
+pub mod gvisor;
+pub mod host_tool;
+pub mod namespace;
 pub mod native;
 pub mod qemu;
+pub mod ssh;
 
 /// Whether a backend can run guests on this host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,18 +126,39 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// Options of the backends that need some (the SSH target, a forced gVisor platform).
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    /// `user@host[:port]` of an existing machine for the `ssh` backend.
+    pub ssh_target: Option<String>,
+    /// Identity file for the `ssh` backend.
+    pub ssh_identity: Option<PathBuf>,
+    /// Extra `-o` options for the `ssh` backend (`StrictHostKeyChecking=...` is the user's call).
+    pub ssh_options: Vec<String>,
+    /// Force a gVisor platform (`systrap`, `ptrace`, `kvm`) instead of probing.
+    pub gvisor_platform: Option<String>,
+}
+
 /// Every backend hvbench knows, in the order reports show them.
-pub fn all() -> Vec<Box<dyn Backend>> {
+pub fn all_with(opts: &BackendOptions) -> Vec<Box<dyn Backend>> {
     vec![
         Box::new(native::Native),
+        Box::new(namespace::Namespace::new()),
+        Box::new(gvisor::Gvisor::new(opts)),
         Box::new(qemu::QemuTcg),
         Box::new(qemu::QemuKvm),
+        Box::new(ssh::Ssh::new(opts)),
     ]
 }
 
+/// Every backend hvbench knows, with default options.
+pub fn all() -> Vec<Box<dyn Backend>> {
+    all_with(&BackendOptions::default())
+}
+
 /// Finds a backend by name.
-pub fn find(name: &str) -> Option<Box<dyn Backend>> {
-    all().into_iter().find(|b| b.name() == name)
+pub fn find(name: &str, opts: &BackendOptions) -> Option<Box<dyn Backend>> {
+    all_with(opts).into_iter().find(|b| b.name() == name)
 }
 
 /// The names of every backend, for error messages.

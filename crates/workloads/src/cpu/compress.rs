@@ -6,9 +6,9 @@
 //! binary with no C library to link, at level 9 (900 kB blocks), the `bzip2` command's default;
 //! that level needs about 7.6 MB of state while it compresses.
 //!
-//! The corpus is English-like text generated from a fixed seed: words of a 4096-word made-up
+//! The corpus is English-like text generated from a fixed seed: words of an 8192-word made-up
 //! vocabulary drawn with a Zipf-like skew, in sentences and wrapped lines, with an occasional
-//! number. bzip2 compresses it about 3.5 to 1, like real prose.
+//! number. bzip2 compresses it about 3.7 to 1, like real prose.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -23,9 +23,11 @@ use crate::{param_u64, Outcome, Params, WorkloadError};
 const LEVEL: u32 = 9;
 const DEFAULT_CORPUS_KIB: u64 = 1024;
 const MAX_CORPUS_KIB: u64 = 64 * 1024;
-const VOCAB: usize = 4096;
-const SKEW: i32 = 3;
-const NUM: u64 = 40;
+/// Corpus shape, tuned so that bzip2 -9 compresses 1 MiB of it 3.7 to 1 (real English prose
+/// gives 3.5 to 4): words in the vocabulary, the skew of their draw, one number in NUMBER_ONE_IN.
+const VOCABULARY: usize = 8192;
+const SKEW: i32 = 2;
+const NUMBER_ONE_IN: u64 = 40;
 const SEED: u64 = 0x6876_6265_6e63_6831; // "hvbench1"
 
 /// `cpu.compress`: one iteration compresses the corpus once; the work is its size in bytes.
@@ -84,17 +86,17 @@ fn check_round_trip(corpus: &[u8], compressed: &[u8]) -> Result<(), WorkloadErro
 /// `len` bytes of generated English-like text, the same on every system.
 fn corpus(len: usize) -> Vec<u8> {
     let mut rng = SplitMix64::new(SEED);
-    let vocabulary = vocabulary(&mut rng, VOCAB);
+    let vocabulary = vocabulary(&mut rng, VOCABULARY);
     let mut text = Vec::with_capacity(len + 64);
     let mut line = 0usize;
     while text.len() < len {
         let words = 4 + rng.below(16);
         for w in 0..words {
-            let word: &[u8] = if rng.below(NUM) == 0 {
+            let word: &[u8] = if rng.below(NUMBER_ONE_IN) == 0 {
                 // a number: the least compressible part of real text
                 &number(&mut rng)
             } else {
-                // Zipf-like: u^4 puts about half of the draws on the first 6% of the words.
+                // Zipf-like: with u^2 a quarter of the draws fall on the first 6% of the words.
                 let u = rng.next_u64() as f64 / u64::MAX as f64;
                 &vocabulary[(u.powi(SKEW) * vocabulary.len() as f64) as usize % vocabulary.len()]
             };
@@ -179,8 +181,7 @@ mod tests {
         let mut out = Vec::new();
         compress(&c, &mut out).unwrap();
         let ratio = c.len() as f64 / out.len() as f64;
-        println!("RATIO {ratio}");
-        assert!((3.0..4.5).contains(&ratio), "ratio {ratio}");
+        assert!((3.0..4.0).contains(&ratio), "ratio {ratio}");
         check_round_trip(&c, &out).unwrap();
     }
 }

@@ -282,9 +282,9 @@ fn check(s: &FinalState, loops: u64) -> Result<(), String> {
 // ----- The original's first file: Proc_1 .. Proc_5 -----------------------------------------
 
 fn proc_1(g: &mut Globals, heap: &mut [Record; 2], f2: &SecondFile, ptr_val_par: RecPointer) {
-    let next_record = heap[ptr_val_par].ptr_comp; // == Ptr_Glob_Next
-                                                  // Local variable, initialized with Ptr_Val_Par->Ptr_Comp, corresponds to
-                                                  // "rename" in Ada, "with" in Pascal
+    // A local initialised with Ptr_Val_Par->Ptr_Comp (== Next_Ptr_Glob), like "rename" in Ada
+    // or "with" in Pascal.
+    let next_record = heap[ptr_val_par].ptr_comp;
     heap[heap[ptr_val_par].ptr_comp] = heap[g.ptr_glob];
     heap[ptr_val_par].int_comp = 5;
     heap[next_record].int_comp = heap[ptr_val_par].int_comp;
@@ -384,6 +384,7 @@ fn proc_8(
     arr_1_par_ref[int_loc] = int_2_par_val;
     arr_1_par_ref[int_loc + 1] = arr_1_par_ref[int_loc];
     arr_1_par_ref[int_loc + 30] = int_loc as i32;
+    #[allow(clippy::needless_range_loop)] // the original's loop, kept as written
     for int_index in int_loc..=int_loc + 1 {
         arr_2_par_ref[int_loc][int_index] = int_loc as i32;
     }

@@ -195,14 +195,20 @@ pub(crate) fn pin(pid: libc::pid_t, cpu: usize) -> Result<(), WorkloadError> {
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `cpu` came from allowed_cpus, so it is below the number of bits in the set.
     unsafe { libc::CPU_SET(cpu, &mut set) };
-    set_affinity(pid, &set).map_err(|_| WorkloadError::os(&format!("pinning to CPU {cpu}")))
+    set_affinity(pid, &set).map_err(|e| match e.raw_os_error() {
+        // A sandbox that does not let processes choose their CPUs.
+        Some(libc::EPERM | libc::ENOSYS) => {
+            WorkloadError::Unsupported(format!("cannot pin to CPU {cpu}: {e}"))
+        }
+        _ => WorkloadError::Failed(format!("pinning to CPU {cpu}: {e}")),
+    })
 }
 
-fn set_affinity(pid: libc::pid_t, set: &libc::cpu_set_t) -> Result<(), WorkloadError> {
+fn set_affinity(pid: libc::pid_t, set: &libc::cpu_set_t) -> std::io::Result<()> {
     // SAFETY: `set` is a valid cpu_set_t of the size passed.
     let rc = unsafe { libc::sched_setaffinity(pid, std::mem::size_of_val(set), set) };
     if rc != 0 {
-        return Err(WorkloadError::os("sched_setaffinity"));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

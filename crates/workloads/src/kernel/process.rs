@@ -224,3 +224,29 @@ impl Drop for NoopProgram {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u64_at(f: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(f[at..at + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn noop_elf_is_a_small_consistent_executable() {
+        let f = noop_elf();
+        assert!((120..=200).contains(&f.len()), "{} bytes", f.len());
+        assert_eq!(&f[..4], b"\x7fELF");
+        assert_eq!(u16::from_le_bytes([f[16], f[17]]), 2, "ET_EXEC");
+        assert_eq!(u16::from_le_bytes([f[18], f[19]]), 62, "EM_X86_64");
+        // The entry point is the code at the end of the file, inside the PT_LOAD segment.
+        let entry = u64_at(&f, 24);
+        let code_at = (entry - BASE) as usize;
+        assert_eq!(&f[code_at..], &NOOP_CODE);
+        let load = EHDR_LEN;
+        assert_eq!(u32::from_le_bytes(f[load..load + 4].try_into().unwrap()), 1);
+        assert_eq!(u64_at(&f, load + 16), BASE);
+        assert_eq!(u64_at(&f, load + 32), f.len() as u64, "p_filesz");
+    }
+}

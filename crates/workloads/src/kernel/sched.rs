@@ -127,9 +127,14 @@ fn partner([to_child_r, to_child_w, to_parent_r, to_parent_w]: [libc::c_int; 4])
             _ if os::errno() == libc::EINTR => continue,
             _ => return 2,
         }
-        // SAFETY: `byte` is one readable byte; the descriptor is open in this process.
-        if unsafe { libc::write(to_parent_w, (&byte as *const u8).cast(), 1) } != 1 {
-            return 3;
+        loop {
+            // SAFETY: `byte` is one readable byte; the descriptor is open in this process.
+            let n = unsafe { libc::write(to_parent_w, (&byte as *const u8).cast(), 1) };
+            match n {
+                1 => break,
+                _ if n < 0 && os::errno() == libc::EINTR => continue,
+                _ => return 3,
+            }
         }
     }
 }

@@ -1,0 +1,600 @@
+//! One end-to-end test, written once and run on every backend that can start here (the table
+//! in `every_backend!` at the bottom): start a guest, check its hello, run a job, shut down,
+//! and prove that no process of the guest is left. A second body kills a guest mid-job and
+//! checks that the host notices at once instead of hanging.
+//!
+//! A backend that is unavailable here is skipped with its reason, except under `CI=true`, where
+//! the backends CI installs (namespaces, gVisor, a local sshd) must run.
+//!
+//! The `ssh` backend is tested against an sshd this test starts on 127.0.0.1 with throw-away
+//! keys; host-key checking stays on, through a known_hosts file written for that sshd.
+//!
+//! The tests run one at a time (a lock): "no process of this guest remains" is checked by a
+//! marker variable in the environment of everything the test process starts, which only works
+//! when one guest exists at a time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use hvbench_core::agent::AgentBinary;
+use hvbench_core::backends::gvisor::Gvisor;
+use hvbench_core::backends::namespace::{Namespace, Tool};
+use hvbench_core::backends::native::Native;
+use hvbench_core::backends::ssh::Ssh;
+use hvbench_core::backends::{Backend, BackendOptions, GuestSpec};
+use hvbench_core::guest::{Guest, GuestError, JobEnd};
+use hvbench_core::workdir::WorkDir;
+use hvbench_protocol::Job;
+
+/// Set in this process's environment, so every process a backend starts here inherits it.
+const MARKER_VAR: &str = "HVBENCH_TEST_MARKER";
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// One guest at a time (see the module docs). A failed test must not block the others.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The marker value; sets the variable on first use (under the lock, before any spawn).
+fn marker() -> &'static str {
+    static MARKER: OnceLock<String> = OnceLock::new();
+    MARKER.get_or_init(|| {
+        let m = format!("backends-stdio-{}", std::process::id());
+        std::env::set_var(MARKER_VAR, &m);
+        m
+    })
+}
+
+/// The agent built from this tree, with this test's profile: `HVBENCH_AGENT`, or
+/// `cargo build -p hvbench --bin hvbench-agent` (a no-op when `cargo test --workspace` built it
+/// already; cargo releases the build lock before it runs tests, so this does not block).
+fn agent() -> AgentBinary {
+    static AGENT: OnceLock<AgentBinary> = OnceLock::new();
+    AGENT
+        .get_or_init(|| {
+            if std::env::var_os("HVBENCH_AGENT").is_some() {
+                return AgentBinary::locate().expect("HVBENCH_AGENT names a static agent");
+            }
+            let exe = std::env::current_exe().unwrap();
+            // target/<triple>/<profile>/deps/backends_stdio-<hash>
+            let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.current_dir(&workspace).args([
+                "build",
+                "--quiet",
+                "-p",
+                "hvbench",
+                "--bin",
+                "hvbench-agent",
+            ]);
+            if release {
+                cmd.arg("--release");
+            }
+            let out = cmd.output().expect("run cargo build");
+            assert!(
+                out.status.success(),
+                "cargo build -p hvbench --bin hvbench-agent failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            AgentBinary::from_path(&profile_dir.join("hvbench-agent"))
+                .expect("the agent just built")
+        })
+        .clone()
+}
+
+/// A backend to test, and what it needs kept alive meanwhile.
+struct Subject {
+    backend: Box<dyn Backend>,
+    sshd: Option<Sshd>,
+}
+
+impl Subject {
+    fn plain(backend: impl Backend + 'static) -> Result<Subject, String> {
+        Ok(Subject {
+            backend: Box::new(backend),
+            sshd: None,
+        })
+    }
+}
+
+fn native() -> Result<Subject, String> {
+    Subject::plain(Native)
+}
+
+fn namespace() -> Result<Subject, String> {
+    Subject::plain(Namespace::new())
+}
+
+fn namespace_bwrap() -> Result<Subject, String> {
+    Subject::plain(Namespace::with_tool(Tool::Bwrap))
+}
+
+fn gvisor() -> Result<Subject, String> {
+    Subject::plain(Gvisor::new(&BackendOptions::default()))
+}
+
+fn ssh() -> Result<Subject, String> {
+    let sshd = Sshd::start()?;
+    Ok(Subject {
+        backend: Box::new(Ssh::new(&sshd.options)),
+        sshd: Some(sshd),
+    })
+}
+
+/// Prepares `make`'s backend, or explains why it cannot run here (a failure under CI when
+/// `required`).
+fn prepare(name: &str, make: fn() -> Result<Subject, String>, required: bool) -> Option<Subject> {
+    let skip = |why: String| {
+        if required && ci() {
+            panic!("{name} must run in CI, but: {why}");
+        }
+        eprintln!("skipping {name}: {why}");
+        None
+    };
+    let subject = match make() {
+        Ok(s) => s,
+        Err(why) => return skip(why),
+    };
+    let t0 = Instant::now();
+    let availability = subject.backend.probe(&agent());
+    eprintln!("{name}: probe {availability:?} in {:?}", t0.elapsed());
+    if !availability.is_available() {
+        return skip(format!("{availability:?}"));
+    }
+    Some(subject)
+}
+
+fn spec(wd: &WorkDir, label: &str) -> GuestSpec {
+    GuestSpec {
+        vcpus: 1,
+        memory_mib: 256,
+        kernel: None,
+        agent: agent(),
+        workdir: wd.path().to_path_buf(),
+        label: label.into(),
+    }
+}
+
+fn getppid_job(target_s: f64, reps: u32) -> Job {
+    Job {
+        id: 0,
+        workload: "sys.getppid".into(),
+        params: BTreeMap::new(),
+        iterations: None,
+        target_s,
+        warmup: 0,
+        reps,
+        copies: 1,
+    }
+}
+
+/// The end-to-end body every backend runs.
+fn end_to_end(name: &str, make: fn() -> Result<Subject, String>, required: bool) {
+    let _one_at_a_time = serial();
+    marker();
+    let Some(subject) = prepare(name, make, required) else {
+        return;
+    };
+    let backend = &*subject.backend;
+    let wd = WorkDir::new(name).unwrap();
+    let spec = spec(&wd, &format!("{name}-e2e"));
+    let mut guest = Guest::start(backend, &spec, backend.hello_timeout())
+        .unwrap_or_else(|e| panic!("{name}: guest did not start: {e}"));
+    eprintln!("{name}: launch to hello {:?}", guest.boot);
+    eprintln!("{name}: config {:?}", guest.config);
+    assert_eq!(guest.hello.agent_version, env!("CARGO_PKG_VERSION"));
+    assert!(guest.hello.cpus >= 1, "{:?}", guest.hello);
+    assert!(
+        !guest.hello.is_init,
+        "the agent must not act as init here: {:?}",
+        guest.hello
+    );
+    assert!(!guest.config.command_line.is_empty());
+
+    let running = GuestProcesses::snapshot(&guest, &wd, &subject);
+    assert!(
+        !running.marked.is_empty(),
+        "{name}: the marker should be on the guest's host processes"
+    );
+
+    let mut samples = Vec::new();
+    let end = guest
+        .run_job(getppid_job(0.02, 2), Duration::from_secs(60), |s| {
+            samples.push(s)
+        })
+        .unwrap_or_else(|e| panic!("{name}: job failed: {e}"));
+    assert!(matches!(end, JobEnd::Done { .. }), "{name}: {end:?}");
+    assert_eq!(samples.len(), 2, "{name}: {samples:?}");
+    for s in &samples {
+        assert!(!s.msg.warmup);
+        assert!(s.msg.value.is_finite() && s.msg.value > 0.0, "{s:?}");
+        assert!(s.msg.iterations > 0 && s.msg.elapsed_ns > 0, "{s:?}");
+    }
+
+    guest.shutdown(Duration::from_secs(10));
+    let _ = Command::new("setsid").args(["-f", "sleep", "7"]).status();
+    running.assert_all_gone(name);
+}
+
+/// A guest whose host processes die mid-job makes `run_job` fail promptly, not hang.
+fn killed_mid_job(name: &str, make: fn() -> Result<Subject, String>, required: bool) {
+    let _one_at_a_time = serial();
+    marker();
+    let Some(subject) = prepare(name, make, required) else {
+        return;
+    };
+    let backend = &*subject.backend;
+    let wd = WorkDir::new(name).unwrap();
+    let spec = spec(&wd, &format!("{name}-kill"));
+    let mut guest = Guest::start(backend, &spec, backend.hello_timeout())
+        .unwrap_or_else(|e| panic!("{name}: guest did not start: {e}"));
+    let running = GuestProcesses::snapshot(&guest, &wd, &subject);
+    let pids = guest.host_pids();
+    let mut killed_at = None;
+    let t0 = Instant::now();
+    let result = guest.run_job(getppid_job(0.2, 50), Duration::from_secs(60), |_| {
+        if killed_at.is_none() {
+            for &pid in &pids {
+                // SAFETY: kill has no memory-safety preconditions; -pid is the process group
+                // the backend started this guest's process in.
+                unsafe {
+                    libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+                }
+            }
+            killed_at = Some(Instant::now());
+        }
+    });
+    let killed_at = killed_at.unwrap_or_else(|| panic!("{name}: no sample arrived: {result:?}"));
+    let noticed = killed_at.elapsed();
+    eprintln!("{name}: killed mid-job, noticed after {noticed:?}");
+    assert!(
+        matches!(result, Err(GuestError::Closed { .. })),
+        "{name}: {result:?}"
+    );
+    assert!(
+        noticed < Duration::from_secs(5) && t0.elapsed() < Duration::from_secs(30),
+        "{name}: took {noticed:?} to notice"
+    );
+    drop(guest);
+    running.assert_all_gone(name);
+}
+
+/// A process as /proc shows it.
+#[derive(Debug, Clone)]
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    /// Start time in clock ticks since boot: with the PID, it names one process for certain.
+    start: u64,
+    zombie: bool,
+    cmdline: String,
+    marked: bool,
+}
+
+fn processes() -> Vec<Proc> {
+    let needle = format!("{MARKER_VAR}={}", marker());
+    let mut all = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split(' ').collect();
+        if f.len() < 20 {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        let marked = std::fs::read(e.path().join("environ"))
+            .map(|b| {
+                b.split(|&c| c == 0)
+                    .any(|v| v == needle.as_bytes())
+            })
+            .unwrap_or(false);
+        all.push(Proc {
+            pid,
+            ppid: f[1].parse().unwrap_or(0),
+            start: f[19].parse().unwrap_or(0),
+            zombie: f[0] == "Z" || f[0] == "X",
+            cmdline,
+            marked,
+        });
+    }
+    all
+}
+
+fn descendants(all: &[Proc], roots: &[u32]) -> BTreeSet<(u32, u64)> {
+    let mut found = BTreeSet::new();
+    let mut frontier: Vec<u32> = roots.to_vec();
+    while let Some(p) = frontier.pop() {
+        for c in all.iter().filter(|c| c.ppid == p && !c.zombie) {
+            if found.insert((c.pid, c.start)) {
+                frontier.push(c.pid);
+            }
+        }
+    }
+    found
+}
+
+/// Everything that makes one guest on this host, seen while it runs.
+struct GuestProcesses {
+    /// The guest's host processes and all their descendants, and every marked process.
+    tracked: BTreeSet<(u32, u64)>,
+    marked: Vec<u32>,
+    /// Strings that only this guest's processes have on their command line.
+    needles: Vec<String>,
+    /// For ssh: the sshd whose session processes must end, and the remote directory.
+    sshd_pid: Option<u32>,
+    remote_dir: Option<PathBuf>,
+}
+
+impl GuestProcesses {
+    fn snapshot(guest: &Guest, wd: &WorkDir, subject: &Subject) -> GuestProcesses {
+        let all = processes();
+        let roots = guest.host_pids();
+        let mut tracked = descendants(&all, &roots);
+        for p in all.iter().filter(|p| roots.contains(&p.pid) || p.marked) {
+            tracked.insert((p.pid, p.start));
+        }
+        let marked = all.iter().filter(|p| p.marked).map(|p| p.pid).collect();
+        let mut needles = vec![wd.path().display().to_string()];
+        let remote_dir = guest.config.settings.get("remote_dir").map(PathBuf::from);
+        if let Some(d) = &remote_dir {
+            needles.push(d.display().to_string());
+        }
+        let sshd_pid = subject.sshd.as_ref().map(|s| s.child.id());
+        if let Some(sshd) = sshd_pid {
+            tracked.extend(descendants(&all, &[sshd]));
+        }
+        GuestProcesses {
+            tracked,
+            marked,
+            needles,
+            sshd_pid,
+            remote_dir,
+        }
+    }
+
+    /// What of the guest is still there.
+    fn leftovers(&self) -> Vec<String> {
+        let all = processes();
+        let mut left = Vec::new();
+        for p in all.iter().filter(|p| !p.zombie && p.pid != std::process::id()) {
+            let why = if self.tracked.contains(&(p.pid, p.start)) {
+                "was part of the guest"
+            } else if p.marked {
+                "carries the marker"
+            } else if self.needles.iter().any(|n| p.cmdline.contains(n.as_str())) {
+                "names the guest's directory"
+            } else if self.sshd_pid.is_some_and(|s| p.ppid == s) {
+                "is an sshd session"
+            } else {
+                continue;
+            };
+            left.push(format!("{} ({why}): {}", p.pid, p.cmdline));
+        }
+        if let Some(d) = &self.remote_dir {
+            if d.exists() {
+                left.push(format!("remote directory {} still exists", d.display()));
+            }
+        }
+        left
+    }
+
+    /// Waits a little for processes that are being torn down (sshd sessions end after their
+    /// client), then fails if anything of the guest remains.
+    fn assert_all_gone(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!("{name}: left behind:\n{}", left.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// An sshd on 127.0.0.1 with throw-away host and client keys, killed on drop.
+struct Sshd {
+    child: Child,
+    options: BackendOptions,
+    _dir: WorkDir,
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+impl Sshd {
+    fn start() -> Result<Sshd, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not root: the test's sshd needs root".into());
+        }
+        let sshd = find_program("sshd").ok_or("sshd not found (apt-get install openssh-server)")?;
+        let keygen = find_program("ssh-keygen").ok_or("ssh-keygen not found")?;
+        let unshare = find_program("unshare").ok_or("unshare not found")?;
+        let dir = WorkDir::new("sshd").map_err(|e| e.to_string())?;
+        let d = dir.path();
+        for key in ["host_key", "client_key"] {
+            let st = Command::new(&keygen)
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "hvbench-test", "-f"])
+                .arg(d.join(key))
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !st.success() {
+                return Err(format!("ssh-keygen failed for {key}"));
+            }
+        }
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys"))
+            .map_err(|e| e.to_string())?;
+        let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
+        let host_pub: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+        let mut last_error = String::new();
+        for _attempt in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| e.to_string())?
+                .port();
+            let config = d.join("sshd_config");
+            std::fs::write(
+                &config,
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile none\n\
+                     AuthorizedKeysFile {auth}\nPermitRootLogin prohibit-password\n\
+                     PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                     StrictModes no\nUsePAM no\nPrintMotd no\nLogLevel VERBOSE\n",
+                    host = d.join("host_key").display(),
+                    auth = d.join("authorized_keys").display(),
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+            let log = std::fs::File::create(d.join("sshd.log")).map_err(|e| e.to_string())?;
+            // Debian's sshd insists on /run/sshd (its privilege-separation directory), which
+            // only the ssh service creates. A private mount namespace with a tmpfs over /run
+            // gives it one without touching the host.
+            let mut cmd = Command::new(&unshare);
+            cmd.args(["--mount", "--", "/bin/sh", "-c"])
+                .arg(
+                    "mount -t tmpfs -o mode=0755 hvbench-sshd /run && mkdir -m 0755 /run/sshd \
+                     && exec \"$0\" -D -e -f \"$1\"",
+                )
+                .arg(&sshd)
+                .arg(&config)
+                .env_remove(MARKER_VAR)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log);
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let up = loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break true;
+                }
+                if Instant::now() >= deadline || matches!(child.try_wait(), Ok(Some(_))) {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if !up {
+                kill_group(&mut child);
+                last_error = std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
+                continue;
+            }
+            let known_hosts = d.join("known_hosts");
+            std::fs::write(
+                &known_hosts,
+                format!("[127.0.0.1]:{port} {}\n", host_pub.join(" ")),
+            )
+            .map_err(|e| e.to_string())?;
+            let options = BackendOptions {
+                ssh_target: Some(format!("root@127.0.0.1:{port}")),
+                ssh_identity: Some(d.join("client_key")),
+                // Host-key checking stays on, against this sshd's key only.
+                ssh_options: vec![
+                    format!("UserKnownHostsFile={}", known_hosts.display()),
+                    "GlobalKnownHostsFile=/dev/null".into(),
+                    "IdentitiesOnly=yes".into(),
+                ],
+                ..Default::default()
+            };
+            return Ok(Sshd {
+                child,
+                options,
+                _dir: dir,
+            });
+        }
+        Err(format!("sshd did not start: {last_error}"))
+    }
+}
+
+fn kill_group(child: &mut Child) {
+    // SAFETY: kill has no memory-safety preconditions; the child leads its own process group
+    // and is not reaped yet, so the group id is still its own.
+    unsafe {
+        libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}
+
+/// The table: every backend with its agent on a byte stream, and whether CI must run it.
+macro_rules! every_backend {
+    ($($name:ident: $make:expr, required_in_ci: $required:expr;)*) => {
+        mod end_to_end {
+            $(
+                #[test]
+                fn $name() {
+                    super::end_to_end(stringify!($name), $make, $required);
+                }
+            )*
+        }
+        mod killed_mid_job {
+            $(
+                #[test]
+                fn $name() {
+                    super::killed_mid_job(stringify!($name), $make, $required);
+                }
+            )*
+        }
+    };
+}
+
+every_backend! {
+    native: super::native, required_in_ci: true;
+    namespace: super::namespace, required_in_ci: true;
+    namespace_bwrap: super::namespace_bwrap, required_in_ci: true;
+    gvisor: super::gvisor, required_in_ci: true;
+    ssh: super::ssh, required_in_ci: true;
+}
+
+/// A forced platform that cannot start (kvm on a /dev/kvm that does not run guests hangs) is
+/// unavailable within the probe's time bound, and leaves no sandbox behind.
+#[test]
+fn gvisor_forced_platform_probe_is_bounded() {
+    let _one_at_a_time = serial();
+    marker();
+    let backend = Gvisor::new(&BackendOptions {
+        gvisor_platform: Some("kvm".into()),
+        ..Default::default()
+    });
+    let t0 = Instant::now();
+    let a = backend.probe(&agent());
+    let took = t0.elapsed();
+    eprintln!("gvisor --gvisor-platform kvm: {a:?} in {took:?}");
+    assert!(took < Duration::from_secs(15), "the probe took {took:?}");
+    let left: Vec<String> = processes()
+        .iter()
+        .filter(|p| !p.zombie && (p.marked || p.cmdline.contains("gvisor-probe")))
+        .map(|p| format!("{}: {}", p.pid, p.cmdline))
+        .collect();
+    assert!(left.is_empty(), "the probe left {left:?}");
+}
