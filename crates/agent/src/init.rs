@@ -46,9 +46,12 @@ pub fn is_guest_init() -> bool {
 }
 
 fn in_initial_pid_namespace() -> bool {
-    std::fs::metadata("/proc/self/ns/pid")
-        .map(|m| m.ino() == INIT_PID_NS_INO)
-        .unwrap_or(false)
+    match std::fs::metadata("/proc/self/ns/pid") {
+        Ok(m) => m.ino() == INIT_PID_NS_INO,
+        // A kernel built without namespaces has no /proc/self/ns, and no PID namespace to be
+        // inside of; any other failure (no /proc at all) proves nothing.
+        Err(_) => Path::new("/proc/self").exists() && !Path::new("/proc/self/ns").exists(),
+    }
 }
 
 fn mount(

@@ -26,8 +26,11 @@ enum Command {
     Run(commands::run::RunArgs),
     /// List every workload: name, unit, direction, suites, what it measures.
     List(commands::list::ListArgs),
-    /// Print the reports of a result document again.
+    /// Render a result document again: the terminal tables, or --html, --markdown, --csv.
     Report(commands::report::ReportArgs),
+    /// Compare two result documents: what differs in their set-up, then what changed, with
+    /// significance (permutation test, p < 0.01, beyond a noise threshold).
+    Compare(commands::compare::CompareArgs),
     /// Which backends can run here, why not, and how to fix it.
     Doctor(commands::doctor::DoctorArgs),
 }
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(a),
         Command::List(a) => commands::list::list(a),
         Command::Report(a) => commands::report::report(a),
+        Command::Compare(a) => commands::compare::compare(a),
         Command::Doctor(a) => commands::doctor::doctor(a),
     };
     match result {

@@ -240,7 +240,7 @@ fn interrupted_run_keeps_a_valid_partial_document() {
     let out = tmpdir("sigint");
     // Inherited by every process the run starts, so leftovers can be found by their environment.
     let mark = format!("sigint-{}", std::process::id());
-    let mut child = hvbench()
+    let child = hvbench()
         .args([
             "run",
             "--backend",

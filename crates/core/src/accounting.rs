@@ -28,14 +28,22 @@ impl CpuMeter {
     /// Puts `pid` (and its threads) in a new cgroup when the host allows it, else meters its
     /// process tree.
     pub fn for_process(pid: u32, label: &str) -> CpuMeter {
-        match Self::try_cgroup(pid, label) {
-            Some(m) => m,
+        match Self::cgroup(label) {
+            Some(mut m) => {
+                m.add(pid);
+                m
+            }
             None => CpuMeter::ProcTree { roots: vec![pid] },
         }
     }
 
-    fn try_cgroup(pid: u32, label: &str) -> Option<CpuMeter> {
-        let name = format!("hvbench-{}-{}-{label}", std::process::id(), pid);
+    /// Creates an empty cgroup for a guest about to be launched, when the host allows it.
+    /// Processes join it at spawn time (see [`CpuMeter::procs_file`]), so that children forked
+    /// right away (`unshare --fork`) are metered too.
+    pub fn cgroup(label: &str) -> Option<CpuMeter> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("hvbench-{}-{n}-{label}", std::process::id());
         // cgroup v2 with the cpu controller enabled at the root, or v1 cpuacct.
         let candidates = [
             (PathBuf::from("/sys/fs/cgroup"), "cpu.stat", true),
@@ -60,7 +68,11 @@ impl CpuMeter {
                 continue;
             }
             let usage_file = dir.join(usage);
-            if usage_file.exists() && fs::write(dir.join("cgroup.procs"), pid.to_string()).is_ok() {
+            let writable = fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+                .is_ok();
+            if usage_file.exists() && writable {
                 return Some(CpuMeter::Cgroup {
                     dir,
                     usage_file,
@@ -70,6 +82,14 @@ impl CpuMeter {
             let _ = fs::remove_dir(&dir);
         }
         None
+    }
+
+    /// The `cgroup.procs` file a process writes `0` to in order to join this meter's cgroup.
+    pub fn procs_file(&self) -> Option<PathBuf> {
+        match self {
+            CpuMeter::Cgroup { dir, .. } => Some(dir.join("cgroup.procs")),
+            CpuMeter::ProcTree { .. } => None,
+        }
     }
 
     /// Adds another process to meter (a helper the backend started).

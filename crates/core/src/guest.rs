@@ -26,12 +26,44 @@ use crate::backends::{Backend, BackendConfig, BackendError, GuestSpec};
 /// Lines of console output kept for error reports.
 const CONSOLE_TAIL_LINES: usize = 40;
 
+thread_local! {
+    /// While a guest is being launched on this thread: the open `cgroup.procs` of its CPU
+    /// meter, which every process the backend spawns joins before it executes.
+    static JOIN_CGROUP: std::cell::RefCell<Option<std::fs::File>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Spawns a command in a process group of its own, so that a terminal's Ctrl-C reaches hvbench
 /// only (which then stops its guests in order), and so that killing the group kills every
-/// process the guest made.
+/// process the guest made. During [`Guest::start`] the process also joins the guest's cgroup
+/// before it runs, so that its CPU time and its children's are metered from the first instant.
 pub fn spawn_in_own_group(cmd: &mut Command) -> std::io::Result<Child> {
+    use std::os::fd::AsRawFd;
     cmd.process_group(0);
+    let fd = JOIN_CGROUP.with(|c| c.borrow().as_ref().map(|f| f.as_raw_fd()));
+    if let Some(fd) = fd {
+        // SAFETY: the closure runs in the forked child before exec and only calls write(2),
+        // which is async-signal-safe; `fd` stays open in the parent until spawn returns (the
+        // File lives in JOIN_CGROUP for the whole launch). A failed write leaves the process
+        // where it was: metering then misses it, which the meter's fallback covers.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+                Ok(())
+            });
+        }
+    }
     cmd.spawn()
+}
+
+/// Runs `f` (a backend's launch) with every spawned process joining the cgroup of `meter`.
+fn launching_in<T>(meter: Option<&CpuMeter>, f: impl FnOnce() -> T) -> T {
+    let file = meter
+        .and_then(|m| m.procs_file())
+        .and_then(|p| std::fs::OpenOptions::new().write(true).open(p).ok());
+    JOIN_CGROUP.with(|c| *c.borrow_mut() = file);
+    let out = f();
+    JOIN_CGROUP.with(|c| *c.borrow_mut() = None);
+    out
 }
 
 /// What the reader thread saw on the agent channel.
@@ -108,14 +140,22 @@ impl Guest {
         hello_timeout: Duration,
     ) -> Result<Guest, GuestError> {
         let t0 = Instant::now();
-        let launched = backend.launch(spec)?;
-        let meter = launched.processes.first().map(|p| {
-            let mut m = CpuMeter::for_process(p.id(), &spec.label);
-            for other in &launched.processes[1..] {
-                m.add(other.id());
+        let cgroup = CpuMeter::cgroup(&spec.label);
+        let launched = launching_in(cgroup.as_ref(), || backend.launch(spec))?;
+        let pids: Vec<u32> = launched.processes.iter().map(|p| p.id()).collect();
+        let meter = match cgroup {
+            Some(m) => Some(m),
+            None => pids.first().map(|&p| CpuMeter::for_process(p, &spec.label)),
+        };
+        let mut meter = meter;
+        if let Some(m) = meter.as_mut() {
+            // Joined already at spawn; adding again is harmless and covers a failed join.
+            for &p in &pids {
+                if matches!(m, CpuMeter::Cgroup { .. }) || Some(&p) != pids.first() {
+                    m.add(p);
+                }
             }
-            m
-        });
+        }
         let console_tail = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = mpsc::channel();
         let tail = Arc::clone(&console_tail);

@@ -1,8 +1,11 @@
 //! One end-to-end test, written once and run on every backend that can start here (the table
 //! in `every_backend!` at the bottom): start a guest, check its hello, run a job, shut down,
 //! and prove that no process of the guest is left. A second body kills a guest mid-job and
-//! checks that the host notices at once instead of hanging.
+//! checks that the host notices at once instead of hanging; a third (ignored: a measurement)
+//! prints launch-to-hello times.
 //!
+//! The backends whose agent talks on stdin/stdout (native, namespace, gvisor, ssh) are this
+//! file's reason to be; the kernel backends join the same table so that none is second-class.
 //! A backend that is unavailable here is skipped with its reason, except under `CI=true`, where
 //! the backends CI installs (namespaces, gVisor, a local sshd) must run.
 //!
@@ -12,6 +15,11 @@
 //! The tests run one at a time (a lock): "no process of this guest remains" is checked by a
 //! marker variable in the environment of everything the test process starts, which only works
 //! when one guest exists at a time.
+//!
+//! ```text
+//! cargo test -p hvbench-core --test backends_stdio
+//! cargo test -p hvbench-core --test backends_stdio -- --ignored start_time --nocapture
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,8 +31,9 @@ use hvbench_core::agent::AgentBinary;
 use hvbench_core::backends::gvisor::Gvisor;
 use hvbench_core::backends::namespace::{Namespace, Tool};
 use hvbench_core::backends::native::Native;
+use hvbench_core::backends::qemu::QemuTcg;
 use hvbench_core::backends::ssh::Ssh;
-use hvbench_core::backends::{Backend, BackendOptions, GuestSpec};
+use hvbench_core::backends::{Availability, Backend, BackendOptions, GuestSpec};
 use hvbench_core::guest::{Guest, GuestError, JobEnd};
 use hvbench_core::workdir::WorkDir;
 use hvbench_protocol::Job;
@@ -95,6 +104,8 @@ fn agent() -> AgentBinary {
 struct Subject {
     backend: Box<dyn Backend>,
     sshd: Option<Sshd>,
+    /// The agent is init of a guest kernel (qemu, uml), not a process on some kernel.
+    guest_kernel: bool,
 }
 
 impl Subject {
@@ -102,6 +113,14 @@ impl Subject {
         Ok(Subject {
             backend: Box::new(backend),
             sshd: None,
+            guest_kernel: false,
+        })
+    }
+
+    fn kernel(backend: impl Backend + 'static) -> Result<Subject, String> {
+        Ok(Subject {
+            guest_kernel: true,
+            ..Subject::plain(backend)?
         })
     }
 }
@@ -122,11 +141,16 @@ fn gvisor() -> Result<Subject, String> {
     Subject::plain(Gvisor::new(&BackendOptions::default()))
 }
 
+fn qemu_tcg() -> Result<Subject, String> {
+    Subject::kernel(QemuTcg)
+}
+
 fn ssh() -> Result<Subject, String> {
     let sshd = Sshd::start()?;
     Ok(Subject {
         backend: Box::new(Ssh::new(&sshd.options)),
         sshd: Some(sshd),
+        guest_kernel: false,
     })
 }
 
@@ -144,8 +168,9 @@ fn prepare(name: &str, make: fn() -> Result<Subject, String>, required: bool) ->
         Ok(s) => s,
         Err(why) => return skip(why),
     };
+    let agent = agent();
     let t0 = Instant::now();
-    let availability = subject.backend.probe(&agent());
+    let availability = subject.backend.probe(&agent);
     eprintln!("{name}: probe {availability:?} in {:?}", t0.elapsed());
     if !availability.is_available() {
         return skip(format!("{availability:?}"));
@@ -153,13 +178,17 @@ fn prepare(name: &str, make: fn() -> Result<Subject, String>, required: bool) ->
     Some(subject)
 }
 
+/// A guest directory inside a private (mode 0700) run directory, as scenarios make them: a
+/// sandbox that drops privileges must not need to reach it (runsc do's did, and failed).
 fn spec(wd: &WorkDir, label: &str) -> GuestSpec {
+    let workdir = wd.path().join(label);
+    std::fs::create_dir_all(&workdir).unwrap();
     GuestSpec {
         vcpus: 1,
         memory_mib: 256,
         kernel: None,
         agent: agent(),
-        workdir: wd.path().to_path_buf(),
+        workdir,
         label: label.into(),
     }
 }
@@ -193,9 +222,11 @@ fn end_to_end(name: &str, make: fn() -> Result<Subject, String>, required: bool)
     eprintln!("{name}: config {:?}", guest.config);
     assert_eq!(guest.hello.agent_version, env!("CARGO_PKG_VERSION"));
     assert!(guest.hello.cpus >= 1, "{:?}", guest.hello);
-    assert!(
-        !guest.hello.is_init,
-        "the agent must not act as init here: {:?}",
+    // Init of a guest kernel only where there is a guest kernel: in a PID namespace the agent
+    // is PID 1 too, and must not take itself for init (it would power off the host).
+    assert_eq!(
+        guest.hello.is_init, subject.guest_kernel,
+        "{:?}",
         guest.hello
     );
     assert!(!guest.config.command_line.is_empty());
@@ -221,7 +252,6 @@ fn end_to_end(name: &str, make: fn() -> Result<Subject, String>, required: bool)
     }
 
     guest.shutdown(Duration::from_secs(10));
-    let _ = Command::new("setsid").args(["-f", "sleep", "7"]).status();
     running.assert_all_gone(name);
 }
 
@@ -268,6 +298,37 @@ fn killed_mid_job(name: &str, make: fn() -> Result<Subject, String>, required: b
     running.assert_all_gone(name);
 }
 
+/// Launch-to-hello time over a few guests (DESIGN.md: namespace and gvisor under 0.3 s).
+fn start_time(name: &str, make: fn() -> Result<Subject, String>, required: bool) {
+    const GUESTS: usize = 7;
+    let _one_at_a_time = serial();
+    marker();
+    let Some(subject) = prepare(name, make, required) else {
+        return;
+    };
+    let backend = &*subject.backend;
+    let mut times = Vec::new();
+    for i in 0..GUESTS {
+        let wd = WorkDir::new(name).unwrap();
+        let guest = Guest::start(
+            backend,
+            &spec(&wd, &format!("{name}-start-{i}")),
+            backend.hello_timeout(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: guest did not start: {e}"));
+        times.push(guest.boot);
+        guest.shutdown(Duration::from_secs(10));
+    }
+    times.sort();
+    eprintln!(
+        "{name}: launch to hello over {GUESTS} guests: median {:?}, min {:?}, max {:?} (agent {} bytes)",
+        times[GUESTS / 2],
+        times[0],
+        times[GUESTS - 1],
+        agent().size
+    );
+}
+
 /// A process as /proc shows it.
 #[derive(Debug, Clone)]
 struct Proc {
@@ -301,10 +362,7 @@ fn processes() -> Vec<Proc> {
             .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
             .unwrap_or_default();
         let marked = std::fs::read(e.path().join("environ"))
-            .map(|b| {
-                b.split(|&c| c == 0)
-                    .any(|v| v == needle.as_bytes())
-            })
+            .map(|b| b.split(|&c| c == 0).any(|v| v == needle.as_bytes()))
             .unwrap_or(false);
         all.push(Proc {
             pid,
@@ -338,6 +396,8 @@ struct GuestProcesses {
     marked: Vec<u32>,
     /// Strings that only this guest's processes have on their command line.
     needles: Vec<String>,
+    /// The guest's label: cgroups named after it (hvbench's meter, or a runtime's own) must go.
+    label: String,
     /// For ssh: the sshd whose session processes must end, and the remote directory.
     sshd_pid: Option<u32>,
     remote_dir: Option<PathBuf>,
@@ -365,6 +425,7 @@ impl GuestProcesses {
             tracked,
             marked,
             needles,
+            label: guest.label.clone(),
             sshd_pid,
             remote_dir,
         }
@@ -374,7 +435,10 @@ impl GuestProcesses {
     fn leftovers(&self) -> Vec<String> {
         let all = processes();
         let mut left = Vec::new();
-        for p in all.iter().filter(|p| !p.zombie && p.pid != std::process::id()) {
+        for p in all
+            .iter()
+            .filter(|p| !p.zombie && p.pid != std::process::id())
+        {
             let why = if self.tracked.contains(&(p.pid, p.start)) {
                 "was part of the guest"
             } else if p.marked {
@@ -388,6 +452,7 @@ impl GuestProcesses {
             };
             left.push(format!("{} ({why}): {}", p.pid, p.cmdline));
         }
+        left.extend(cgroups_of(&self.label));
         if let Some(d) = &self.remote_dir {
             if d.exists() {
                 left.push(format!("remote directory {} still exists", d.display()));
@@ -411,6 +476,26 @@ impl GuestProcesses {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Cgroups of this test process whose name ends with `label`, in every hierarchy (runsc made
+/// its own in each cgroup-v1 hierarchy, and left them when killed).
+fn cgroups_of(label: &str) -> Vec<String> {
+    let prefix = format!("hvbench-{}-", std::process::id());
+    let mut found = Vec::new();
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for c in std::fs::read_dir(h.path()).into_iter().flatten().flatten() {
+            let n = c.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&prefix) && n.ends_with(label) && c.path().is_dir() {
+                found.push(format!("cgroup {}", c.path().display()));
+            }
+        }
+    }
+    found
 }
 
 /// An sshd on 127.0.0.1 with throw-away host and client keys, killed on drop.
@@ -565,6 +650,15 @@ macro_rules! every_backend {
                 }
             )*
         }
+        mod start_time {
+            $(
+                #[test]
+                #[ignore = "a measurement, not a check: run with --ignored --nocapture"]
+                fn $name() {
+                    super::start_time(stringify!($name), $make, $required);
+                }
+            )*
+        }
     };
 }
 
@@ -573,6 +667,8 @@ every_backend! {
     namespace: super::namespace, required_in_ci: true;
     namespace_bwrap: super::namespace_bwrap, required_in_ci: true;
     gvisor: super::gvisor, required_in_ci: true;
+    // Needs a kernel in /boot besides qemu, which a CI container may lack.
+    qemu_tcg: super::qemu_tcg, required_in_ci: false;
     ssh: super::ssh, required_in_ci: true;
 }
 
@@ -591,10 +687,59 @@ fn gvisor_forced_platform_probe_is_bounded() {
     let took = t0.elapsed();
     eprintln!("gvisor --gvisor-platform kvm: {a:?} in {took:?}");
     assert!(took < Duration::from_secs(15), "the probe took {took:?}");
+    // The probe's work directory is hvbench-<pid>-<n>-gvisor-probe (other test processes may
+    // probe at the same time).
+    let ours = format!("hvbench-{}-", std::process::id());
     let left: Vec<String> = processes()
         .iter()
-        .filter(|p| !p.zombie && (p.marked || p.cmdline.contains("gvisor-probe")))
+        .filter(|p| {
+            !p.zombie
+                && (p.marked || (p.cmdline.contains(&ours) && p.cmdline.contains("gvisor-probe")))
+        })
         .map(|p| format!("{}: {}", p.pid, p.cmdline))
         .collect();
     assert!(left.is_empty(), "the probe left {left:?}");
+}
+
+/// Host-key checking is on: a target whose key is not in known_hosts is refused, with a hint.
+#[test]
+fn ssh_unknown_host_key_is_refused() {
+    let _one_at_a_time = serial();
+    marker();
+    let sshd = match Sshd::start() {
+        Ok(s) => s,
+        Err(why) if !ci() => return eprintln!("skipping: {why}"),
+        Err(why) => panic!("the ssh backend must be tested in CI, but: {why}"),
+    };
+    let mut options = sshd.options.clone();
+    options.ssh_options = vec!["UserKnownHostsFile=/dev/null".into()];
+    let a = Ssh::new(&options).probe(&agent());
+    let Availability::Unavailable { reason, hint } = &a else {
+        panic!("an unknown host key must not be accepted: {a:?}")
+    };
+    assert!(reason.contains("Host key verification failed"), "{reason}");
+    assert!(hint.contains("known_hosts"), "{hint}");
+}
+
+/// A target that does not answer is unavailable at once, with ssh's own words.
+#[test]
+fn ssh_refused_connection_is_unavailable() {
+    if find_program("ssh").is_none() {
+        return eprintln!("skipping: no ssh");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let t0 = Instant::now();
+    let a = Ssh::new(&BackendOptions {
+        ssh_target: Some(format!("nobody@127.0.0.1:{port}")),
+        ..Default::default()
+    })
+    .probe(&agent());
+    let Availability::Unavailable { reason, .. } = &a else {
+        panic!("nothing listens there: {a:?}")
+    };
+    assert!(reason.contains("Connection refused"), "{reason}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
 }

@@ -9,32 +9,46 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hvbench_core::agent::AgentBinary;
-use hvbench_core::backends::qemu::{QemuKvm, QemuTcg};
+use hvbench_core::backends::qemu::{Accel, QemuConfig, QemuCustom, QemuKvm, QemuTcg};
 use hvbench_core::backends::{Availability, Backend, GuestSpec};
 use hvbench_core::guest::{Guest, GuestError, JobEnd};
 use hvbench_core::image::KernelImage;
 use hvbench_core::workdir::WorkDir;
 use hvbench_protocol::Job;
 
-/// Builds the agent with the same cargo and profile as this test, once, and returns it.
+/// The agent built from this tree, with this test's profile: `HVBENCH_AGENT`, or
+/// `cargo build -p hvbench --bin hvbench-agent` (a no-op when `cargo test --workspace` built it
+/// already; cargo releases the build lock before it runs tests).
 fn agent() -> AgentBinary {
     static AGENT: OnceLock<AgentBinary> = OnceLock::new();
     AGENT
         .get_or_init(|| {
+            if std::env::var_os("HVBENCH_AGENT").is_some() {
+                return AgentBinary::locate().expect("HVBENCH_AGENT names a static agent");
+            }
             let exe = std::env::current_exe().unwrap();
             // target/<triple>/<profile>/deps/qemu-<hash>
             let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
             let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let mut cmd = std::process::Command::new(cargo);
-            cmd.current_dir(&workspace)
-                .args(["build", "--quiet", "-p", "hvbench-agent"]);
+            let mut cmd = std::process::Command::new(env!("CARGO"));
+            cmd.current_dir(&workspace).args([
+                "build",
+                "--quiet",
+                "-p",
+                "hvbench",
+                "--bin",
+                "hvbench-agent",
+            ]);
             if release {
                 cmd.arg("--release");
             }
-            let status = cmd.status().expect("run cargo build -p hvbench-agent");
-            assert!(status.success(), "cargo build -p hvbench-agent failed");
+            let out = cmd.output().expect("run cargo build");
+            assert!(
+                out.status.success(),
+                "cargo build -p hvbench --bin hvbench-agent failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             AgentBinary::from_path(&profile_dir.join("hvbench-agent"))
                 .expect("the agent just built")
         })
@@ -215,4 +229,42 @@ fn kvm_probe_answers_in_bounded_time() {
         .filter(|p| processes_mentioning("qemu-kvm-probe").contains(p))
         .collect();
     assert!(left.is_empty(), "probe qemu left running: {left:?}");
+}
+
+#[test]
+fn hanging_guest_is_killed_and_reported() {
+    if !can_boot() {
+        return;
+    }
+    // `-S`: QEMU starts with the CPU stopped, so the guest never says hello.
+    fn paused(cfg: &mut QemuConfig) {
+        cfg.extra_args.push("-S".into());
+    }
+    let backend = QemuCustom {
+        name: "qemu-tcg-paused",
+        accel: Accel::Tcg,
+        adjust: paused,
+    };
+    assert!(backend.probe(&agent()).is_available());
+    let wd = WorkDir::new("qemu-test").unwrap();
+    let marker = wd.path().display().to_string();
+    let t0 = Instant::now();
+    let e = Guest::start(
+        &backend,
+        &spec(wd.path(), "qemu-tcg-hang"),
+        Duration::from_secs(2),
+    )
+    .err()
+    .expect("a paused guest says no hello");
+    assert!(matches!(e, GuestError::NoHello { .. }), "{e}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        processes_mentioning(&marker),
+        Vec::<u32>::new(),
+        "the hung qemu remains"
+    );
 }

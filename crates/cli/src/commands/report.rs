@@ -1,19 +1,62 @@
-//! `hvbench report`
+//! `hvbench report`: render a result document again, in the terminal or as a shareable file.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
+use hvbench_core::report;
 use hvbench_core::results::RunDocument;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     /// A result document written by `hvbench run`.
     document: PathBuf,
+    /// Write a self-contained HTML page with SVG charts to DIR/index.html.
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
+    /// Print the tables as Markdown (for a README, an issue or a pull request).
+    #[arg(long, conflicts_with = "csv")]
+    markdown: bool,
+    /// Print every raw sample as CSV, one row per repetition (for spreadsheets).
+    #[arg(long)]
+    csv: bool,
+}
+
+/// Reads a result document; the error names the file and the problem once (the I/O error
+/// inside `ReadError::Io` is already in its message, so its source chain is not printed again).
+pub fn read_document(path: &Path) -> anyhow::Result<RunDocument> {
+    RunDocument::read(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let doc = RunDocument::read(&args.document)?;
-    print!("{}", hvbench_core::report::terminal(&doc));
+    let doc = read_document(&args.document)?;
+    let stdout_text = if args.markdown {
+        Some(report::markdown::render(&doc))
+    } else if args.csv {
+        Some(report::csv::render(&doc))
+    } else if args.html.is_none() {
+        Some(report::terminal(&doc))
+    } else {
+        None
+    };
+    if let Some(dir) = &args.html {
+        let path = report::html::write(&doc, dir)?;
+        // On stderr when stdout carries Markdown or CSV, so a redirection captures only that.
+        if stdout_text.is_some() {
+            eprintln!("HTML report: {}", path.display());
+        } else {
+            println!("HTML report: {}", path.display());
+        }
+    }
+    if let Some(text) = stdout_text {
+        let mut out = std::io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            // `hvbench report X --csv | head` closes the pipe early: not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.context("cannot write the report to standard output")?,
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

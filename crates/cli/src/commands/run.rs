@@ -261,6 +261,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     print!("{}", hvbench_core::report::terminal(&finished.document));
     println!("Result document: {}", finished.path.display());
     println!("Journal:         {}", finished.journal.display());
+    println!(
+        "{}",
+        hvbench_core::report::html::write_beside(&finished.document, &finished.path)
+    );
     if finished.document.interrupted {
         eprintln!("interrupted: the result document holds what was measured before the stop");
         return Ok(ExitCode::from(130));

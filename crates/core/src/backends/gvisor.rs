@@ -2,15 +2,24 @@
 //! Linux system call interface in a host process, so every system call of the agent is served
 //! by gVisor instead of the host kernel.
 //!
-//! Guests are started with `runsc do`: a sandbox over the host's root file system (read-only,
-//! with a tmpfs overlay), the agent's stdin/stdout passed through as the protocol channel.
+//! Guests are started with `runsc run` on an OCI bundle that hvbench writes into the guest's
+//! work directory: the host's root file system under a memory overlay (what `runsc do` does),
+//! new pid, net, ipc, uts and mount namespaces, the agent's stdin/stdout passed through as the
+//! protocol channel. `runsc do` would be shorter but keeps its bundle and sandbox state in
+//! `$TMPDIR/runsc-do*`, which a killed guest leaves behind, and pointing TMPDIR into hvbench's
+//! work directory does not work: the sandbox, unprivileged, mounts its chroot on TMPDIR and
+//! cannot reach it through hvbench's mode-0700 directories. With `runsc run`, the bundle and
+//! `--root` (the state) live in the guest's work directory, which hvbench removes.
+//!
 //! How gVisor intercepts system calls is its *platform*, and it dominates the numbers, so the
 //! platform is chosen by probe (or forced with `--gvisor-platform`) and recorded with the
-//! runsc version in every result.
+//! runsc version in every result. The sandbox dies with `runsc run` (it is started attached),
+//! which is what the process-group kill of [`crate::guest`] reaches.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -47,10 +56,12 @@ impl Gvisor {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Choice {
     pub platform: String,
-    /// Flags beyond the defaults that this host needs (`--rootless`, `--ignore-cgroups`).
+    /// Flags beyond the defaults that this host needs (see [`extra_flags`]).
     pub extra_flags: Vec<String>,
-    /// Whether `runsc do` has `--quiet` (keeps runsc's own messages off the agent's stdout).
-    pub quiet: bool,
+    /// The flag that puts the root file system under a memory overlay, when this runsc has
+    /// one (`--overlay2=root:memory`, or `--overlay` in old versions); without it the root is
+    /// read-only and /tmp a tmpfs.
+    pub overlay: Option<String>,
     /// How the platform was chosen: what was tried, what was skipped and why.
     pub how: String,
 }
@@ -66,10 +77,10 @@ struct Probed {
 /// The platforms a runsc names in `runsc flags` ("specifies which platform to use: ptrace
 /// (default), kvm." in 2022, "systrap (default), ptrace, kvm" later).
 pub fn platforms_from_flags(text: &str) -> Vec<String> {
-    let Some(rest) = text
-        .lines()
-        .find_map(|l| l.split_once("specifies which platform to use:").map(|(_, r)| r))
-    else {
+    let Some(rest) = text.lines().find_map(|l| {
+        l.split_once("specifies which platform to use:")
+            .map(|(_, r)| r)
+    }) else {
         return Vec::new();
     };
     let list = rest.split('.').next().unwrap_or("");
@@ -121,61 +132,184 @@ pub fn platform_order(
     (order, notes)
 }
 
-/// Flags before the `do` subcommand.
-pub fn global_flags(root_dir: &Path, platform: &str, extra: &[String]) -> Vec<String> {
-    let mut v = vec![
-        format!("--root={}", root_dir.display()),
-        // No network device: `--network=sandbox` (the default of `do`) would add a veth pair
-        // and routes on the host, which a killed guest could leave behind. gVisor's own
-        // loopback is there either way.
-        "--network=none".to_string(),
-        format!("--platform={platform}"),
-    ];
-    v.extend(extra.iter().cloned());
-    v
-}
-
-/// The full command line that runs `program args...` (the agent) in a sandbox.
-pub fn command_line(
-    runsc: &Path,
-    root_dir: &Path,
-    choice: &Choice,
-    program: &Path,
-    args: &[&str],
-) -> Vec<String> {
-    let mut v = vec![runsc.display().to_string()];
-    v.extend(global_flags(root_dir, &choice.platform, &choice.extra_flags));
-    v.push("do".into());
-    if choice.quiet {
-        v.push("--quiet".into());
+/// The overlay flag this runsc understands, from `runsc flags`.
+pub fn overlay_flag(flags_text: &str) -> Option<String> {
+    let has = |name: &str| {
+        flags_text
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(name))
+    };
+    if has("-overlay2") {
+        Some("--overlay2=root:memory".into())
+    } else if has("-overlay") {
+        Some("--overlay".into())
+    } else {
+        None
     }
-    v.push(program.display().to_string());
-    v.extend(args.iter().map(|a| a.to_string()));
+}
+
+/// Flags this host needs beyond the defaults, each for a reason:
+/// - `--ignore-cgroups`: by default runsc makes cgroups of its own for every sandbox, in every
+///   cgroup-v1 hierarchy, and a runsc that is killed (a guest stopped for certain, a probe on
+///   a hanging platform) leaves them all behind. hvbench sets no limits and meters CPU through
+///   its own cgroup, which the sandbox then stays in.
+/// - `--rootless` when not root: runsc then makes the sandbox in a user namespace.
+pub fn extra_flags(flags_text: &str, root: bool) -> Vec<String> {
+    let mut v = Vec::new();
+    if flags_text.contains("-ignore-cgroups") {
+        v.push("--ignore-cgroups".to_string());
+    }
+    if !root {
+        v.push("--rootless".to_string());
+    }
     v
 }
 
-/// A `runsc` command with the environment hvbench gives it: `runsc do` keeps its bundle and
-/// sandbox state in `$TMPDIR/runsc-do*` (it does not use `--root` for that), so TMPDIR points
-/// into the guest's work directory, which hvbench removes even when runsc was killed.
-fn runsc_command(argv: &[String], workdir: &Path) -> Command {
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .env("TMPDIR", workdir)
-        .current_dir(workdir);
-    cmd
+/// Capabilities of the agent in its sandbox: root's full set, as `runsc do` grants (the
+/// namespace backend's agent is root in its namespaces too).
+const CAPABILITIES: &[&str] = &[
+    "CAP_AUDIT_CONTROL",
+    "CAP_AUDIT_READ",
+    "CAP_AUDIT_WRITE",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_KILL",
+    "CAP_LEASE",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MKNOD",
+    "CAP_NET_ADMIN",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_RAW",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYSLOG",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_NICE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_WAKE_ALARM",
+];
+
+/// The OCI runtime spec (config.json) that runs `args` in a sandbox over the host's root.
+pub fn oci_spec(args: &[String], hostname: &str, overlay: bool) -> serde_json::Value {
+    let path = std::env::var("PATH")
+        .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let caps = serde_json::json!(CAPABILITIES);
+    // /proc, /sys and /dev are gVisor's own; it mounts them itself.
+    let mounts = if overlay {
+        serde_json::json!([])
+    } else {
+        serde_json::json!([{ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs" }])
+    };
+    serde_json::json!({
+        "ociVersion": "1.0.0",
+        "process": {
+            "user": { "uid": 0, "gid": 0 },
+            "args": args,
+            "env": [format!("PATH={path}"), "HOME=/root", "TMPDIR=/tmp"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps, "effective": caps, "inheritable": caps,
+                "permitted": caps, "ambient": caps
+            }
+        },
+        // Writable only through the memory overlay: nothing the guest writes reaches the host.
+        "root": { "path": "/", "readonly": !overlay },
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": {
+            "namespaces": [
+                { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
+                { "type": "uts" }, { "type": "mount" }
+            ]
+        }
+    })
+}
+
+/// A container id runsc accepts, unique on this host: runsc names each sandbox's control
+/// socket after it in the abstract socket namespace, shared by every runsc of the host (two
+/// sandboxes called `probe`, of two hvbench processes, collide: "address already in use").
+pub fn container_id(label: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let clean: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("hvbench-{}-{n}-{clean}", std::process::id())
+}
+
+/// The command line that runs the bundle in `dir` (`dir/bundle`, state in `dir/runsc-root`).
+pub fn command_line(runsc: &Path, dir: &Path, id: &str, choice: &Choice) -> Vec<String> {
+    let mut v = vec![
+        runsc.display().to_string(),
+        format!("--root={}", dir.join("runsc-root").display()),
+        // No network device: `--network=sandbox` would add a veth pair and routes on the
+        // host, which a killed guest could leave behind. gVisor's own loopback is there.
+        "--network=none".to_string(),
+        format!("--platform={}", choice.platform),
+    ];
+    v.extend(choice.overlay.iter().cloned());
+    v.extend(choice.extra_flags.iter().cloned());
+    v.extend([
+        "run".to_string(),
+        "--bundle".to_string(),
+        dir.join("bundle").display().to_string(),
+        id.to_string(),
+    ]);
+    v
+}
+
+/// Writes the bundle and state directories for `args` under `dir`; returns the command line.
+fn prepare(
+    runsc: &Path,
+    dir: &Path,
+    label: &str,
+    choice: &Choice,
+    args: &[String],
+) -> Result<Vec<String>, String> {
+    let bundle = dir.join("bundle");
+    for d in [&bundle, &dir.join("runsc-root")] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let id = container_id(label);
+    let spec = oci_spec(args, &id, choice.overlay.is_some());
+    let config = bundle.join("config.json");
+    std::fs::write(&config, spec.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
+    Ok(command_line(runsc, dir, &id, choice))
 }
 
 /// Starts the agent's `--version` in a sandbox; Ok(elapsed) when it printed its name.
-fn try_platform(
-    runsc: &Path,
-    choice: &Choice,
-    agent: &AgentBinary,
-) -> Result<Duration, String> {
+fn try_platform(runsc: &Path, choice: &Choice, agent: &AgentBinary) -> Result<Duration, String> {
     let wd = WorkDir::new("gvisor-probe").map_err(|e| format!("work directory: {e}"))?;
-    let root = wd.path().join("runsc-root");
-    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let argv = command_line(runsc, &root, choice, &agent.path, &["--version"]);
-    let mut cmd = runsc_command(&argv, wd.path());
+    let args = [agent.path.display().to_string(), "--version".to_string()];
+    let argv = prepare(runsc, wd.path(), "probe", choice, &args)?;
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).current_dir(wd.path());
     match run_bounded(&mut cmd, Stdio::null(), PLATFORM_PROBE_TIMEOUT) {
         Ok(done) if done.status.success() && done.stdout.contains("hvbench-agent") => {
             Ok(done.elapsed)
@@ -220,8 +354,9 @@ impl Gvisor {
             .map(|d| d.stdout + &d.stderr)
             .unwrap_or_default()
         };
-        let known = platforms_from_flags(&help(&["flags"]));
-        let quiet = help(&["do", "--help"]).contains("-quiet");
+        let flags = help(&["flags"]);
+        let known = platforms_from_flags(&flags);
+        let overlay = overlay_flag(&flags);
         let (order, mut notes) = match &self.forced_platform {
             Some(p) => {
                 if !known.is_empty() && !known.contains(p) {
@@ -250,27 +385,15 @@ impl Gvisor {
                 (order, notes)
             }
         };
-        // Without root, runsc needs --rootless (it then runs the sandbox in a user namespace).
-        let base: Vec<String> = if is_root() {
-            Vec::new()
-        } else {
-            vec!["--rootless".into()]
-        };
+        let base = extra_flags(&flags, is_root());
         for platform in &order {
             let mut choice = Choice {
                 platform: platform.clone(),
                 extra_flags: base.clone(),
-                quiet,
+                overlay: overlay.clone(),
                 how: String::new(),
             };
-            let mut result = try_platform(&runsc, &choice, agent);
-            // runsc puts the sandbox in a cgroup of its own; inside a container without
-            // write access to the cgroup tree that fails, and --ignore-cgroups skips it.
-            if matches!(&result, Err(e) if e.contains("cgroup")) {
-                choice.extra_flags.push("--ignore-cgroups".into());
-                result = try_platform(&runsc, &choice, agent);
-            }
-            match result {
+            match try_platform(&runsc, &choice, agent) {
                 Ok(took) => {
                     notes.insert(
                         0,
@@ -294,17 +417,27 @@ impl Gvisor {
                 Err(e) => notes.push(format!("{platform}: {e}")),
             }
         }
-        let hint = if self.forced_platform.is_some() {
-            "leave the platform to the probe (no --gvisor-platform), or fix the platform"
-        } else {
-            "run hvbench as root (runsc needs namespaces and ptrace), or see https://gvisor.dev/docs/user_guide/FAQ/"
+        let (reason, hint) = match &self.forced_platform {
+            Some(p) => (
+                format!(
+                    "the forced platform {p} did not start a sandbox: {}",
+                    notes.last().map_or("", |n| n.trim_start_matches(&format!("{p}: ")))
+                ),
+                format!(
+                    "leave the platform to the probe (no --gvisor-platform){}",
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", or force another of {}", known.join(", "))
+                    }
+                ),
+            ),
+            None => (
+                format!("no gVisor platform started a sandbox: {}", notes.join("; ")),
+                "run hvbench as root (runsc needs namespaces and ptrace), or see https://gvisor.dev/docs/user_guide/FAQ/".to_string(),
+            ),
         };
-        unavailable(
-            format!("no gVisor platform started a sandbox: {}", notes.join("; ")),
-            hint,
-            Some(runsc),
-            version,
-        )
+        unavailable(reason, &hint, Some(runsc), version)
     }
 }
 
@@ -334,15 +467,13 @@ impl Backend for Gvisor {
             }
             _ => return Err(BackendError::Setup("gvisor probe chose no platform".into())),
         };
-        let root = spec.workdir.join("runsc-root");
-        std::fs::create_dir_all(&root).map_err(|e| BackendError::Spawn {
-            what: root.display().to_string(),
-            source: e,
-        })?;
         let console = spec.workdir.join("runsc.stderr");
         let stderr = open_console(&console)?;
-        let argv = command_line(&runsc, &root, &choice, &spec.agent.path, &[]);
-        let mut cmd = runsc_command(&argv, &spec.workdir);
+        let args = [spec.agent.path.display().to_string()];
+        let argv = prepare(&runsc, &spec.workdir, &spec.label, &choice, &args)
+            .map_err(BackendError::Setup)?;
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]).current_dir(&spec.workdir);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
@@ -362,7 +493,14 @@ impl Backend for Gvisor {
             ("network".to_string(), "none (gVisor loopback only)".into()),
             (
                 "filesystem".to_string(),
-                "host root, read-only under a tmpfs overlay (runsc do)".into(),
+                match &choice.overlay {
+                    Some(flag) => format!("host root under a memory overlay ({flag})"),
+                    None => "host root read-only, tmpfs on /tmp".into(),
+                },
+            ),
+            (
+                "namespaces".to_string(),
+                "pid,net,ipc,uts,mount (gVisor's)".into(),
             ),
             (
                 "limits".to_string(),
@@ -404,45 +542,114 @@ mod tests {
     #[test]
     fn kvm_comes_last_on_a_vm_and_second_on_bare_metal() {
         let all = strings(&["systrap", "ptrace", "kvm"]);
-        assert_eq!(platform_order(&all, true, true).0, ["systrap", "ptrace", "kvm"]);
-        assert_eq!(platform_order(&all, false, true).0, ["systrap", "kvm", "ptrace"]);
+        assert_eq!(
+            platform_order(&all, true, true).0,
+            ["systrap", "ptrace", "kvm"]
+        );
+        assert_eq!(
+            platform_order(&all, false, true).0,
+            ["systrap", "kvm", "ptrace"]
+        );
         let (order, notes) = platform_order(&strings(&["ptrace", "kvm"]), false, false);
         assert_eq!(order, ["ptrace"]);
-        assert!(notes.iter().any(|n| n.starts_with("systrap: not")), "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n.starts_with("systrap: not")),
+            "{notes:?}"
+        );
         assert!(notes.iter().any(|n| n == "kvm: no /dev/kvm"), "{notes:?}");
         // Unknown platforms of a future runsc are tried last; an unreadable list tries all.
         let (order, _) = platform_order(&strings(&["ptrace", "warp"]), true, true);
         assert_eq!(order, ["ptrace", "warp"]);
-        assert_eq!(platform_order(&[], true, true).0, ["systrap", "ptrace", "kvm"]);
+        assert_eq!(
+            platform_order(&[], true, true).0,
+            ["systrap", "ptrace", "kvm"]
+        );
     }
 
     #[test]
-    fn command_line_keeps_state_in_the_workdir_and_passes_the_agent_last() {
+    fn command_line_keeps_bundle_and_state_in_the_workdir() {
         let choice = Choice {
             platform: "ptrace".into(),
             extra_flags: strings(&["--ignore-cgroups"]),
-            quiet: true,
+            overlay: Some("--overlay2=root:memory".into()),
             how: String::new(),
         };
         let v = command_line(
             Path::new("/usr/bin/runsc"),
-            Path::new("/tmp/w x/runsc-root"),
+            Path::new("/tmp/w x/gvisor-0"),
+            "hvbench-gvisor-0",
             &choice,
-            Path::new("/opt/hvbench-agent"),
-            &[],
         );
         assert_eq!(
             v,
             [
                 "/usr/bin/runsc",
-                "--root=/tmp/w x/runsc-root",
+                "--root=/tmp/w x/gvisor-0/runsc-root",
                 "--network=none",
                 "--platform=ptrace",
+                "--overlay2=root:memory",
                 "--ignore-cgroups",
-                "do",
-                "--quiet",
-                "/opt/hvbench-agent"
+                "run",
+                "--bundle",
+                "/tmp/w x/gvisor-0/bundle",
+                "hvbench-gvisor-0"
             ]
         );
+    }
+
+    #[test]
+    fn overlay_flag_follows_the_runsc_version() {
+        let new = "  -overlay\n    \tDEPRECATED\n  -overlay2 value\n    \twrap mounts\n";
+        assert_eq!(overlay_flag(new).as_deref(), Some("--overlay2=root:memory"));
+        let old = "  -overlay\n    \twrap filesystem mounts with writable overlay\n";
+        assert_eq!(overlay_flag(old).as_deref(), Some("--overlay"));
+        assert_eq!(overlay_flag("  -platform string\n"), None);
+    }
+
+    #[test]
+    fn spec_runs_the_agent_as_root_over_the_host_root() {
+        let args = strings(&["/opt/hvbench-agent", "--version"]);
+        let spec = oci_spec(&args, "hvbench-g", true);
+        assert_eq!(spec["process"]["args"], serde_json::json!(args));
+        assert_eq!(spec["process"]["user"]["uid"], 0);
+        assert_eq!(spec["root"]["path"], "/");
+        assert_eq!(spec["root"]["readonly"], false);
+        assert_eq!(spec["mounts"], serde_json::json!([]));
+        let ns: Vec<&str> = spec["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(ns, ["pid", "network", "ipc", "uts", "mount"]);
+        let env = spec["process"]["env"].to_string();
+        assert!(!env.contains("hvbench_init"), "{env}");
+        // Without an overlay the root stays read-only and /tmp is a tmpfs.
+        let spec = oci_spec(&args, "hvbench-g", false);
+        assert_eq!(spec["root"]["readonly"], true);
+        assert_eq!(spec["mounts"][0]["destination"], "/tmp");
+    }
+
+    #[test]
+    fn cgroups_are_left_to_hvbench_and_rootless_is_for_users() {
+        let flags = "  -ignore-cgroups\n    \tdon't configure cgroups.\n";
+        assert_eq!(extra_flags(flags, true), ["--ignore-cgroups"]);
+        assert_eq!(
+            extra_flags(flags, false),
+            ["--ignore-cgroups", "--rootless"]
+        );
+        assert!(extra_flags("", true).is_empty());
+    }
+
+    #[test]
+    fn container_ids_are_plain_and_unique() {
+        let pid = std::process::id();
+        let a = container_id("gvisor-0");
+        assert!(
+            a.starts_with(&format!("hvbench-{pid}-")) && a.ends_with("-gvisor-0"),
+            "{a}"
+        );
+        assert_ne!(a, container_id("gvisor-0"));
+        assert!(container_id("a b/c").ends_with("-a_b_c"));
     }
 }

@@ -101,15 +101,29 @@ pub fn run_bounded(
 ) -> Result<Finished, RunError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let t0 = Instant::now();
-    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = spawn_in_own_group(cmd).map_err(|source| RunError::Spawn {
         program: program.clone(),
         source,
     })?;
     let (tx, rx) = mpsc::channel();
     for (which, stream) in [
-        (0, child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>)),
-        (1, child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)),
+        (
+            0,
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ),
+        (
+            1,
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ),
     ] {
         let tx = tx.clone();
         if let Some(mut s) = stream {

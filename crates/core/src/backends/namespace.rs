@@ -210,9 +210,7 @@ impl Namespace {
 
     /// Always uses `tool` (tests run the same guest under both).
     pub fn with_tool(tool: Tool) -> Namespace {
-        Namespace {
-            forced: Some(tool),
-        }
+        Namespace { forced: Some(tool) }
     }
 
     fn probed(&self, agent: &AgentBinary) -> Probed {
@@ -243,7 +241,9 @@ impl Namespace {
                 }
             }
         };
-        let version = version_line(&plan.program, &["--version"]);
+        // "unshare from util-linux 2.38.1", "bubblewrap 0.8.0"
+        let version = version_line(&plan.program, &["--version"])
+            .map(|v| v.trim_start_matches("unshare from ").to_string());
         let argv = command_line(&plan, &agent.path, &["--version"]);
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]);
@@ -357,7 +357,10 @@ impl Backend for Namespace {
             ("tool".to_string(), plan.tool.name().to_string()),
             ("namespaces".to_string(), plan.namespaces()),
             ("loopback".to_string(), plan.loopback().to_string()),
-            ("agent_pid".to_string(), "1 (init of the PID namespace)".into()),
+            (
+                "agent_pid".to_string(),
+                "1 (init of the PID namespace)".into(),
+            ),
             (
                 "limits".to_string(),
                 "none: host CPUs and memory are shared".into(),
@@ -462,9 +465,15 @@ mod tests {
         let b = Some(PathBuf::from("/usr/bin/bwrap"));
         let ip = Some(PathBuf::from("/usr/sbin/ip"));
         let p = choose(None, true, u.clone(), b.clone(), ip.clone()).unwrap();
-        assert_eq!((p.tool, p.user_ns, p.ip.is_some()), (Tool::Unshare, false, true));
+        assert_eq!(
+            (p.tool, p.user_ns, p.ip.is_some()),
+            (Tool::Unshare, false, true)
+        );
         let p = choose(None, false, u.clone(), b.clone(), ip.clone()).unwrap();
-        assert_eq!((p.tool, p.user_ns, p.ip.is_some()), (Tool::Bwrap, true, false));
+        assert_eq!(
+            (p.tool, p.user_ns, p.ip.is_some()),
+            (Tool::Bwrap, true, false)
+        );
         let p = choose(None, false, u.clone(), None, ip.clone()).unwrap();
         assert_eq!((p.tool, p.user_ns), (Tool::Unshare, true));
         let p = choose(None, true, None, b.clone(), None).unwrap();
@@ -475,9 +484,13 @@ mod tests {
         else {
             panic!("no tool should be unavailable")
         };
-        assert!(reason.contains("unshare") && reason.contains("bwrap"), "{reason}");
+        assert!(
+            reason.contains("unshare") && reason.contains("bwrap"),
+            "{reason}"
+        );
         assert!(hint.contains("apt-get install util-linux"), "{hint}");
-        let Err(Availability::Unavailable { hint, .. }) = choose(Some(Tool::Bwrap), true, u, None, None)
+        let Err(Availability::Unavailable { hint, .. }) =
+            choose(Some(Tool::Bwrap), true, u, None, None)
         else {
             panic!("forced bwrap without bwrap should be unavailable")
         };

@@ -24,8 +24,9 @@ use super::{
 use crate::agent::AgentBinary;
 use crate::guest::spawn_in_own_group;
 
-/// The probe's connection attempt, and its whole run.
-const CONNECT_TIMEOUT_S: u32 = 5;
+/// Connection set-up (the probe's, and every later one's unless the user sets another).
+const CONNECT_TIMEOUT: &str = "ConnectTimeout=5";
+/// The probe's whole run.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Copying the agent (5-15 MB) over a slow link.
 const COPY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -52,7 +53,7 @@ pub fn parse_target(text: &str) -> Result<SshTarget, String> {
         return Err(bad("contains white space"));
     }
     let (user, hostport) = match text.rsplit_once('@') {
-        Some((u, h)) if u.is_empty() => return Err(bad(&format!("empty user before @{h}"))),
+        Some(("", h)) => return Err(bad(&format!("empty user before @{h}"))),
         Some((u, h)) => (Some(u), h),
         None => (None, text),
     };
@@ -120,10 +121,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// `ssh ... destination remote_command`. hvbench's own options come first: ssh takes the
-    /// first value it sees for each option, so the user cannot turn BatchMode off by accident;
-    /// the user's options follow and are not overridden by anything else hvbench sets.
-    pub fn command_line(&self, extra: &[&str], remote_command: &str) -> Vec<String> {
+    /// `ssh ... destination remote_command`. ssh takes the first value it sees for each
+    /// option, so BatchMode comes first (a password prompt would hang a guest), then the
+    /// user's options, then hvbench's defaults (`ConnectTimeout`), which the user may override.
+    pub fn command_line(&self, defaults: &[&str], remote_command: &str) -> Vec<String> {
         let mut v = vec![
             self.ssh.display().to_string(),
             // No pty: the session is a clean byte stream. No escape character: a `~.` in the
@@ -134,10 +135,6 @@ impl Connection {
             "-o".into(),
             "BatchMode=yes".into(),
         ];
-        for o in extra {
-            v.push("-o".into());
-            v.push(o.to_string());
-        }
         if let Some(p) = self.target.port {
             v.push("-p".into());
             v.push(p.to_string());
@@ -146,9 +143,14 @@ impl Connection {
             v.push("-i".into());
             v.push(i.display().to_string());
         }
-        for o in &self.options {
+        for o in self
+            .options
+            .iter()
+            .map(String::as_str)
+            .chain(defaults.iter().copied())
+        {
             v.push("-o".into());
-            v.push(o.clone());
+            v.push(o.to_string());
         }
         v.push("--".into());
         v.push(self.target.destination.clone());
@@ -191,7 +193,8 @@ fn valid_remote_dir(out: &str) -> Option<String> {
     let d = out.lines().map(str::trim).rfind(|l| !l.is_empty())?;
     let ok = d.starts_with('/')
         && d.contains("hvbench.")
-        && d.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+        && d.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
     ok.then(|| d.to_string())
 }
 
@@ -245,7 +248,11 @@ impl Ssh {
         let target = match parse_target(target_text) {
             Ok(t) => t,
             Err(e) => {
-                return unavailable(e, "hvbench run --backend ssh --ssh-target user@host[:port]".into(), None)
+                return unavailable(
+                    e,
+                    "hvbench run --backend ssh --ssh-target user@host[:port]".into(),
+                    None,
+                )
             }
         };
         let Some(ssh) = which("ssh") else {
@@ -262,9 +269,10 @@ impl Ssh {
             options: self.options.clone(),
         };
         let ssh_version = version_line(&connection.ssh, &["-V"]);
-        let timeout = format!("ConnectTimeout={CONNECT_TIMEOUT_S}");
-        let argv =
-            connection.command_line(&[&timeout], &remote_sh("uname -a && uname -s && uname -m"));
+        let argv = connection.command_line(
+            &[CONNECT_TIMEOUT],
+            &remote_sh("uname -a && uname -s && uname -m"),
+        );
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]);
         let done = match run_bounded(&mut cmd, Stdio::null(), PROBE_TIMEOUT) {
@@ -289,7 +297,10 @@ impl Ssh {
             [.., a, s, m] => (a.to_string(), s, m),
             _ => {
                 return unavailable(
-                    format!("unexpected answer to uname from {target_text}: {:?}", done.stdout),
+                    format!(
+                        "unexpected answer to uname from {target_text}: {:?}",
+                        done.stdout
+                    ),
                     failure_hint("", target_text),
                     Some(connection),
                 )
@@ -323,7 +334,7 @@ fn copy_agent(conn: &Connection, agent: &AgentBinary) -> Result<String, BackendE
         what: agent.path.display().to_string(),
         source: e,
     })?;
-    let argv = conn.command_line(&[], &remote_sh(&copy_script(agent.size)));
+    let argv = conn.command_line(&[CONNECT_TIMEOUT], &remote_sh(&copy_script(agent.size)));
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
     let done = run_bounded(&mut cmd, Stdio::from(file), COPY_TIMEOUT)
@@ -377,7 +388,7 @@ impl Backend for Ssh {
         let dir = copy_agent(&conn, &spec.agent)?;
         let console = spec.workdir.join("ssh.stderr");
         let stderr = open_console(&console)?;
-        let argv = conn.command_line(&[], &remote_sh(&run_script(&dir)));
+        let argv = conn.command_line(&[CONNECT_TIMEOUT], &remote_sh(&run_script(&dir)));
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .stdin(Stdio::piped())
@@ -387,7 +398,10 @@ impl Backend for Ssh {
             Ok(c) => c,
             Err(e) => {
                 // Best effort: the copy is useless without a session to run it.
-                let rm = conn.command_line(&[], &remote_sh(&format!("rm -rf {}", sh_quote(&dir))));
+                let rm = conn.command_line(
+                    &[CONNECT_TIMEOUT],
+                    &remote_sh(&format!("rm -rf {}", sh_quote(&dir))),
+                );
                 let _ = run_bounded(
                     Command::new(&rm[0]).args(&rm[1..]),
                     Stdio::null(),
@@ -405,20 +419,24 @@ impl Backend for Ssh {
         if let Some(v) = probed.ssh_version {
             versions.insert("ssh".to_string(), v);
         }
-        if let Some(u) = &probed.uname {
-            versions.insert("remote_uname".to_string(), u.clone());
+        if let Some(u) = probed.uname {
+            versions.insert("remote_uname".to_string(), u);
         }
-        let mut settings = BTreeMap::from([
-            ("target".to_string(), self.target.clone().unwrap_or_default()),
+        let settings = BTreeMap::from([
+            (
+                "target".to_string(),
+                self.target.clone().unwrap_or_default(),
+            ),
             ("remote_dir".to_string(), dir),
             (
                 "limits".to_string(),
                 "whatever the target machine has".to_string(),
             ),
+            (
+                "host_cpu".to_string(),
+                "the local ssh client only: the target's CPU is not metered".to_string(),
+            ),
         ]);
-        if let Some(u) = probed.uname {
-            settings.insert("remote_uname".to_string(), u);
-        }
         Ok(Launched {
             processes: vec![child],
             reader,
@@ -442,7 +460,10 @@ mod tests {
     #[test]
     fn targets_parse_with_user_port_and_ipv6() {
         let t = parse_target("root@vm.example:2222").unwrap();
-        assert_eq!((t.destination.as_str(), t.port), ("root@vm.example", Some(2222)));
+        assert_eq!(
+            (t.destination.as_str(), t.port),
+            ("root@vm.example", Some(2222))
+        );
         let t = parse_target("vm.example").unwrap();
         assert_eq!((t.destination.as_str(), t.port), ("vm.example", None));
         let t = parse_target("me@[::1]:22").unwrap();
@@ -475,12 +496,17 @@ mod tests {
     }
 
     #[test]
-    fn command_line_keeps_host_key_checking_and_batch_mode_first() {
+    fn command_line_keeps_host_key_checking_and_batch_mode_first_then_user_options() {
         let v = conn().command_line(&["ConnectTimeout=5"], "true");
         assert_eq!(v[0], "/usr/bin/ssh");
-        assert!(!v.iter().any(|a| a.contains("StrictHostKeyChecking")), "{v:?}");
+        assert!(
+            !v.iter().any(|a| a.contains("StrictHostKeyChecking")),
+            "{v:?}"
+        );
         let pos = |s: &str| v.iter().position(|a| a == s).unwrap();
+        // BatchMode cannot be overridden; the user's options win over hvbench's defaults.
         assert!(pos("BatchMode=yes") < pos("UserKnownHostsFile=/k/known"));
+        assert!(pos("UserKnownHostsFile=/k/known") < pos("ConnectTimeout=5"));
         assert_eq!(v[pos("-p") + 1], "2200");
         assert_eq!(v[pos("-i") + 1], "/k/id");
         assert_eq!(v[pos("-e") + 1], "none");
@@ -514,7 +540,10 @@ mod tests {
         assert!(out.status.success(), "{out:?}");
         let dir = valid_remote_dir(&String::from_utf8_lossy(&out.stdout)).unwrap();
         assert!(Path::new(&dir).join("hvbench-agent").is_file());
-        let out = Command::new("sh").args(["-c", &run_script(&dir)]).output().unwrap();
+        let out = Command::new("sh")
+            .args(["-c", &run_script(&dir)])
+            .output()
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "agent-ran\n");
         assert!(!Path::new(&dir).exists(), "the run removes the directory");
         // A wrong size is refused and leaves nothing behind.

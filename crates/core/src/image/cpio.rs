@@ -148,7 +148,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, String> {
     let mut entries = Vec::new();
     let mut off = 0usize;
     loop {
-        if off % 4 != 0 {
+        if off & 3 != 0 {
             return Err(format!("entry at {off} is not 4-byte aligned"));
         }
         let head = bytes
@@ -182,10 +182,10 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, String> {
             .get(data_start..data_start + size)
             .ok_or_else(|| format!("truncated data of {name}"))?;
         let end = data_start + size;
-        if bytes
+        let padding_ok = bytes
             .get(end..end + pad4(end as u64))
-            .is_none_or(|p| p.iter().any(|&b| b != 0))
-        {
+            .is_some_and(|p| p.iter().all(|&b| b == 0));
+        if !padding_ok {
             return Err(format!("bad padding after {name}"));
         }
         entries.push(Entry {

@@ -23,6 +23,7 @@ use crate::agent::AgentBinary;
 pub mod cpio;
 pub mod kernel;
 pub mod modules;
+pub mod vmlinux;
 
 pub use kernel::KernelImage;
 use modules::{ModuleDb, ModuleRequest};
@@ -222,6 +223,7 @@ fn build_uncached(
         });
     }
     write_atomically(&path, &bytes)?;
+    prune(cache, "initramfs-", ".cpio", KEEP_IMAGES, &path);
     Ok(Initramfs {
         path,
         size,
@@ -229,6 +231,33 @@ fn build_uncached(
         modules,
         skipped_modules: skipped,
     })
+}
+
+/// Cached images kept besides the newest (each agent build makes a new one).
+const KEEP_IMAGES: usize = 8;
+
+/// Removes the older cached files `prefix*suffix` beyond the `keep` newest, sparing `current`
+/// and anything younger than an hour (another run may be about to boot it).
+pub(crate) fn prune(cache: &Path, prefix: &str, suffix: &str, keep: usize, current: &Path) {
+    let Ok(rd) = std::fs::read_dir(cache) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(prefix) && n.ends_with(suffix)
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for (mtime, path) in files.into_iter().skip(keep) {
+        if mtime < hour_ago && path != current {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// A cached image is complete when it ends with the cpio trailer (a crash mid-write leaves
@@ -497,5 +526,43 @@ mod tests {
         std::fs::write(&img.path, b"torn").unwrap();
         let again = build_uncached(d.path(), &agent, &kernel, &[]).unwrap();
         assert!(cpio::parse(&std::fs::read(&again.path).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_the_young() {
+        let d = WorkDir::new("image-test").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for i in 0..5 {
+            let p = d.path().join(format!("initramfs-{i}.cpio"));
+            std::fs::write(&p, b"x").unwrap();
+            if i < 3 {
+                let f = std::fs::File::options().write(true).open(&p).unwrap();
+                f.set_modified(old - std::time::Duration::from_secs(i))
+                    .unwrap();
+            }
+        }
+        std::fs::write(d.path().join("other.cpio"), b"x").unwrap();
+        prune(
+            d.path(),
+            "initramfs-",
+            ".cpio",
+            1,
+            &d.path().join("initramfs-2.cpio"),
+        );
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        // 3 and 4 are young, 2 is current, 0 and 1 are old: gone.
+        assert_eq!(
+            left,
+            [
+                "initramfs-2.cpio",
+                "initramfs-3.cpio",
+                "initramfs-4.cpio",
+                "other.cpio"
+            ]
+        );
     }
 }

@@ -1,7 +1,12 @@
 //! Reports rendered from a result document alone, so any run can be re-rendered later.
 
+pub mod compare;
+pub mod csv;
+pub mod html;
+pub mod markdown;
 mod table;
 pub mod text;
+mod view;
 
 pub use table::Table;
 pub use text::terminal;

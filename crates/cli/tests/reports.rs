@@ -1,0 +1,265 @@
+//! `hvbench report` and `hvbench compare` end to end, on the fixed result documents of
+//! `crates/core/tests/fixtures` (see its README), and on bad input: each bad file must give a
+//! clear error that names the file and the problem, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn hvbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hvbench"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/fixtures")
+        .join(name)
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hvbench-cli-reports-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    hvbench().args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn report_prints_the_terminal_tables_again() {
+    let doc = fixture("guests.json");
+    let o = run(&["report", path_str(&doc)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("Efficiency of qemu-tcg"), "{out}");
+    assert!(out.contains("no measurable overhead"), "{out}");
+}
+
+#[test]
+fn report_markdown_and_csv_go_to_stdout() {
+    let doc = fixture("guests.json");
+    let o = run(&["report", path_str(&doc), "--markdown"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = stdout(&o);
+    assert!(
+        md.starts_with("# hvbench run 20261122-043541-efficiency"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Workload | Efficiency | 95% CI | Verdict |"),
+        "{md}"
+    );
+
+    let o = run(&["report", path_str(&doc), "--csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = stdout(&o);
+    assert!(
+        csv.starts_with("backend,workload,unit,higher_is_better,rep,value,"),
+        "{csv}"
+    );
+    assert_eq!(
+        csv.lines().count(),
+        1 + 15 * 3 * 3,
+        "header and 135 samples"
+    );
+
+    let o = run(&["report", path_str(&doc), "--csv", "--markdown"]);
+    assert_eq!(o.status.code(), Some(2), "one stdout format at a time");
+}
+
+#[test]
+fn report_html_writes_index_html_into_the_directory() {
+    let dir = tmpdir("html");
+    let out = dir.join("out");
+    let o = run(&[
+        "report",
+        path_str(&fixture("guests.json")),
+        "--html",
+        path_str(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let index = out.join("index.html");
+    assert!(stdout(&o).contains(path_str(&index)), "{}", stdout(&o));
+    let html = std::fs::read_to_string(&index).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("<svg id=\"chart-efficiency\""));
+
+    // With Markdown on stdout, the page's path goes to stderr so that stdout stays Markdown.
+    let o = run(&[
+        "report",
+        path_str(&fixture("native.json")),
+        "--html",
+        path_str(&out),
+        "--markdown",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("# hvbench run"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("index.html"), "{}", stderr(&o));
+}
+
+/// Runs `hvbench report` on a bad file and returns its error message.
+fn report_error(path: &Path) -> String {
+    let o = run(&["report", path_str(path)]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        err.contains(path_str(path)),
+        "the error names the file: {err}"
+    );
+    err
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let dir = tmpdir("missing");
+    let err = report_error(&dir.join("nope.json"));
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn a_file_that_is_not_a_result_document_is_refused() {
+    let dir = tmpdir("not-a-document");
+    let json = dir.join("package.json");
+    std::fs::write(&json, r#"{"name": "left-pad", "version": "1.3.0"}"#).unwrap();
+    let err = report_error(&json);
+    assert!(err.contains("is not an hvbench result document"), "{err}");
+    assert!(err.contains("schema_version"), "{err}");
+
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "just some notes\n").unwrap();
+    let err = report_error(&text);
+    assert!(err.contains("is not an hvbench result document"), "{err}");
+    assert!(err.contains("not JSON"), "{err}");
+
+    // A document whose fields do not fit the schema names the field.
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("native.json")).unwrap()).unwrap();
+    doc.as_object_mut().unwrap().remove("runs");
+    let broken = dir.join("broken.json");
+    std::fs::write(&broken, doc.to_string()).unwrap();
+    let err = report_error(&broken);
+    assert!(err.contains("runs"), "{err}");
+}
+
+#[test]
+fn a_newer_schema_version_is_refused_with_the_fix() {
+    let dir = tmpdir("newer");
+    let text = std::fs::read_to_string(fixture("native.json")).unwrap();
+    let newer = dir.join("from-the-future.json");
+    std::fs::write(
+        &newer,
+        text.replacen("\"schema_version\": 1,", "\"schema_version\": 99,", 1),
+    )
+    .unwrap();
+    let err = report_error(&newer);
+    assert!(err.contains("schema version 99"), "{err}");
+    assert!(err.contains("upgrade hvbench"), "{err}");
+}
+
+#[test]
+fn a_truncated_file_is_called_truncated() {
+    let dir = tmpdir("truncated");
+    let text = std::fs::read_to_string(fixture("native.json")).unwrap();
+    let cut = dir.join("cut.json");
+    std::fs::write(&cut, &text[..text.len() / 2]).unwrap();
+    let err = report_error(&cut);
+    assert!(err.contains("truncated"), "{err}");
+    let empty = dir.join("empty.json");
+    std::fs::write(&empty, "").unwrap();
+    let err = report_error(&empty);
+    assert!(err.contains("not JSON"), "{err}");
+}
+
+#[test]
+fn compare_lists_differences_first_then_changes_with_verdicts() {
+    let (a, b) = (fixture("compare-a.json"), fixture("compare-b.json"));
+    let o = run(&["compare", path_str(&a), path_str(&b)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let governor = out
+        .find("host.cpu_governor: (none) → performance")
+        .expect(&out);
+    let changes = out.find("Changes from A to B").expect(&out);
+    assert!(governor < changes, "{out}");
+    let primes = out.lines().find(|l| l.contains("cpu.primes")).expect(&out);
+    assert!(
+        primes.contains("+24.9%") && primes.ends_with("faster"),
+        "{primes}"
+    );
+
+    let o = run(&["compare", path_str(&a), path_str(&b), "--noise", "30"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let primes = out.lines().find(|l| l.contains("cpu.primes")).expect(&out);
+    assert!(primes.ends_with("no significant change"), "{primes}");
+    assert!(out.contains("beyond 30.0%"), "{out}");
+
+    let o = run(&["compare", path_str(&a), path_str(&b), "--noise=-1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--noise"), "{}", stderr(&o));
+}
+
+#[test]
+fn compare_names_a_bad_file() {
+    let dir = tmpdir("compare-bad");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{").unwrap();
+    let o = run(&["compare", path_str(&fixture("native.json")), path_str(&bad)]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains(path_str(&bad)) && err.contains("truncated"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_writes_the_html_report_beside_the_document() {
+    let out = tmpdir("run");
+    let o = run(&[
+        "run",
+        "--backend",
+        "native",
+        "--workload",
+        "sys.getppid",
+        "--reps",
+        "2",
+        "--warmup",
+        "0",
+        "--duration",
+        "0.02",
+        "--quiet",
+        "--out",
+        path_str(&out),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let document = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a result document");
+    let page = document.with_extension("html");
+    assert!(page.is_file(), "no {}", page.display());
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!("HTML report:     {}", page.display())),
+        "{text}"
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("id=\"chart-workload-sys-getppid\""));
+}

@@ -1,0 +1,653 @@
+//! The HTML report: one self-contained page per result document, with its charts as inline SVG.
+//!
+//! The page needs nothing but itself to be read: the style sheet is inline, the charts are SVG
+//! drawn by plotters ([`charts`]), there are no scripts, no fonts and no links outside the page,
+//! and a Content-Security-Policy forbids loading anything, so a page mailed or attached to an
+//! issue looks the same everywhere and offline. Every string taken from the document is
+//! escaped ([`escape`]): reasons and console tails hold whatever a guest printed.
+//!
+//! The page is a list of sections. The ones every document has (overview, host, settings,
+//! backends) are built here; the scenario's own sections come from the scenario's module
+//! ([`efficiency`]), so the isolation, scalability and lifecycle scenarios add a module and a
+//! match arm in [`scenario_sections`], not a new page.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::view::{self, TableView};
+use crate::backends::Availability;
+use crate::results::{GuestRecord, RunDocument};
+
+mod charts;
+mod efficiency;
+
+/// The file name `write` gives the page inside its directory.
+pub const INDEX: &str = "index.html";
+
+/// One part of the page, listed in its table of contents.
+struct Section {
+    /// The fragment identifier (`#efficiency`).
+    id: String,
+    title: String,
+    /// Already escaped HTML.
+    body: String,
+}
+
+/// Renders the page of a document.
+pub fn render(doc: &RunDocument) -> String {
+    let mut sections = vec![overview(doc)];
+    sections.extend(scenario_sections(doc));
+    sections.push(host(doc));
+    sections.push(settings(doc));
+    sections.push(backends(doc));
+    page(doc, &sections)
+}
+
+/// The scenario's own sections: charts and tables of what it measured.
+fn scenario_sections(doc: &RunDocument) -> Vec<Section> {
+    match doc.scenario.as_str() {
+        "efficiency" => efficiency::sections(doc),
+        other => vec![Section {
+            id: "scenario".into(),
+            title: format!("Scenario {other}"),
+            body: format!(
+                "<p class=\"note\">This version of hvbench has no charts for the <code>{}</code> \
+                 scenario; the overview, host, settings and backends below are complete, and \
+                 every measurement is in the result document.</p>",
+                escape(other)
+            ),
+        }],
+    }
+}
+
+/// Why a page could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("cannot create the report directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the HTML report {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Writes the page as `dir/index.html`, creating `dir`, and returns the file's path.
+pub fn write(doc: &RunDocument, dir: &Path) -> Result<PathBuf, WriteError> {
+    std::fs::create_dir_all(dir).map_err(|source| WriteError::Directory {
+        path: dir.into(),
+        source,
+    })?;
+    let path = dir.join(INDEX);
+    write_file(doc, &path)?;
+    Ok(path)
+}
+
+/// Writes the page to a file, through a temporary file renamed over it so that a reader never
+/// sees half a page.
+fn write_file(doc: &RunDocument, path: &Path) -> Result<(), WriteError> {
+    let tmp = path.with_extension("html.tmp");
+    let err = |source| WriteError::File {
+        path: path.into(),
+        source,
+    };
+    std::fs::write(&tmp, render(doc)).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+/// The page written beside a result document (`RUN.json` → `RUN.html`): what happened, for
+/// `hvbench run` to print. Displays as `HTML report:     PATH`, or why it was not written.
+#[derive(Debug)]
+pub struct Beside {
+    pub path: PathBuf,
+    pub result: Result<(), WriteError>,
+}
+
+impl std::fmt::Display for Beside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.result {
+            Ok(()) => write!(f, "HTML report:     {}", self.path.display()),
+            Err(e) => write!(f, "HTML report:     not written: {e}"),
+        }
+    }
+}
+
+/// Writes the page beside the document at `doc_path`. A failure is reported, not returned as an
+/// error: the measurements are safe in the document, and `hvbench report` can render it later.
+pub fn write_beside(doc: &RunDocument, doc_path: &Path) -> Beside {
+    let path = doc_path.with_extension("html");
+    let result = write_file(doc, &path);
+    Beside { path, result }
+}
+
+/// Text made safe for HTML content and quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A fragment identifier made of the safe characters of `s`: `sys.getppid` → `sys-getppid`.
+fn anchor(prefix: &str, s: &str) -> String {
+    let slug: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{prefix}-{slug}")
+}
+
+const STYLE: &str = r#"
+:root { color-scheme: light; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+  color: #222; background: #fff; margin: 0; line-height: 1.45; font-size: 15px; }
+header, nav, main, footer { max-width: 1080px; margin: 0 auto; padding: 0 24px; }
+header { padding-top: 20px; }
+h1 { font-size: 1.6em; margin: 0.2em 0; }
+h2 { font-size: 1.3em; margin: 1.6em 0 0.5em; padding-top: 0.4em; border-top: 1px solid #ddd; }
+h3 { font-size: 1.08em; margin: 1.3em 0 0.4em; }
+h4 { font-size: 1em; margin: 1em 0 0.3em; }
+code, pre { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, "Liberation Mono", monospace; font-size: 0.88em; }
+pre { background: #f6f6f6; border: 1px solid #e4e4e4; padding: 8px 10px; overflow-x: auto; white-space: pre-wrap; word-break: break-all; }
+nav ol { margin: 0.4em 0; padding-left: 1.4em; columns: 2; }
+.meta { color: #555; margin: 0.2em 0; }
+.banner { background: #fff3cd; border: 1px solid #e0c060; padding: 8px 12px; font-weight: 600; }
+.note { color: #555; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; }
+caption { text-align: left; font-weight: 600; padding: 4px 0; }
+th, td { border-bottom: 1px solid #e4e4e4; padding: 3px 10px 3px 0; text-align: left; vertical-align: top; }
+thead th { border-bottom: 2px solid #bbb; }
+tbody td:first-child { white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.kv th { font-weight: 600; white-space: nowrap; color: #444; }
+.swatch { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 2px; margin-right: 0.4em; vertical-align: baseline; }
+figure { margin: 0.5em 0 1.2em; }
+figcaption { color: #555; font-size: 0.9em; max-width: 960px; }
+svg.chart { display: block; max-width: 100%; height: auto; }
+.status-ok { color: #1a7f37; }
+.status-bad { color: #b42318; }
+pre.failure { background: #fff4f2; border-color: #f0c8c0; }
+ul.warnings li { margin: 0.2em 0; }
+footer { color: #777; font-size: 0.85em; padding-top: 2em; padding-bottom: 2em; }
+"#;
+
+fn page(doc: &RunDocument, sections: &[Section]) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
+         style-src 'unsafe-inline'; img-src data:\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"generator\" content=\"hvbench\">\n\
+         <title>hvbench {} · {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        escape(&doc.scenario),
+        escape(&doc.run_id),
+    );
+    let _ = writeln!(
+        out,
+        "<header>\n<h1>hvbench {} run <code>{}</code></h1>\n<p class=\"meta\">hvbench {} ({}) · \
+         {} to {} · {}</p>\n</header>",
+        escape(&doc.scenario),
+        escape(&doc.run_id),
+        escape(&doc.hvbench_version),
+        escape(&doc.git_revision),
+        escape(&doc.started_at),
+        escape(&doc.finished_at),
+        escape(&host_line(doc)),
+    );
+    out.push_str("<nav>\n<ol>\n");
+    for s in sections {
+        let _ = writeln!(
+            out,
+            "<li><a href=\"#{}\">{}</a></li>",
+            escape(&s.id),
+            escape(&s.title)
+        );
+    }
+    out.push_str("</ol>\n</nav>\n<main>\n");
+    for s in sections {
+        let _ = writeln!(
+            out,
+            "<section id=\"{}\">\n<h2>{}</h2>\n{}</section>",
+            escape(&s.id),
+            escape(&s.title),
+            s.body
+        );
+    }
+    out.push_str(
+        "</main>\n<footer>Rendered by hvbench from the result document alone; every number on \
+         this page is in it, with every raw sample.</footer>\n</body>\n</html>\n",
+    );
+    out
+}
+
+/// `AMD EPYC · 2 CPUs · 23 GiB · kernel … · a kvm VM (guests are nested)`.
+fn host_line(doc: &RunDocument) -> String {
+    let h = &doc.host;
+    format!(
+        "{} · {} CPUs · {:.1} GiB · kernel {} · {}",
+        h.cpu_model,
+        h.cpus,
+        h.memory_kib as f64 / (1024.0 * 1024.0),
+        h.kernel.split_whitespace().next().unwrap_or(""),
+        if h.virtualization == "none" {
+            "bare metal".to_string()
+        } else {
+            format!("host is a {} VM (guests are nested)", h.virtualization)
+        }
+    )
+}
+
+fn overview(doc: &RunDocument) -> Section {
+    let mut body = String::new();
+    if doc.interrupted {
+        body.push_str(
+            "<p class=\"banner\">Interrupted: this run was stopped before the end. What is shown \
+             was measured; what is missing was not run.</p>\n",
+        );
+    }
+    let s = &doc.settings;
+    let _ = writeln!(
+        body,
+        "<p>{} measured repetition(s) of each workload after {} warm-up(s), {} s each, {} \
+         cop{}; repetitions interleaved across backends. Intervals are {:.0}% bootstrap \
+         intervals of the median.</p>",
+        s.reps,
+        s.warmup,
+        s.target_s,
+        s.copies,
+        if s.copies == 1 { "y" } else { "ies" },
+        s.confidence * 100.0,
+    );
+    let _ = writeln!(
+        body,
+        "<p>Command line: <code>{}</code></p>",
+        escape(&shell_words(&doc.command_line))
+    );
+    body.push_str(&table_html(doc, &view::backends_table(doc), Some(0)));
+    if !doc.warnings.is_empty() {
+        body.push_str("<h3>Notes</h3>\n<ul class=\"warnings\">\n");
+        for w in &doc.warnings {
+            let _ = writeln!(body, "<li>{}</li>", escape(w));
+        }
+        body.push_str("</ul>\n");
+    }
+    Section {
+        id: "overview".into(),
+        title: "Overview".into(),
+        body,
+    }
+}
+
+fn host(doc: &RunDocument) -> Section {
+    let h = &doc.host;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let mut rows = vec![
+        ("Hostname", h.hostname.clone()),
+        ("CPU", h.cpu_model.clone()),
+        (
+            "CPUs",
+            format!("{} online, {} allowed to hvbench", h.cpus, h.cpus_allowed),
+        ),
+        (
+            "Memory",
+            format!(
+                "{} MiB ({:.1} GiB)",
+                h.memory_kib / 1024,
+                h.memory_kib as f64 / 1048576.0
+            ),
+        ),
+        ("Kernel", h.kernel.clone()),
+        (
+            "Virtualization",
+            if h.virtualization == "none" {
+                "none: bare metal".to_string()
+            } else {
+                format!("{}: every guest is a nested guest", h.virtualization)
+            },
+        ),
+        ("Evidence", h.virtualization_evidence.clone()),
+        (
+            "/dev/kvm",
+            if h.dev_kvm { "present" } else { "absent" }.into(),
+        ),
+        ("KVM nested", opt(&h.kvm_nested)),
+        ("Clocksource", opt(&h.clocksource)),
+        ("CPU governor", opt(&h.cpu_governor)),
+    ];
+    let mut body = kv_table(rows.drain(..).map(|(k, v)| (k.to_string(), v)));
+    if !h.mitigations.is_empty() {
+        let _ = writeln!(
+            body,
+            "<details>\n<summary>CPU vulnerability mitigations ({}): they change system-call \
+             and fault costs</summary>",
+            h.mitigations.len()
+        );
+        body.push_str(&kv_table(
+            h.mitigations.iter().map(|(k, v)| (k.clone(), v.clone())),
+        ));
+        body.push_str("</details>\n");
+    }
+    Section {
+        id: "host".into(),
+        title: "Host".into(),
+        body,
+    }
+}
+
+fn settings(doc: &RunDocument) -> Section {
+    let s = &doc.settings;
+    let a = &doc.agent;
+    let mut body = kv_table(
+        [
+            (
+                "Suite",
+                s.suite
+                    .clone()
+                    .unwrap_or_else(|| "(workloads named)".into()),
+            ),
+            ("Workloads", s.workloads.join(", ")),
+            ("Repetitions", s.reps.to_string()),
+            ("Warm-ups", s.warmup.to_string()),
+            (
+                "Target duration",
+                format!("{} s per repetition", s.target_s),
+            ),
+            ("Copies", s.copies.to_string()),
+            (
+                "CV threshold",
+                format!(
+                    "{:.1}% (extra repetitions up to {} in all)",
+                    s.cv_threshold * 100.0,
+                    s.max_reps
+                ),
+            ),
+            (
+                "Guest size",
+                format!("{} vCPU(s), {} MiB", s.vcpus, s.memory_mib),
+            ),
+            (
+                "Intervals",
+                format!(
+                    "{:.0}% bootstrap, {} resamples, seed {:#x}",
+                    s.confidence * 100.0,
+                    s.bootstrap_resamples,
+                    s.bootstrap_seed
+                ),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    body.push_str("<h3>Agent</h3>\n");
+    body.push_str(&kv_table(
+        [
+            ("Version", a.version.clone()),
+            ("Path", a.path.clone()),
+            ("SHA-256", a.sha256.clone()),
+            ("Size", format!("{} bytes", a.size_bytes)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v)),
+    ));
+    Section {
+        id: "settings".into(),
+        title: "Settings and agent".into(),
+        body,
+    }
+}
+
+fn backends(doc: &RunDocument) -> Section {
+    let mut body = String::new();
+    for b in &doc.backends {
+        let _ = writeln!(
+            body,
+            "<h3 id=\"{}\">{}{} <small class=\"note\">{}</small></h3>",
+            escape(&anchor("backend", &b.name)),
+            swatch(doc, &b.name),
+            escape(&b.name),
+            escape(&b.technique),
+        );
+        match &b.availability {
+            Availability::Available { detail } => {
+                let _ = writeln!(
+                    body,
+                    "<p><span class=\"status-ok\">available</span>: {}</p>",
+                    escape(detail)
+                );
+            }
+            Availability::Unavailable { reason, hint } => {
+                let _ = writeln!(
+                    body,
+                    "<p><span class=\"status-bad\">unavailable</span>: {}<br>Fix: {}</p>",
+                    escape(reason),
+                    escape(hint)
+                );
+            }
+        }
+        if b.guests.is_empty() && b.availability.is_available() {
+            body.push_str("<p class=\"note\">No guest was launched.</p>\n");
+        }
+        for g in &b.guests {
+            body.push_str(&guest(g));
+        }
+    }
+    Section {
+        id: "backends".into(),
+        title: "Backend configurations".into(),
+        body,
+    }
+}
+
+fn guest(g: &GuestRecord) -> String {
+    let mut out = format!("<h4>{}</h4>\n", escape(&g.label));
+    let c = &g.config;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut push = |k: &str, v: String| rows.push((k.to_string(), v));
+    if let Some(v) = c.vcpus {
+        push("vCPUs", v.to_string());
+    }
+    if let Some(m) = c.memory_mib {
+        push("Memory", format!("{m} MiB"));
+    }
+    for (k, v) in &c.versions {
+        push(&format!("Version of {k}"), v.clone());
+    }
+    for (k, v) in &c.settings {
+        push(k, v.clone());
+    }
+    push(
+        "Boot",
+        g.boot_s
+            .map(|s| format!("{s:.3} s (launch to hello, host clock)"))
+            .unwrap_or_else(|| "never said hello".into()),
+    );
+    if let Some(u) = g.guest_uptime_s {
+        push("Guest uptime at hello", format!("{u:.3} s"));
+    }
+    if let Some(k) = &g.kernel {
+        push("Guest kernel", k.clone());
+    }
+    if let Some(n) = g.cpus {
+        push("Guest CPUs", n.to_string());
+    }
+    if let Some(m) = g.mem_total_kib {
+        push("Guest memory", format!("{} MiB", m / 1024));
+    }
+    if let Some(cs) = &g.clocksource {
+        push("Guest clocksource", cs.clone());
+    }
+    push("Host CPU accounting", g.cpu_accounting.clone());
+    out.push_str(&kv_table(rows.into_iter()));
+    if !c.command_line.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p>Command line:</p>\n<pre><code>{}</code></pre>",
+            escape(&shell_words(&c.command_line))
+        );
+    }
+    if !g.setup_notes.is_empty() {
+        out.push_str("<p>Set-up by the agent:</p>\n<ul>\n");
+        for n in &g.setup_notes {
+            let _ = writeln!(out, "<li>{}</li>", escape(n));
+        }
+        out.push_str("</ul>\n");
+    }
+    if let Some(f) = &g.failure {
+        let _ = writeln!(
+            out,
+            "<p class=\"status-bad\">Failure:</p>\n<pre class=\"failure\">{}</pre>",
+            escape(f)
+        );
+    }
+    out
+}
+
+/// An argument vector as a shell would need it typed: arguments with spaces or quotes quoted.
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A colour swatch for a backend, matching its colour in the charts.
+fn swatch(doc: &RunDocument, backend: &str) -> String {
+    format!(
+        "<span class=\"swatch\" style=\"background:{}\"></span>",
+        charts::css(charts::backend_color(doc, backend))
+    )
+}
+
+/// Two columns: names and values.
+fn kv_table(rows: impl Iterator<Item = (String, String)>) -> String {
+    let mut out = String::from("<table class=\"kv\">\n<tbody>\n");
+    for (k, v) in rows {
+        let _ = writeln!(
+            out,
+            "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
+            escape(&k),
+            escape(&v)
+        );
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
+}
+
+/// A table of cells; `backend_column` gets each row's backend colour swatch.
+fn table_html(doc: &RunDocument, t: &TableView, backend_column: Option<usize>) -> String {
+    let class = |i: usize| {
+        if t.right.get(i).copied().unwrap_or(false) {
+            " class=\"num\""
+        } else {
+            ""
+        }
+    };
+    let mut out = format!(
+        "<table>\n<caption>{}</caption>\n<thead><tr>",
+        escape(&t.title)
+    );
+    for (i, h) in t.header.iter().enumerate() {
+        let _ = write!(out, "<th scope=\"col\"{}>{}</th>", class(i), escape(h));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for row in &t.rows {
+        out.push_str("<tr>");
+        for (i, c) in row.iter().enumerate() {
+            let sw = if backend_column == Some(i) {
+                swatch(doc, c)
+            } else {
+                String::new()
+            };
+            let _ = write!(out, "<td{}>{sw}{}</td>", class(i), escape(c));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
+}
+
+/// A chart in a figure with its caption, or a note saying why it could not be drawn.
+fn figure(id: &str, label: &str, chart: charts::Drawn, caption: &str) -> String {
+    match chart {
+        Ok(svg) => format!(
+            "<figure>\n{}<figcaption>{}</figcaption>\n</figure>\n",
+            svg.replacen(
+                "<svg ",
+                &format!(
+                    "<svg id=\"{}\" class=\"chart\" role=\"img\" aria-label=\"{}\" ",
+                    escape(id),
+                    escape(label)
+                ),
+                1
+            ),
+            caption
+        ),
+        Err(e) => format!(
+            "<p class=\"note\">The chart “{}” could not be drawn: {}</p>\n",
+            escape(label),
+            escape(&e.to_string())
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_markup_and_both_quotes() {
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn shell_words_quote_what_a_shell_would_split() {
+        let args: Vec<String> = ["qemu", "-append", "console=ttyS0 quiet", "it's", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            shell_words(&args),
+            r"qemu -append 'console=ttyS0 quiet' 'it'\''s' ''"
+        );
+    }
+
+    #[test]
+    fn anchors_keep_only_safe_characters() {
+        assert_eq!(anchor("w", "sys.getppid"), "w-sys-getppid");
+        assert_eq!(anchor("b", "a\"<b>"), "b-a--b-");
+    }
+}

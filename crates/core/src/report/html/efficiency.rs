@@ -1,0 +1,200 @@
+//! The sections of an efficiency run: how each guest compares with the host, the raw samples of
+//! every workload with the host CPU they cost, and how long guests took to start.
+
+use std::fmt::Write as _;
+
+use super::{anchor, charts, escape, figure, swatch, table_html, Section};
+use crate::report::fmt_sig;
+use crate::report::view::{self, measured};
+use crate::results::RunDocument;
+
+pub(super) fn sections(doc: &RunDocument) -> Vec<Section> {
+    vec![
+        efficiency(doc),
+        workloads(doc),
+        startup(doc),
+        other_scenarios(),
+    ]
+}
+
+fn efficiency(doc: &RunDocument) -> Section {
+    let mut body = String::new();
+    match charts::efficiency(doc) {
+        Some(chart) => body.push_str(&figure(
+            "chart-efficiency",
+            "Efficiency of each backend per workload",
+            chart,
+            "Each bar is a guest's score as a share of the host's (for times: host / guest), \
+             so 100% (dashed line) means no overhead and shorter is worse. Whiskers: the 95% \
+             bootstrap interval of the ratio. Pale bars: the interval contains 100%, so there is \
+             no measurable overhead (never read as a gain). A bar cut at the right edge carries \
+             its value; DNR: the guest did not return.",
+        )),
+        None => body.push_str(
+            "<p class=\"note\">Only the host was measured in this run: there is no guest to \
+             compare with it.</p>\n",
+        ),
+    }
+    for b in view::guest_backends(doc) {
+        body.push_str(&table_html(
+            doc,
+            &view::efficiency_table(doc, &b.name),
+            None,
+        ));
+    }
+    Section {
+        id: "efficiency".into(),
+        title: "Efficiency".into(),
+        body,
+    }
+}
+
+fn workloads(doc: &RunDocument) -> Section {
+    let mut body = String::from(
+        "<p class=\"note\">Per workload: every repetition (dots; outliers by the modified \
+         z-score ringed in red, never dropped), the median (bar) and its 95% interval (band) on \
+         each backend; beside them the host CPU time each backend spent per unit of work and \
+         the host cores it kept busy.</p>\n",
+    );
+    for w in view::workloads(doc) {
+        let id = anchor("workload", w);
+        let _ = writeln!(body, "<h3 id=\"{}\">{}</h3>", escape(&id), escape(w));
+        body.push_str(&figure(
+            &format!("chart-{id}"),
+            &format!("Repetitions of {w} and host CPU per unit of work"),
+            charts::workload(doc, w),
+            "",
+        ));
+        body.push_str(&workload_table(doc, w));
+    }
+    Section {
+        id: "workloads".into(),
+        title: "Workloads: samples and host CPU".into(),
+        body,
+    }
+}
+
+fn workload_table(doc: &RunDocument, workload: &str) -> String {
+    let mut out = String::from(
+        "<table>\n<thead><tr><th scope=\"col\">Backend</th><th scope=\"col\" class=\"num\">Runs</th>\
+         <th scope=\"col\" class=\"num\">Median</th><th scope=\"col\" class=\"num\">95% CI</th>\
+         <th scope=\"col\" class=\"num\">CV</th><th scope=\"col\" class=\"num\">Min</th>\
+         <th scope=\"col\" class=\"num\">Max</th><th scope=\"col\" class=\"num\">Host CPU</th>\
+         <th scope=\"col\" class=\"num\">Cores busy</th><th scope=\"col\" class=\"num\">Iterations</th>\
+         <th scope=\"col\">Notes</th></tr></thead>\n<tbody>\n",
+    );
+    for b in &doc.backends {
+        let Some(r) = doc.run(&b.name, workload) else {
+            continue;
+        };
+        let num = |s: String| format!("<td class=\"num\">{}</td>", escape(&s));
+        let _ = write!(
+            out,
+            "<tr><td>{}{}</td>{}",
+            swatch(doc, &r.backend),
+            escape(&r.backend),
+            num(r.samples.len().to_string())
+        );
+        match measured(r) {
+            Some(s) => {
+                let _ = write!(
+                    out,
+                    "{}{}{}{}{}",
+                    num(format!("{} {}", fmt_sig(s.median), r.unit)),
+                    num(format!("{} – {}", fmt_sig(s.ci_low), fmt_sig(s.ci_high))),
+                    num(format!("{:.1}%", s.cv * 100.0)),
+                    num(fmt_sig(s.min)),
+                    num(fmt_sig(s.max)),
+                );
+            }
+            None => {
+                let _ = write!(
+                    out,
+                    "<td class=\"num\">{}</td><td></td><td></td><td></td><td></td>",
+                    escape(view::status_label(r))
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "{}{}{}<td>{}</td></tr>",
+            num(view::host_cpu_text(r)),
+            num(r
+                .host_cpu_per_op
+                .as_ref()
+                .map(|c| format!("{:.2}", c.cores_busy))
+                .unwrap_or_else(|| "-".into())),
+            num(r
+                .iterations
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "-".into())),
+            escape(&match measured(r) {
+                Some(_) => view::run_notes(r),
+                None => r.reason.clone().unwrap_or_default(),
+            }),
+        );
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
+}
+
+fn startup(doc: &RunDocument) -> Section {
+    let mut body = String::new();
+    match charts::boot_times(doc) {
+        Some(chart) => body.push_str(&figure(
+            "chart-boot",
+            "Start-up time of each backend's guests",
+            chart,
+            "One dot per guest launched during the run: the time from launch to the agent's \
+             hello, measured by the host. A backend relaunched after a failure has several.",
+        )),
+        None => body.push_str("<p class=\"note\">No guest said hello in this run.</p>\n"),
+    }
+    body.push_str(
+        "<table>\n<thead><tr><th scope=\"col\">Backend</th><th scope=\"col\">Guest</th>\
+         <th scope=\"col\" class=\"num\">Boot</th><th scope=\"col\" class=\"num\">Guest uptime \
+         at hello</th><th scope=\"col\">Outcome</th></tr></thead>\n<tbody>\n",
+    );
+    for b in &doc.backends {
+        for g in &b.guests {
+            let secs = |s: Option<f64>| s.map(|s| format!("{s:.3} s")).unwrap_or("-".into());
+            let _ = writeln!(
+                body,
+                "<tr><td>{}{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td>{}</td></tr>",
+                swatch(doc, &b.name),
+                escape(&b.name),
+                escape(&g.label),
+                secs(g.boot_s),
+                secs(g.guest_uptime_s),
+                escape(
+                    &g.failure
+                        .as_deref()
+                        .map(|f| view::brief(f, 240))
+                        .unwrap_or_else(|| "ran".into())
+                ),
+            );
+        }
+    }
+    body.push_str("</tbody>\n</table>\n");
+    Section {
+        id: "startup".into(),
+        title: "Guest start-up".into(),
+        body,
+    }
+}
+
+/// What the other scenarios will show, so a reader of an efficiency page knows where to look.
+fn other_scenarios() -> Section {
+    Section {
+        id: "scenarios".into(),
+        title: "Other scenarios".into(),
+        body: "<p class=\"note\">This is an efficiency run. The isolation scenario (how much a \
+               stressed guest degrades normal guests beside it), the scalability scenario \
+               (aggregate throughput against the number of concurrent guests, with guests that \
+               did not return marked) and the lifecycle scenario (boot-time distribution, idle \
+               CPU, memory overhead) write documents of their own, whose pages carry those \
+               charts. The start-up times of this run's guests are above.</p>\n"
+            .into(),
+    }
+}

@@ -1,0 +1,133 @@
+//! The Markdown report: the terminal report's tables as GitHub-flavoured Markdown, for a README,
+//! an issue or a pull request (`hvbench report RUN.json --markdown`).
+//!
+//! Cells are escaped for Markdown tables (`|`, line breaks) and for inline HTML (`<`, `&`), since
+//! renderers of issues and READMEs accept HTML and document strings (console tails, reasons) may
+//! hold anything.
+
+use std::fmt::Write;
+
+use super::view::{self, TableView};
+use crate::results::RunDocument;
+
+/// Renders the Markdown report of a document.
+pub fn render(doc: &RunDocument) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# hvbench run {}\n", cell(&doc.run_id));
+    let _ = writeln!(
+        out,
+        "hvbench {} ({}), {} scenario, {} to {}{}.\n",
+        cell(&doc.hvbench_version),
+        cell(&doc.git_revision),
+        cell(&doc.scenario),
+        cell(&doc.started_at),
+        cell(&doc.finished_at),
+        if doc.interrupted {
+            " **(interrupted: partial results)**"
+        } else {
+            ""
+        },
+    );
+    let h = &doc.host;
+    let _ = writeln!(
+        out,
+        "Host: {}, {} CPUs ({} allowed), {} MiB, kernel {}, {}.\n",
+        cell(&h.cpu_model),
+        h.cpus,
+        h.cpus_allowed,
+        h.memory_kib / 1024,
+        cell(&h.kernel),
+        if h.virtualization == "none" {
+            "bare metal".to_string()
+        } else {
+            format!(
+                "itself a {} VM (guests are nested)",
+                cell(&h.virtualization)
+            )
+        },
+    );
+    let s = &doc.settings;
+    let _ = writeln!(
+        out,
+        "{} repetition(s) after {} warm-up(s), {} s each, {} cop{}; intervals are {:.0}% bootstrap \
+         intervals of the median ({} resamples, seed {:#x}).\n",
+        s.reps,
+        s.warmup,
+        s.target_s,
+        s.copies,
+        if s.copies == 1 { "y" } else { "ies" },
+        s.confidence * 100.0,
+        s.bootstrap_resamples,
+        s.bootstrap_seed,
+    );
+    out.push_str(&table(&view::backends_table(doc)));
+    for b in &doc.backends {
+        if b.availability.is_available() && doc.runs.iter().any(|r| r.backend == b.name) {
+            out.push_str(&table(&view::scores_table(doc, &b.name)));
+        }
+    }
+    for b in view::guest_backends(doc) {
+        out.push_str(&table(&view::efficiency_table(doc, &b.name)));
+    }
+    if !doc.warnings.is_empty() {
+        out.push_str("## Notes\n\n");
+        for w in &doc.warnings {
+            let _ = writeln!(out, "- {}", cell(w));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A `##` heading and a pipe table, numbers right-aligned.
+fn table(t: &TableView) -> String {
+    let mut out = format!("## {}\n\n", cell(&t.title));
+    let line = |cells: &[String]| {
+        let cells: Vec<String> = cells.iter().map(|c| cell(c)).collect();
+        format!("| {} |\n", cells.join(" | "))
+    };
+    out.push_str(&line(&t.header));
+    let rule: Vec<&str> = (0..t.header.len())
+        .map(|i| {
+            if t.right.get(i).copied().unwrap_or(false) {
+                "---:"
+            } else {
+                "---"
+            }
+        })
+        .collect();
+    let _ = writeln!(out, "| {} |", rule.join(" | "));
+    for row in &t.rows {
+        out.push_str(&line(row));
+    }
+    out.push('\n');
+    out
+}
+
+/// Text made safe for one Markdown table cell: no line breaks, no unescaped pipes or HTML.
+pub fn cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\r' => {}
+            '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    #[test]
+    fn cells_cannot_break_a_table_or_inject_html() {
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert_eq!(cell("<script>&"), "&lt;script&gt;&amp;");
+    }
+}
