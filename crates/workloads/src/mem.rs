@@ -13,7 +13,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use crate::cpu::SplitMix64;
+use crate::cpu::{check_iterations, SplitMix64};
 use crate::{param_u64, Kind, Metric, Outcome, Params, WorkloadError, WorkloadInfo};
 
 const SUITES: &[&str] = &["quick", "full", "mem"];
@@ -116,15 +116,6 @@ fn touched_buffer(words: usize, f: impl Fn(usize) -> u64) -> Result<Vec<u64>, Wo
     })?;
     v.extend((0..words).map(f));
     Ok(v)
-}
-
-fn check_iterations(iterations: u64) -> Result<u64, WorkloadError> {
-    if iterations == 0 {
-        return Err(WorkloadError::BadParam(
-            "iterations must be at least 1".into(),
-        ));
-    }
-    Ok(iterations)
 }
 
 /// `mem.read`: one iteration sums every u64 of the buffer once; the work is the buffer size.

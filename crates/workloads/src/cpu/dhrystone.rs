@@ -26,7 +26,7 @@ use std::time::Instant;
 use crate::{Outcome, Params, WorkloadError};
 
 /// Dhrystones per second of the VAX 11/780, the 1 MIPS reference: DMIPS = loops/s / 1757.
-pub(super) const VAX_DHRYSTONES_PER_SECOND: f64 = 1757.0;
+const VAX_DHRYSTONES_PER_SECOND: f64 = 1757.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Enumeration {

@@ -84,7 +84,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
 ];
 
 /// Rejects a zero iteration count, which would measure nothing and skip every check.
-fn check_iterations(iterations: u64) -> Result<u64, WorkloadError> {
+pub(crate) fn check_iterations(iterations: u64) -> Result<u64, WorkloadError> {
     if iterations == 0 {
         return Err(WorkloadError::BadParam(
             "iterations must be at least 1".into(),
