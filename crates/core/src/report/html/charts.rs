@@ -368,32 +368,78 @@ pub(super) fn workload(doc: &RunDocument, workload: &str) -> Drawn {
             values.extend([s.ci_low, s.ci_high]);
         }
     }
-    let (lo, hi) = padded_range(&values);
+    let caption = format!(
+        "{workload}: repetitions ({}, {} is better)",
+        first.unit,
+        if first.higher_is_better {
+            "higher"
+        } else {
+            "lower"
+        }
+    );
 
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let (left, right) = root.split_horizontally(620);
+        let strips = Strips {
+            doc,
+            runs: &runs,
+            rows: &rows,
+            caption,
+            label_px,
+        };
+        match log_range(&values) {
+            Some((lo, hi)) => strips.draw(
+                &left,
+                (lo..hi).log_scale(),
+                lo,
+                format!("{} (log scale)", first.unit),
+            )?,
+            None => {
+                let (lo, hi) = padded_range(&values);
+                strips.draw(&left, lo..hi, lo, first.unit.clone())?
+            }
+        }
+        draw_host_cpu(doc, &right, &runs, &rows)?;
+        root.present()?;
+    }
+    Ok(svg)
+}
 
-        let mut chart = ChartBuilder::on(&left)
-            .caption(
-                format!(
-                    "{workload}: repetitions ({}, {} is better)",
-                    first.unit,
-                    if first.higher_is_better {
-                        "higher"
-                    } else {
-                        "lower"
-                    }
-                ),
-                label_style(),
-            )
+/// The left panel of a workload's chart: one strip of repetitions per backend.
+struct Strips<'a> {
+    doc: &'a RunDocument,
+    runs: &'a [&'a crate::results::RunRecord],
+    rows: &'a Rows,
+    caption: String,
+    label_px: u32,
+}
+
+impl Strips<'_> {
+    /// Draws on a linear or a logarithmic value axis; `left` is its smallest value.
+    fn draw<DB, X>(
+        &self,
+        area: &DrawingArea<DB, plotters::coord::Shift>,
+        x: X,
+        left: f64,
+        x_desc: String,
+    ) -> Result<(), Box<dyn Error>>
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static,
+        X: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+        X::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+    {
+        let rows = self.rows;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&self.caption, label_style())
             .margin(8)
             .margin_right(20)
             .x_label_area_size(40)
-            .y_label_area_size(label_px)
-            .build_cartesian_2d(lo..hi, rows.axis())?;
+            .y_label_area_size(self.label_px)
+            .build_cartesian_2d(x, rows.axis())?;
         let name_at = |y: &f64| rows.name_at(*y);
         let number = |x: &f64| tick(*x);
         chart
@@ -406,18 +452,18 @@ pub(super) fn workload(doc: &RunDocument, workload: &str) -> Drawn {
             .axis_desc_style(label_style())
             .bold_line_style(BLACK.mix(0.1))
             .light_line_style(WHITE.mix(0.0))
-            .x_desc(first.unit.as_str())
+            .x_desc(x_desc)
             .draw()?;
-        for (i, r) in runs.iter().enumerate() {
+        for (i, r) in self.runs.iter().enumerate() {
             let y = rows.center(i);
-            let color = backend_color(doc, &r.backend);
+            let color = backend_color(self.doc, &r.backend);
             let Some(s) = measured(r) else {
                 chart.draw_series(std::iter::once(Text::new(
                     match r.reason.as_deref() {
                         Some(reason) => view::brief(reason, 90),
                         None => view::status_label(r).to_string(),
                     },
-                    (lo, y),
+                    (left, y),
                     small_style()
                         .color(&color)
                         .pos(Pos::new(HPos::Left, VPos::Center)),
@@ -446,11 +492,17 @@ pub(super) fn workload(doc: &RunDocument, workload: &str) -> Drawn {
                     .map(|(k, v)| Circle::new((v, y + jitter(k)), 6, OUTLIER.stroke_width(1))),
             )?;
         }
-
-        draw_host_cpu(doc, &right, &runs, &rows)?;
-        root.present()?;
+        Ok(())
     }
-    Ok(svg)
+}
+
+/// Values spanning more than a factor of 20 (a syscall under gVisor beside the host's) are
+/// drawn on a logarithmic axis, or the fast backends' strips would be squeezed into one pixel.
+/// `None` when a linear axis serves, or when a value is not positive.
+fn log_range(values: &[f64]) -> Option<(f64, f64)> {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(0.0f64, f64::max);
+    (lo.is_finite() && lo > 0.0 && hi / lo > 20.0).then(|| (lo / 1.2, hi * 1.2))
 }
 
 /// The value range of a strip plot, widened a little so no dot sits on the frame.
@@ -660,6 +712,14 @@ mod tests {
         assert_eq!(rows.name_at(0.5), "c");
         assert_eq!(rows.name_at(3.5), "");
         assert_eq!(rows.name_at(-0.5), "");
+    }
+
+    #[test]
+    fn only_values_spanning_a_factor_of_20_get_a_log_axis() {
+        assert_eq!(log_range(&[100.0, 1500.0]), None);
+        assert!(log_range(&[200.0, 28_000.0]).is_some());
+        assert_eq!(log_range(&[0.0, 28_000.0]), None);
+        assert_eq!(log_range(&[]), None);
     }
 
     #[test]
