@@ -23,6 +23,7 @@ pub mod copies;
 pub mod cpu;
 pub mod kernel;
 pub mod mem;
+pub mod stress;
 
 /// Parameters of one job, as sent by the host (`max_prime`, `buffer_mib`, ...).
 pub type Params = BTreeMap<String, serde_json::Value>;
@@ -136,6 +137,7 @@ pub fn registry() -> impl Iterator<Item = &'static WorkloadInfo> {
         .iter()
         .chain(mem::WORKLOADS)
         .chain(kernel::WORKLOADS)
+        .chain(stress::WORKLOADS)
 }
 
 /// Finds a workload by name.

@@ -341,6 +341,7 @@ pub fn run(
         runs,
         efficiency,
         warnings,
+        scenario_data: None,
     };
     journal.append(&json!({"type": "end", "interrupted": interrupted}));
     document
@@ -362,7 +363,7 @@ fn progress_skip(progress: &dyn Progress, reps: u32) {
     }
 }
 
-fn error_status(kind: ErrorKind, message: String) -> (RunStatus, String) {
+pub(crate) fn error_status(kind: ErrorKind, message: String) -> (RunStatus, String) {
     match kind {
         ErrorKind::Unsupported => (RunStatus::Skipped, message),
         ErrorKind::Failed | ErrorKind::Protocol => (RunStatus::Failed, message),
@@ -371,7 +372,7 @@ fn error_status(kind: ErrorKind, message: String) -> (RunStatus, String) {
 
 /// How long a guest may stay silent during one job of `w`: generous, because a guest under
 /// binary translation is slow to set up, but bounded, so a hung guest is noticed.
-fn silence_bound(w: &WorkloadInfo, s: &Settings) -> Duration {
+pub(crate) fn silence_bound(w: &WorkloadInfo, s: &Settings) -> Duration {
     let per_rep = s.target_s * f64::from(s.copies.max(1));
     Duration::from_secs_f64(30.0 + 3.0 * f64::from(w.setup_timeout_s) + 20.0 * per_rep)
 }
@@ -442,7 +443,7 @@ fn ensure_guest(
     }
 }
 
-fn failed_guest(label: &str, failure: String) -> GuestRecord {
+pub(crate) fn failed_guest(label: &str, failure: String) -> GuestRecord {
     GuestRecord {
         label: label.into(),
         config: Default::default(),
@@ -557,7 +558,7 @@ fn run_record(
     }
 }
 
-fn median(v: &[f64]) -> Option<f64> {
+pub(crate) fn median(v: &[f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }

@@ -3,6 +3,9 @@
 //! [`RunDocument`]: crate::results::RunDocument
 
 pub mod efficiency;
+pub mod isolation;
+pub mod lifecycle;
+pub mod scale;
 
 /// Progress of a scenario, for a progress bar. Implementations must be cheap.
 pub trait Progress: Sync {

@@ -1,0 +1,500 @@
+//! The `lifecycle` scenario (the VMware VMI paper's non-workload experiments), by vCPU count:
+//!
+//! - **boot time** over repeated boots: launch to the agent's hello timed by the host, and the
+//!   guest kernel's own uptime at hello (a distribution with its median and interval, not one
+//!   number). On backends without a guest kernel (namespace, gVisor) these are start times.
+//! - **idle host CPU**: after a settling pause, the host CPU time of the idle guest's processes
+//!   over a window (one-second slices), as a percentage of one host core.
+//! - **memory overhead**: the RSS and PSS of the guest's host processes and all their
+//!   descendants, minus the memory the guest itself uses (MemTotal − MemAvailable inside,
+//!   read by the agent's `probe.meminfo` after the host-side reading). When the guest shares
+//!   the host's kernel (its MemTotal is the host's), its own use is not separable from the host
+//!   numbers: then only the raw numbers are reported, and the note says why.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hvbench_protocol::Job;
+use hvbench_stats::{summarize, Samples};
+use serde_json::json;
+
+use super::efficiency::{failed_guest, Finished, ScenarioError};
+use super::scale::{first_line, guest_record, num, table, GuestTemplate, Output};
+use super::Progress;
+use crate::agent::AgentBinary;
+use crate::backends::{Availability, Backend};
+use crate::guest::{Guest, JobEnd};
+use crate::results::*;
+
+/// What to run.
+pub struct LifecyclePlan {
+    pub backend: Box<dyn Backend>,
+    pub availability: Availability,
+    pub vcpus: Vec<u32>,
+    pub boots: u32,
+    pub idle_window_s: f64,
+    pub settle_s: f64,
+    pub settings: Settings,
+    pub kernel: Option<PathBuf>,
+    pub out_dir: PathBuf,
+    pub command_line: Vec<String>,
+}
+
+/// Sleeps `d` in short slices, returning false as soon as a stop is requested.
+pub(crate) fn sleep_unless_stopped(d: Duration) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if crate::stop_requested() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(200)));
+    }
+}
+
+/// Host CPU as a percentage of one core.
+pub fn cpu_pct_of_core(cpu_s: f64, window_s: f64) -> f64 {
+    if window_s > 0.0 {
+        cpu_s / window_s * 100.0
+    } else {
+        0.0
+    }
+}
+
+/// Host PSS beyond what the guest uses, KiB (negative when the guest uses memory the host has
+/// not backed yet, or shares pages).
+pub fn memory_overhead_kib(host_pss_kib: u64, guest_used_kib: u64) -> i64 {
+    host_pss_kib as i64 - guest_used_kib as i64
+}
+
+/// `pids` and all their live descendants (through every thread's `children`).
+pub fn process_tree(pids: &[u32]) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    let mut todo: Vec<u32> = pids.to_vec();
+    while let Some(p) = todo.pop() {
+        if out.contains(&p) || out.len() > 4096 {
+            continue;
+        }
+        out.push(p);
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                    todo.extend(c.split_whitespace().filter_map(|x| x.parse::<u32>().ok()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn host_mem_total_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn summary(values: &[f64]) -> Option<hvbench_stats::Summary> {
+    Samples::new(values.to_vec()).ok().map(|s| summarize(&s))
+}
+
+/// Runs the lifecycle scenario.
+pub fn run(
+    plan: LifecyclePlan,
+    agent: &AgentBinary,
+    progress: &dyn Progress,
+) -> Result<Finished, ScenarioError> {
+    let out = Output::create(&plan.out_dir, "lifecycle")?;
+    let settings = plan.settings.clone();
+    out.log(json!({"type": "start", "run_id": out.run_id, "host": out.host, "settings": settings,
+        "scenario": "lifecycle", "vcpus": plan.vcpus}));
+    let backend = plan.backend.as_ref();
+    let mut record = BackendRecord {
+        name: backend.name().into(),
+        technique: backend.technique().into(),
+        availability: plan.availability.clone(),
+        guests: Vec::new(),
+    };
+    let mut notes = Vec::new();
+    let mut rows = Vec::new();
+    let mut interrupted = false;
+    let available = plan.availability.is_available();
+    if let Availability::Unavailable { reason, hint } = &plan.availability {
+        notes.push(format!("{} is unavailable here: {reason} (fix: {hint})", backend.name()));
+    }
+    progress.begin(if available {
+        plan.vcpus.len() as u64 * u64::from(plan.boots + 1)
+    } else {
+        0
+    });
+    let host_total = host_mem_total_kib();
+
+    'counts: for &v in plan.vcpus.iter().filter(|_| available) {
+        let template = GuestTemplate {
+            backend,
+            agent,
+            kernel: plan.kernel.clone(),
+            vcpus: v,
+            memory_mib: settings.memory_mib,
+            workdir: out.workdir.path(),
+        };
+        progress.workload(&format!("{} vCPU", v));
+        let mut row = LifecycleRow {
+            vcpus: v,
+            memory_mib: settings.memory_mib,
+            boots: Vec::new(),
+            boot_s: None,
+            guest_uptime_s: None,
+            failed_boots: 0,
+            idle: None,
+            memory: None,
+            notes: Vec::new(),
+        };
+        for b in 0..plan.boots {
+            if crate::stop_requested() {
+                interrupted = true;
+                rows.push(finish_row(row));
+                break 'counts;
+            }
+            let label = format!("{}-v{v}-b{b}", backend.name());
+            match template.start(&label) {
+                Ok(mut g) => {
+                    record.guests.push(guest_record(&label, &g));
+                    out.log(json!({"type": "boot", "label": label, "vcpus": v, "boot_s": g.boot.as_secs_f64(),
+                        "guest_uptime_s": g.hello.uptime_s}));
+                    row.boots.push(BootRecord {
+                        label: label.clone(),
+                        boot_s: Some(g.boot.as_secs_f64()),
+                        guest_uptime_s: g.hello.uptime_s,
+                        cpus: Some(g.hello.cpus),
+                        failure: None,
+                    });
+                    if g.hello.cpus != v && row.notes.is_empty() {
+                        row.notes.push(format!(
+                            "the guest reports {} CPU(s): this backend does not give guests their own vCPU count",
+                            g.hello.cpus
+                        ));
+                    }
+                    progress.step();
+                    if row.idle.is_none() {
+                        match idle_and_memory(&mut g, &plan, host_total, &settings) {
+                            Some((idle, mem)) => {
+                                out.log(json!({"type": "idle", "vcpus": v, "idle": idle, "memory": mem}));
+                                row.idle = Some(idle);
+                                row.memory = mem;
+                            }
+                            None => {
+                                interrupted = crate::stop_requested();
+                            }
+                        }
+                        progress.step();
+                    }
+                    g.shutdown(Duration::from_secs(3));
+                    if interrupted {
+                        rows.push(finish_row(row));
+                        break 'counts;
+                    }
+                }
+                Err(crate::guest::GuestError::Interrupted) => {
+                    interrupted = true;
+                    rows.push(finish_row(row));
+                    break 'counts;
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    progress.note(&format!("{label}: did not start: {}", first_line(&text)));
+                    out.log(json!({"type": "boot_failed", "label": label, "error": text}));
+                    record.guests.push(failed_guest(&label, text.clone()));
+                    row.boots.push(BootRecord {
+                        label,
+                        boot_s: None,
+                        guest_uptime_s: None,
+                        cpus: None,
+                        failure: Some(text),
+                    });
+                    progress.step();
+                }
+            }
+        }
+        if row.idle.is_none() {
+            row.notes.push("no guest booted: no idle or memory measurement".into());
+            progress.step();
+        }
+        rows.push(finish_row(row));
+    }
+    progress.finish();
+    if crate::stop_requested() {
+        interrupted = true;
+    }
+    if !backend_has_kernel(&rows, host_total) {
+        notes.push(format!(
+            "{} guests run on the host's kernel: boot times are start times (launch to the agent's hello)",
+            backend.name()
+        ));
+    }
+    let warnings = rows
+        .iter()
+        .filter(|r| r.failed_boots > 0)
+        .map(|r| format!("{} of {} boots with {} vCPU failed", r.failed_boots, r.boots.len(), r.vcpus))
+        .collect();
+    let data = ScenarioData::Lifecycle(LifecycleData {
+        backend: backend.name().into(),
+        boots: plan.boots,
+        settle_s: plan.settle_s,
+        idle_window_s: plan.idle_window_s,
+        rows,
+        notes,
+    });
+    out.finish(
+        "lifecycle",
+        plan.command_line,
+        agent,
+        settings,
+        vec![record],
+        warnings,
+        data,
+        interrupted,
+    )
+}
+
+/// Whether the guests had a kernel of their own (their MemTotal differs from the host's).
+fn backend_has_kernel(rows: &[LifecycleRow], host_total: Option<u64>) -> bool {
+    rows.iter()
+        .filter_map(|r| r.memory.as_ref())
+        .any(|m| m.guest_mem_total_kib.is_some() && m.guest_mem_total_kib != host_total)
+}
+
+fn finish_row(mut row: LifecycleRow) -> LifecycleRow {
+    let boots: Vec<f64> = row.boots.iter().filter_map(|b| b.boot_s).collect();
+    let uptimes: Vec<f64> = row.boots.iter().filter_map(|b| b.guest_uptime_s).collect();
+    row.boot_s = summary(&boots);
+    row.guest_uptime_s = summary(&uptimes);
+    row.failed_boots = row.boots.iter().filter(|b| b.failure.is_some()).count() as u32;
+    row
+}
+
+/// Settles, meters the idle window, reads host memory, then asks the guest for its own use.
+/// `None` when stopped.
+fn idle_and_memory(
+    g: &mut Guest,
+    plan: &LifecyclePlan,
+    host_total: Option<u64>,
+    settings: &Settings,
+) -> Option<(IdleRecord, Option<MemoryRecord>)> {
+    if !sleep_unless_stopped(Duration::from_secs_f64(plan.settle_s)) {
+        return None;
+    }
+    let slices = plan.idle_window_s.ceil().max(1.0) as usize;
+    let slice = Duration::from_secs_f64(plan.idle_window_s / slices as f64);
+    let mut pct = Vec::new();
+    let mut cpu_total = 0.0;
+    let mut window = 0.0;
+    for _ in 0..slices {
+        let (c0, t0) = (g.cpu_time(), Instant::now());
+        if !sleep_unless_stopped(slice) {
+            return None;
+        }
+        let (c1, dt) = (g.cpu_time(), t0.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (c0, c1) {
+            let c = b.saturating_sub(a).as_secs_f64();
+            cpu_total += c;
+            window += dt;
+            pct.push(cpu_pct_of_core(c, dt));
+        }
+    }
+    let idle = IdleRecord {
+        window_s: window,
+        cpu_s: cpu_total,
+        cpu_pct_of_core: cpu_pct_of_core(cpu_total, window),
+        summary: summary(&pct),
+        slices_pct: pct,
+        method: g.cpu_method().into(),
+    };
+
+    let pids = process_tree(&g.host_pids());
+    let mut rss = 0;
+    let mut pss = 0;
+    let mut unreadable = 0;
+    for &p in &pids {
+        match crate::accounting::tree_memory_kib(p) {
+            Some((r, s)) => {
+                rss += r;
+                pss += s;
+            }
+            None => unreadable += 1,
+        }
+    }
+    let guest_total = Some(g.hello.mem_total_kib).filter(|&t| t > 0);
+    let job = Job {
+        id: 0,
+        workload: "probe.meminfo".into(),
+        params: Default::default(),
+        iterations: Some(1),
+        target_s: 0.1,
+        warmup: 0,
+        reps: 1,
+        copies: 1,
+    };
+    let mut used = None;
+    let probe = g.run_job(job, Duration::from_secs(60), |s| {
+        used = s.msg.extras.get("mem_used_kib").map(|&v| v as u64);
+    });
+    let own_kernel = guest_total.is_some() && guest_total != host_total;
+    let mut note: Option<String>;
+    let mut overhead = None;
+    match (&probe, used) {
+        (Ok(JobEnd::Done { .. }), Some(u)) if own_kernel => {
+            overhead = Some(memory_overhead_kib(pss, u));
+            note = Some(
+                "overhead = host PSS − (MemTotal − MemAvailable inside): the VMM's own memory, \
+                 plus guest memory outside MemTotal (kernel image, memmap) and pages the guest \
+                 touched and freed that the host still backs"
+                    .into(),
+            );
+        }
+        (Ok(JobEnd::Done { .. }), Some(_)) => {
+            note = Some(
+                "the guest shares the host's kernel (its MemTotal is the host's): its own use is \
+                 already in the host numbers, so no overhead is separable; raw numbers only"
+                    .into(),
+            );
+            used = None;
+        }
+        (r, _) => {
+            note = Some(format!(
+                "the guest did not report its memory use ({}); raw numbers only",
+                match r {
+                    Ok(JobEnd::Error { message, .. }) => message.clone(),
+                    Ok(_) => "no sample".into(),
+                    Err(e) => first_line(&e.to_string()),
+                }
+            ));
+            used = None;
+        }
+    }
+    if unreadable > 0 {
+        let n = note.take().unwrap_or_default();
+        note = Some(format!(
+            "{n}{}{unreadable} of {} host processes were unreadable and are not counted",
+            if n.is_empty() { "" } else { "; " },
+            pids.len()
+        ));
+    }
+    let memory = (!pids.is_empty()).then(|| MemoryRecord {
+        host_pids: pids,
+        host_rss_kib: rss,
+        host_pss_kib: pss,
+        configured_mib: settings.memory_mib,
+        guest_mem_total_kib: guest_total,
+        guest_used_kib: used,
+        overhead_kib: overhead,
+        note,
+    });
+    Some((idle, memory))
+}
+
+/// The lifecycle tables.
+pub fn render(d: &LifecycleData) -> String {
+    let mut s = format!(
+        "Lifecycle of {} guests ({} boot(s) per vCPU count; idle window {:.0} s after {:.0} s of settling)\n\n",
+        d.backend, d.boots, d.idle_window_s, d.settle_s
+    );
+    let fmt_sum = |x: &Option<hvbench_stats::Summary>| match x {
+        Some(x) => format!("{:.2} [{:.2}, {:.2}]", x.median, x.ci_low, x.ci_high),
+        None => "-".into(),
+    };
+    s.push_str("Boot time, seconds: median [95% interval]\n");
+    let rows: Vec<Vec<String>> = d
+        .rows
+        .iter()
+        .map(|r| {
+            let ok: Vec<f64> = r.boots.iter().filter_map(|b| b.boot_s).collect();
+            vec![
+                r.vcpus.to_string(),
+                format!("{}/{}", ok.len(), r.boots.len()),
+                fmt_sum(&r.boot_s),
+                if ok.is_empty() {
+                    "-".into()
+                } else {
+                    format!(
+                        "{:.2}–{:.2}",
+                        ok.iter().copied().fold(f64::INFINITY, f64::min),
+                        ok.iter().copied().fold(0.0, f64::max)
+                    )
+                },
+                fmt_sum(&r.guest_uptime_s),
+            ]
+        })
+        .collect();
+    s.push_str(&table(
+        &["vCPUs", "booted", "launch→hello (host)", "range", "guest uptime at hello"],
+        &rows,
+    ));
+    s.push_str("\nIdle guest: host CPU, % of one core\n");
+    let rows: Vec<Vec<String>> = d
+        .rows
+        .iter()
+        .map(|r| match &r.idle {
+            Some(i) => vec![
+                r.vcpus.to_string(),
+                format!("{:.2}", i.cpu_pct_of_core),
+                i.summary
+                    .as_ref()
+                    .map_or("-".into(), |x| format!("{:.2} [{:.2}, {:.2}]", x.median, x.ci_low, x.ci_high)),
+                format!("{:.1}", i.window_s),
+                i.method.clone(),
+            ],
+            None => vec![r.vcpus.to_string(), "-".into(), "-".into(), "-".into(), "-".into()],
+        })
+        .collect();
+    s.push_str(&table(
+        &["vCPUs", "window mean %", "1-s slices median [interval]", "window s", "metered by"],
+        &rows,
+    ));
+    s.push_str("\nMemory, MiB\n");
+    let mib = |k: u64| num(k as f64 / 1024.0);
+    let rows: Vec<Vec<String>> = d
+        .rows
+        .iter()
+        .map(|r| match &r.memory {
+            Some(m) => vec![
+                r.vcpus.to_string(),
+                m.configured_mib.to_string(),
+                m.guest_mem_total_kib.map_or("-".into(), mib),
+                m.guest_used_kib.map_or("-".into(), mib),
+                mib(m.host_rss_kib),
+                mib(m.host_pss_kib),
+                m.overhead_kib.map_or("-".into(), |o| num(o as f64 / 1024.0)),
+                m.host_pids.len().to_string(),
+            ],
+            None => vec![r.vcpus.to_string(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into()],
+        })
+        .collect();
+    s.push_str(&table(
+        &["vCPUs", "configured", "guest MemTotal", "guest used", "host RSS", "host PSS", "overhead", "processes"],
+        &rows,
+    ));
+    let mut seen = Vec::new();
+    for r in &d.rows {
+        for n in r.notes.iter().chain(r.memory.as_ref().and_then(|m| m.note.as_ref())) {
+            if !seen.contains(n) {
+                s.push_str(&format!("Note: {n}\n"));
+                seen.push(n.clone());
+            }
+        }
+        for b in r.boots.iter().filter(|b| b.failure.is_some()) {
+            s.push_str(&format!(
+                "  {}: did not boot: {}\n",
+                b.label,
+                first_line(b.failure.as_deref().unwrap_or(""))
+            ));
+        }
+    }
+    for n in &d.notes {
+        s.push_str(&format!("Note: {n}\n"));
+    }
+    s
+}
