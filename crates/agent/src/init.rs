@@ -191,7 +191,8 @@ fn loopback_up() -> std::io::Result<()> {
 }
 
 /// Opens the channel the kernel command line names: `virtio:NAME` (a virtio-serial port),
-/// `console`, `hvc0` or `ttyS0` (a device in /dev), or an absolute path.
+/// `console`, `hvc0`, `ttyS0` or `tty1` (a device in /dev: UML gives the agent its console
+/// line 1), or an absolute path. Terminals are put in raw mode.
 fn open_channel(spec: &str) -> Result<File, String> {
     let path = if let Some(name) = spec.strip_prefix("virtio:") {
         wait_for_virtio_port(name)?
@@ -201,7 +202,7 @@ fn open_channel(spec: &str) -> Result<File, String> {
         Path::new("/dev").join(spec)
     } else {
         return Err(format!(
-            "unknown hvbench_channel {spec:?}: expected virtio:NAME, console, hvc0 or a path"
+            "unknown hvbench_channel {spec:?}: expected virtio:NAME, a device name in /dev (console, hvc0, tty1) or a path"
         ));
     };
     let f = OpenOptions::new()

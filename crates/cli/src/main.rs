@@ -33,6 +33,15 @@ enum Command {
     Compare(commands::compare::CompareArgs),
     /// Which backends can run here, why not, and how to fix it.
     Doctor(commands::doctor::DoctorArgs),
+    /// Boot time over repeated boots, idle host CPU and memory overhead of a backend's guests,
+    /// by vCPU count.
+    Lifecycle(commands::lifecycle::LifecycleArgs),
+    /// Start 1, 2, 4, ... guests at once, each running a workload: per-guest results, the
+    /// aggregate throughput and the guests that did not return (DNR).
+    Scale(commands::scale::ScaleArgs),
+    /// Performance isolation: one guest runs a stressor beside guests running a steady
+    /// workload; % degradation of the stressed and the normal guests against a baseline.
+    Isolation(commands::isolation::IsolationArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +52,9 @@ fn main() -> ExitCode {
         Command::Report(a) => commands::report::report(a),
         Command::Compare(a) => commands::compare::compare(a),
         Command::Doctor(a) => commands::doctor::doctor(a),
+        Command::Lifecycle(a) => commands::lifecycle::run(a),
+        Command::Scale(a) => commands::scale::run(a),
+        Command::Isolation(a) => commands::isolation::run(a),
     };
     match result {
         Ok(code) => code,

@@ -124,6 +124,8 @@ pub struct Guest {
     /// Launch to hello, timed by the host.
     pub boot: Duration,
     processes: Vec<Child>,
+    /// The processes were killed and reaped: never signal their pids again.
+    killed: bool,
     writer: Box<dyn Write + Send>,
     events: Receiver<Event>,
     console_tail: Arc<Mutex<VecDeque<String>>>,
@@ -171,6 +173,7 @@ impl Guest {
             hello: placeholder_hello(),
             boot: Duration::ZERO,
             processes: launched.processes,
+            killed: false,
             writer: launched.writer,
             events: rx,
             console_tail,
@@ -317,11 +320,8 @@ impl Guest {
         let _ = self.writer.flush();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if self
-                .processes
-                .iter_mut()
-                .all(|c| matches!(c.try_wait(), Ok(Some(_))))
-            {
+            // Not reaped here: see kill_group.
+            if self.processes.iter().all(has_exited) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -370,6 +370,10 @@ impl Guest {
 
     /// Kills the guest now (used by tests and by failure handling).
     pub fn kill(&mut self) {
+        if std::mem::replace(&mut self.killed, true) {
+            // Reaped already: their pids may name other processes now.
+            return;
+        }
         for c in &mut self.processes {
             kill_group(c);
         }
@@ -384,18 +388,39 @@ pub fn with_timeout(e: GuestError, timeout: Duration) -> GuestError {
     }
 }
 
+/// Kills the process group `c` leads, then reaps `c`.
+///
+/// The group is killed even when its leader has exited: other members may outlive it (UML's
+/// I/O helpers do when its kernel process alone is killed). This is safe because nothing in
+/// this module reaps a guest's process before this point ([`has_exited`] does not), and an
+/// exited but unreaped leader keeps its pid, so the group id cannot name anyone else yet.
 fn kill_group(c: &mut Child) {
-    if let Ok(Some(_)) = c.try_wait() {
-        return;
-    }
     let pgid = c.id() as libc::pid_t;
     // SAFETY: kill has no memory-safety preconditions; a negative pid names the process group
-    // that spawn_in_own_group created for this child, so nothing else is signalled.
+    // that spawn_in_own_group created for this child, whose leader is not reaped (see above),
+    // so nothing else is signalled.
     unsafe {
         libc::kill(-pgid, libc::SIGKILL);
     }
     let _ = c.kill();
     let _ = c.wait();
+}
+
+/// Whether `c` has exited, without reaping it (`WNOWAIT`): see [`kill_group`].
+fn has_exited(c: &Child) -> bool {
+    // SAFETY: siginfo_t is plain old data; all-zero is a valid value for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes only into `info`; WNOWAIT leaves the child waitable.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            c.id() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: waitid filled `info` (with WNOHANG and no child ready, si_pid stays 0).
+    rc == 0 && unsafe { info.si_pid() } != 0
 }
 
 impl Drop for Guest {

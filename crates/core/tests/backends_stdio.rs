@@ -7,7 +7,7 @@
 //! The backends whose agent talks on stdin/stdout (native, namespace, gvisor, ssh) are this
 //! file's reason to be; the kernel backends join the same table so that none is second-class.
 //! A backend that is unavailable here is skipped with its reason, except under `CI=true`, where
-//! the backends CI installs (namespaces, gVisor, a local sshd) must run.
+//! the backends CI installs (namespaces, gVisor, User-Mode Linux, a local sshd) must run.
 //!
 //! The `ssh` backend is tested against an sshd this test starts on 127.0.0.1 with throw-away
 //! keys; host-key checking stays on, through a known_hosts file written for that sshd.
@@ -33,6 +33,7 @@ use hvbench_core::backends::namespace::{Namespace, Tool};
 use hvbench_core::backends::native::Native;
 use hvbench_core::backends::qemu::QemuTcg;
 use hvbench_core::backends::ssh::Ssh;
+use hvbench_core::backends::uml::Uml;
 use hvbench_core::backends::{Availability, Backend, BackendOptions, GuestSpec};
 use hvbench_core::guest::{Guest, GuestError, JobEnd};
 use hvbench_core::workdir::WorkDir;
@@ -139,6 +140,10 @@ fn namespace_bwrap() -> Result<Subject, String> {
 
 fn gvisor() -> Result<Subject, String> {
     Subject::plain(Gvisor::new(&BackendOptions::default()))
+}
+
+fn uml() -> Result<Subject, String> {
+    Subject::kernel(Uml::new())
 }
 
 fn qemu_tcg() -> Result<Subject, String> {
@@ -667,6 +672,8 @@ every_backend! {
     namespace: super::namespace, required_in_ci: true;
     namespace_bwrap: super::namespace_bwrap, required_in_ci: true;
     gvisor: super::gvisor, required_in_ci: true;
+    // Its kernel comes with it (the user-mode-linux package): nothing else to need.
+    uml: super::uml, required_in_ci: true;
     // Needs a kernel in /boot besides qemu, which a CI container may lack.
     qemu_tcg: super::qemu_tcg, required_in_ci: false;
     ssh: super::ssh, required_in_ci: true;
@@ -742,4 +749,132 @@ fn ssh_refused_connection_is_unavailable() {
     };
     assert!(reason.contains("Connection refused"), "{reason}");
     assert!(t0.elapsed() < Duration::from_secs(10));
+}
+
+/// A UML guest asked for more vCPUs runs the one CPU its kernel has and records the request;
+/// after a clean shutdown UML has removed its machine directory (`uml_dir=.`, `umid=`) and
+/// made none in `~/.uml`.
+#[test]
+fn uml_runs_one_cpu_and_cleans_up_after_itself() {
+    let _one_at_a_time = serial();
+    marker();
+    let Some(subject) = prepare("uml", uml, true) else {
+        return;
+    };
+    let home_uml = std::env::var_os("HOME").map(|h| Path::new(&h).join(".uml"));
+    let home_uml_before = home_uml.as_ref().is_some_and(|p| p.exists());
+    let wd = WorkDir::new("uml").unwrap();
+    let mut spec = spec(&wd, "uml-vcpus");
+    spec.vcpus = 2;
+    let guest = Guest::start(&*subject.backend, &spec, subject.backend.hello_timeout())
+        .unwrap_or_else(|e| panic!("uml: guest did not start: {e}"));
+    assert_eq!(guest.hello.cpus, 1, "{:?}", guest.hello);
+    assert_eq!(guest.config.vcpus, Some(1));
+    let asked = &guest.config.settings["vcpus_requested"];
+    assert!(asked.starts_with("2 "), "{asked}");
+    assert!(
+        spec.workdir.join("uml-vcpus").join("pid").exists(),
+        "UML's machine directory belongs in the work directory"
+    );
+    let running = GuestProcesses::snapshot(&guest, &wd, &subject);
+    guest.shutdown(Duration::from_secs(10));
+    running.assert_all_gone("uml");
+    assert!(!spec.workdir.join("uml-vcpus").exists());
+    if !home_uml_before {
+        assert!(!home_uml.is_some_and(|p| p.exists()), "~/.uml was created");
+    }
+}
+
+/// Launch-to-hello of UML as configured and without each boot-time shortcut: the delay-loop
+/// calibration (`lpj=`) and the RAID-6 benchmark (`initcall_blacklist=`). The variants take
+/// turns, so that the host's load hits them alike.
+#[test]
+#[ignore = "a measurement, not a check: run with --ignored --nocapture"]
+fn uml_boot_time_with_and_without_shortcuts() {
+    const ROUNDS: usize = 7;
+    let _one_at_a_time = serial();
+    marker();
+    if prepare("uml", uml, false).is_none() {
+        return;
+    }
+    let variants = [
+        Uml::new(),
+        Uml::custom("uml-calibrated", |c| c.lpj = None),
+        Uml::custom("uml-raid6", |c| c.skip_initcalls.clear()),
+        Uml::custom("uml-neither", |c| {
+            c.lpj = None;
+            c.skip_initcalls.clear()
+        }),
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
+    for round in 0..ROUNDS {
+        for (v, backend) in variants.iter().enumerate() {
+            let wd = WorkDir::new("uml").unwrap();
+            let label = format!("{}-{round}", backend.name());
+            let guest = Guest::start(backend, &spec(&wd, &label), backend.hello_timeout())
+                .unwrap_or_else(|e| panic!("{label}: guest did not start: {e}"));
+            times[v].push(guest.boot);
+            guest.shutdown(Duration::from_secs(10));
+        }
+    }
+    for (backend, t) in variants.iter().zip(&mut times) {
+        t.sort();
+        eprintln!(
+            "{:>15}: launch to hello over {ROUNDS} guests: median {:?}, min {:?}, max {:?}",
+            backend.name(),
+            t[ROUNDS / 2],
+            t[0],
+            t[ROUNDS - 1]
+        );
+    }
+}
+
+/// Regression: UML's helper processes (its I/O threads share the kernel process's descriptor
+/// table but not its life) outlived a kernel process killed on its own, because the guest's
+/// group kill was skipped once the group's leader had exited; and they held the agent's socket
+/// open, so the host noticed nothing until a timeout. Now the host notices at once and the
+/// group is killed whatever became of its leader.
+#[test]
+fn uml_helpers_go_when_only_the_kernel_process_is_killed() {
+    let _one_at_a_time = serial();
+    marker();
+    let Some(subject) = prepare("uml", uml, true) else {
+        return;
+    };
+    let wd = WorkDir::new("uml").unwrap();
+    let mut guest = Guest::start(
+        &*subject.backend,
+        &spec(&wd, "uml-leader"),
+        subject.backend.hello_timeout(),
+    )
+    .unwrap_or_else(|e| panic!("uml: guest did not start: {e}"));
+    let running = GuestProcesses::snapshot(&guest, &wd, &subject);
+    assert!(
+        running.tracked.len() > 1,
+        "UML should have helper processes"
+    );
+    let leader = guest.host_pids()[0];
+    let mut killed_at = None;
+    let result = guest.run_job(getppid_job(0.2, 50), Duration::from_secs(60), |_| {
+        if killed_at.is_none() {
+            // SAFETY: kill has no memory-safety preconditions; the pid is this guest's UML
+            // kernel process, not reaped yet (the guest holds it).
+            unsafe {
+                libc::kill(leader as libc::pid_t, libc::SIGKILL);
+            }
+            killed_at = Some(Instant::now());
+        }
+    });
+    let noticed = killed_at.expect("a sample arrived").elapsed();
+    assert!(
+        matches!(result, Err(GuestError::Closed { .. })),
+        "{result:?}"
+    );
+    eprintln!("uml: kernel process killed mid-job, noticed after {noticed:?}");
+    assert!(
+        noticed < Duration::from_secs(5),
+        "took {noticed:?} to notice"
+    );
+    drop(guest);
+    running.assert_all_gone("uml");
 }

@@ -82,7 +82,11 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
     },
 ];
 
-const fn stress_row(name: &'static str, description: &'static str, run: crate::RunFn) -> WorkloadInfo {
+const fn stress_row(
+    name: &'static str,
+    description: &'static str,
+    run: crate::RunFn,
+) -> WorkloadInfo {
     WorkloadInfo {
         name,
         unit: "work/s",
@@ -203,12 +207,18 @@ fn run_meminfo(_params: &Params, iterations: u64) -> Result<Outcome, WorkloadErr
     for _ in 0..iterations {
         last = meminfo()?;
     }
-    let mut out = Outcome::new(iterations as f64, start.elapsed().max(Duration::from_nanos(1)));
+    let mut out = Outcome::new(
+        iterations as f64,
+        start.elapsed().max(Duration::from_nanos(1)),
+    );
     let (total, available, shmem) = last;
     out.extras.insert("mem_total_kib".into(), total as f64);
-    out.extras.insert("mem_available_kib".into(), available as f64);
     out.extras
-        .insert("mem_used_kib".into(), total.saturating_sub(available) as f64);
+        .insert("mem_available_kib".into(), available as f64);
+    out.extras.insert(
+        "mem_used_kib".into(),
+        total.saturating_sub(available) as f64,
+    );
     out.extras.insert("shmem_kib".into(), shmem as f64);
     Ok(out)
 }
@@ -313,19 +323,23 @@ fn on_ram_fs(dir: &std::path::Path) -> bool {
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return false;
     }
-    let t = st.f_type as i64;
+    let t = st.f_type;
     t == TMPFS_MAGIC || t == RAMFS_MAGIC
 }
 
 /// Runs `steady` (or a pause) under the stressor `kind`.
-fn run_stressed(kind: Stressor, params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+fn run_stressed(
+    kind: Stressor,
+    params: &Params,
+    iterations: u64,
+) -> Result<Outcome, WorkloadError> {
     let iterations = crate::cpu::check_iterations(iterations)?;
     let steady = match params.get("steady") {
         None => None,
         Some(v) => {
-            let name = v
-                .as_str()
-                .ok_or_else(|| WorkloadError::BadParam(format!("steady must be a name, got {v}")))?;
+            let name = v.as_str().ok_or_else(|| {
+                WorkloadError::BadParam(format!("steady must be a name, got {v}"))
+            })?;
             let w = crate::find(name).ok_or_else(|| {
                 WorkloadError::BadParam(format!("steady names no workload: {name:?}"))
             })?;
@@ -359,7 +373,8 @@ fn run_stressed(kind: Stressor, params: &Params, iterations: u64) -> Result<Outc
         "stress_restarts".into(),
         shared.counter(1).load(Ordering::Relaxed) as f64,
     );
-    out.extras.insert("stress_workers".into(), cfg.workers as f64);
+    out.extras
+        .insert("stress_workers".into(), cfg.workers as f64);
     if kind == Stressor::Disk {
         out.extras
             .insert("disk_direct".into(), f64::from(u8::from(cfg.disk_direct)));
@@ -371,7 +386,7 @@ fn run_stressed(kind: Stressor, params: &Params, iterations: u64) -> Result<Outc
     if kind == Stressor::Memory {
         out.extras.insert(
             "stress_mem_mib".into(),
-            (cfg.mem_bytes_per_worker * cfg.workers >> 20) as f64,
+            ((cfg.mem_bytes_per_worker * cfg.workers) >> 20) as f64,
         );
     }
     Ok(out)

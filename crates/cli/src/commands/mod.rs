@@ -3,6 +3,9 @@
 pub mod backend_args;
 pub mod compare;
 pub mod doctor;
+pub mod isolation;
+pub mod lifecycle;
 pub mod list;
 pub mod report;
 pub mod run;
+pub mod scale;

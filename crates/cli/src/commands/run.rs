@@ -198,7 +198,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // The quick suite bounds its extra repetitions tightly so that a whole comparison stays
     // within a couple of minutes; the full suite may triple them to reach the CV threshold.
-    let default_max = if args.suite == "full" { args.reps * 3 } else { args.reps + 3 };
+    let default_max = if args.suite == "full" {
+        args.reps * 3
+    } else {
+        args.reps + 3
+    };
     let max_reps = args.max_reps.unwrap_or(default_max).max(args.reps);
     let timeout = match args.timeout {
         Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),

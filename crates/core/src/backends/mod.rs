@@ -21,6 +21,7 @@ pub mod namespace;
 pub mod native;
 pub mod qemu;
 pub mod ssh;
+pub mod uml;
 
 /// Whether a backend can run guests on this host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,6 +146,7 @@ pub fn all_with(opts: &BackendOptions) -> Vec<Box<dyn Backend>> {
         Box::new(native::Native),
         Box::new(namespace::Namespace::new()),
         Box::new(gvisor::Gvisor::new(opts)),
+        Box::new(uml::Uml::new()),
         Box::new(qemu::QemuTcg),
         Box::new(qemu::QemuKvm),
         Box::new(ssh::Ssh::new(opts)),

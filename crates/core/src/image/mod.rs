@@ -4,7 +4,7 @@
 //! decompression cost, which matters under emulation) holding:
 //! - `/init`: the agent, without its debug sections (see [`guest_executable`]);
 //! - `/modules/NN-name.ko`: the modules the guest needs, decompressed, in load order, and
-//!   `/modules/order` listing them;
+//!   `/modules/order` listing them (empty for a kernel that needs none: see [`ModuleSet`]);
 //! - `/dev/console` (char 5:1), so that the kernel can open the console before devtmpfs is
 //!   mounted, and the empty mount points `/dev`, `/proc`, `/sys`, `/tmp`.
 //!
@@ -96,6 +96,74 @@ pub struct Initramfs {
     pub skipped_modules: Vec<String>,
 }
 
+/// The kernel modules an image carries, and the tree they come from.
+///
+/// A distribution kernel booted by QEMU needs its virtio drivers from
+/// `/lib/modules/<release>` ([`ModuleSet::guest`]); User-Mode Linux has its own release and
+/// its own tree (`/usr/lib/uml/modules/<release>`), and needs no module at all for what the
+/// agent does ([`ModuleSet::none`]); [`ModuleSet::from_tree`] takes any tree and list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModuleSet {
+    /// The kernel release the modules were built for (part of the image's identity).
+    pub release: String,
+    /// The modules directory holding `modules.dep`; not read when `wanted` is empty.
+    pub dir: PathBuf,
+    /// Module names, and whether each may be missing (then it is skipped, not an error).
+    pub wanted: Vec<(String, bool)>,
+}
+
+impl ModuleSet {
+    /// The standard [`GUEST_MODULES`] of `kernel`, plus `extra` (required).
+    pub fn guest(kernel: &KernelImage, extra: &[&str]) -> ModuleSet {
+        let mut wanted: Vec<(String, bool)> = GUEST_MODULES
+            .iter()
+            .map(|&(name, optional)| (name.to_string(), optional))
+            .collect();
+        wanted.extend(extra.iter().map(|&name| (name.to_string(), false)));
+        ModuleSet {
+            release: kernel.version.clone(),
+            dir: kernel.modules_dir.clone(),
+            wanted,
+        }
+    }
+
+    /// No modules: the kernel has built in everything the guest uses. Such images do not
+    /// depend on the kernel, so every module-less kernel shares one.
+    pub fn none() -> ModuleSet {
+        ModuleSet {
+            release: String::new(),
+            dir: PathBuf::new(),
+            wanted: Vec::new(),
+        }
+    }
+
+    /// `wanted` (all required) from the tree `dir` of kernel `release`.
+    pub fn from_tree(release: &str, dir: &Path, wanted: &[&str]) -> ModuleSet {
+        ModuleSet {
+            release: release.to_string(),
+            dir: dir.to_path_buf(),
+            wanted: wanted.iter().map(|&n| (n.to_string(), false)).collect(),
+        }
+    }
+
+    /// The modules to load, dependencies first, and the optional ones that are missing.
+    fn resolve(&self) -> Result<(Vec<modules::ModuleFile>, Vec<String>), ImageError> {
+        if self.wanted.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let db = ModuleDb::load(&self.dir)?;
+        let wanted: Vec<ModuleRequest> = self
+            .wanted
+            .iter()
+            .map(|(name, optional)| ModuleRequest {
+                name,
+                optional: *optional,
+            })
+            .collect();
+        db.resolve(&wanted)
+    }
+}
+
 /// Builds the initramfs for `agent` and `kernel` with the standard [`GUEST_MODULES`] plus
 /// `extra_modules` (required), or returns the cached one with the same content.
 pub fn build_initramfs(
@@ -103,10 +171,8 @@ pub fn build_initramfs(
     kernel: &KernelImage,
     extra_modules: &[&str],
 ) -> Result<Initramfs, ImageError> {
-    build_initramfs_in(&cache_dir(), agent, kernel, extra_modules)
+    build_image(agent, &ModuleSet::guest(kernel, extra_modules))
 }
-
-type MemoKey = (PathBuf, String, PathBuf, String, Vec<String>, PathBuf);
 
 /// As [`build_initramfs`], caching in `cache`.
 pub fn build_initramfs_in(
@@ -115,14 +181,29 @@ pub fn build_initramfs_in(
     kernel: &KernelImage,
     extra_modules: &[&str],
 ) -> Result<Initramfs, ImageError> {
+    build_image_in(cache, agent, &ModuleSet::guest(kernel, extra_modules))
+}
+
+/// Builds the initramfs for `agent` with the modules of `set`, or returns the cached one with
+/// the same content.
+pub fn build_image(agent: &AgentBinary, set: &ModuleSet) -> Result<Initramfs, ImageError> {
+    build_image_in(&cache_dir(), agent, set)
+}
+
+type MemoKey = (PathBuf, String, ModuleSet, PathBuf);
+
+/// As [`build_image`], caching in `cache`.
+pub fn build_image_in(
+    cache: &Path,
+    agent: &AgentBinary,
+    set: &ModuleSet,
+) -> Result<Initramfs, ImageError> {
     // Within one process the same inputs give the same image: skip re-reading them.
     static MEMO: OnceLock<Mutex<HashMap<MemoKey, Initramfs>>> = OnceLock::new();
     let key: MemoKey = (
         agent.path.clone(),
         agent.sha256.clone(),
-        kernel.path.clone(),
-        kernel.version.clone(),
-        extra_modules.iter().map(|s| s.to_string()).collect(),
+        set.clone(),
         cache.to_path_buf(),
     );
     let memo = MEMO.get_or_init(Default::default);
@@ -131,7 +212,7 @@ pub fn build_initramfs_in(
             return Ok(hit);
         }
     }
-    let built = build_uncached(cache, agent, kernel, extra_modules)?;
+    let built = build_uncached(cache, agent, set)?;
     if let Ok(mut m) = memo.lock() {
         m.insert(key, built.clone());
     }
@@ -141,33 +222,23 @@ pub fn build_initramfs_in(
 fn build_uncached(
     cache: &Path,
     agent: &AgentBinary,
-    kernel: &KernelImage,
-    extra_modules: &[&str],
+    set: &ModuleSet,
 ) -> Result<Initramfs, ImageError> {
     let agent_bytes = std::fs::read(&agent.path).map_err(io_err(format!(
         "cannot read the agent {}",
         agent.path.display()
     )))?;
-    let db = ModuleDb::load(&kernel.modules_dir)?;
-    let mut wanted: Vec<ModuleRequest> = GUEST_MODULES
-        .iter()
-        .map(|&(name, optional)| ModuleRequest { name, optional })
-        .collect();
-    wanted.extend(extra_modules.iter().map(|&name| ModuleRequest {
-        name,
-        optional: false,
-    }));
-    let (mods, skipped) = db.resolve(&wanted)?;
+    let (mods, skipped) = set.resolve()?;
 
     let mut h = Sha256::new();
     h.update(b"hvbench-initramfs\0");
     h.update(FORMAT_VERSION.to_le_bytes());
     h.update(Sha256::digest(&agent_bytes));
-    h.update(kernel.version.as_bytes());
+    h.update(set.release.as_bytes());
     h.update(b"\0");
     let mut raw_modules = Vec::with_capacity(mods.len());
     for m in &mods {
-        let path = kernel.modules_dir.join(&m.rel_path);
+        let path = set.dir.join(&m.rel_path);
         let raw = std::fs::read(&path)
             .map_err(io_err(format!("cannot read module {}", path.display())))?;
         h.update(m.name.as_bytes());
@@ -490,10 +561,10 @@ mod tests {
             "01-virtio_ring.ko\n02-virtio.ko\n03-virtio_pci.ko\n04-virtio_console.ko\n"
         );
         // Same inputs: the same file. Another agent: another file.
-        let again = build_uncached(&cache, &agent, &kernel, &[]).unwrap();
+        let again = build_uncached(&cache, &agent, &ModuleSet::guest(&kernel, &[])).unwrap();
         assert_eq!(again, img);
         std::fs::write(&agent_path, fake_elf(8192, 0)).unwrap();
-        let other = build_uncached(&cache, &agent, &kernel, &[]).unwrap();
+        let other = build_uncached(&cache, &agent, &ModuleSet::guest(&kernel, &[])).unwrap();
         assert_ne!(other.path, img.path);
         // No temporary files left behind.
         let names: Vec<String> = std::fs::read_dir(&cache)
@@ -507,8 +578,87 @@ mod tests {
             "{names:?}"
         );
         // A missing extra module is an error naming it.
-        let e = build_uncached(&cache, &agent, &kernel, &["virtio_mmio"]).unwrap_err();
+        let e = build_uncached(&cache, &agent, &ModuleSet::guest(&kernel, &["virtio_mmio"]))
+            .unwrap_err();
         assert!(e.to_string().contains("virtio_mmio"), "{e}");
+    }
+
+    fn fake_agent(d: &Path, loaded: usize) -> AgentBinary {
+        let path = d.join(format!("agent-{loaded}"));
+        std::fs::write(&path, fake_elf(loaded, 0)).unwrap();
+        AgentBinary {
+            path,
+            sha256: format!("agent-{loaded}"),
+            size: loaded as u64,
+        }
+    }
+
+    #[test]
+    fn an_image_without_modules_reads_no_module_tree() {
+        let d = WorkDir::new("image-test").unwrap();
+        let agent = fake_agent(d.path(), 4096);
+        let cache = d.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        // ModuleSet::none names no directory: nothing is read but the agent.
+        let img = build_image_in(&cache, &agent, &ModuleSet::none()).unwrap();
+        assert!(img.modules.is_empty() && img.skipped_modules.is_empty());
+        let entries = cpio::parse(&std::fs::read(&img.path).unwrap()).unwrap();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        for n in ["init", "dev/console", "modules/order", "proc", "sys", "tmp"] {
+            assert!(names.contains(&n), "{n} missing in {names:?}");
+        }
+        assert!(
+            !names.iter().any(|n| n.ends_with(".ko")),
+            "no module expected: {names:?}"
+        );
+        let order = entries.iter().find(|e| e.name == "modules/order").unwrap();
+        assert!(order.data.is_empty());
+        // The same image whatever kernel asks for it; another agent, another image.
+        assert_eq!(
+            build_uncached(&cache, &agent, &ModuleSet::none()).unwrap(),
+            img
+        );
+        let other = fake_agent(d.path(), 8192);
+        assert_ne!(
+            build_image_in(&cache, &other, &ModuleSet::none())
+                .unwrap()
+                .path,
+            img.path
+        );
+        // An empty list from a tree that does not exist is the same as none.
+        let empty = ModuleSet::from_tree("6.1.176", Path::new("/nonexistent-tree"), &[]);
+        assert!(build_uncached(&cache, &agent, &empty)
+            .unwrap()
+            .modules
+            .is_empty());
+    }
+
+    #[test]
+    fn modules_come_from_the_tree_the_set_names() {
+        let d = WorkDir::new("image-test").unwrap();
+        let kernel = fake_tree(d.path());
+        let agent = fake_agent(d.path(), 4096);
+        // A tree of another kernel (as UML's /usr/lib/uml/modules/<release>), one module asked.
+        let set = ModuleSet::from_tree("9.9.9-test", &kernel.modules_dir, &["virtio_console"]);
+        let img = build_uncached(d.path(), &agent, &set).unwrap();
+        assert_eq!(img.modules, ["virtio_ring", "virtio", "virtio_console"]);
+        let guest = build_uncached(d.path(), &agent, &ModuleSet::guest(&kernel, &[])).unwrap();
+        assert_ne!(img.path, guest.path);
+        // Required modules of a set must exist; a set whose tree is missing says which.
+        let e = build_uncached(
+            d.path(),
+            &agent,
+            &ModuleSet::from_tree("9.9.9-test", &kernel.modules_dir, &["hostfs"]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("hostfs"), "{e}");
+        let e = build_uncached(
+            d.path(),
+            &agent,
+            &ModuleSet::from_tree("1.0", &d.path().join("no-tree"), &["hostfs"]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no-tree"), "{e}");
     }
 
     #[test]
@@ -522,9 +672,9 @@ mod tests {
             sha256: "y".into(),
             size: 4096,
         };
-        let img = build_uncached(d.path(), &agent, &kernel, &[]).unwrap();
+        let img = build_uncached(d.path(), &agent, &ModuleSet::guest(&kernel, &[])).unwrap();
         std::fs::write(&img.path, b"torn").unwrap();
-        let again = build_uncached(d.path(), &agent, &kernel, &[]).unwrap();
+        let again = build_uncached(d.path(), &agent, &ModuleSet::guest(&kernel, &[])).unwrap();
         assert!(cpio::parse(&std::fs::read(&again.path).unwrap()).is_ok());
     }
 

@@ -1,7 +1,761 @@
-//! The `isolation` scenario (placeholder while it is written).
-use crate::results::IsolationData;
+//! The `isolation` scenario (benchvm's performance isolation, table 2).
+//!
+//! N guests start at once. **Baseline**: every guest runs the same steady workloads (each
+//! calibrated once per guest; later phases reuse the iteration counts, so every phase does the
+//! same work). **Then, per stressor**: guest 0 (the stressed guest) runs its steady workloads
+//! under the stressor (`stress.<name>` with `steady` set: the stressor runs in the background of
+//! every repetition) while the other guests (the normal guests) run them as in the baseline.
+//! Per steady workload, all guests start their measured repetitions together, and a guest done
+//! early keeps loading the host (the stressed guest holds the stress) until the last is done, so
+//! every phase measures every guest while all the others are busy. Each guest is compared with
+//! its own baseline: the % degradation of the stressed guest, and the mean % degradation of the
+//! normal guests. The baseline is measured again right before each stressor and each row is
+//! compared with its own baseline: the host may be shared, and drift between phases must not
+//! read as degradation. A guest that stops answering is DNR, never a number; it is restarted for the
+//! next stressor (its baseline stays).
+//!
+//! `net-send` and `net-recv` are reported as skipped: guests have no network device yet.
+//! `disk` writes to the guest's temporary directory: in initramfs guests that is RAM (the row
+//! says so), since there is no disk device yet either.
 
-/// The isolation table.
-pub fn render(_d: &IsolationData) -> String {
-    String::new()
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Barrier;
+use std::time::Duration;
+
+use hvbench_workloads::{Params, WorkloadInfo};
+use serde_json::json;
+
+use super::efficiency::{failed_guest, median, silence_bound, Finished, ScenarioError};
+use super::scale::{
+    calibrate, first_line, guest_record, keep_load_until, measure, num, shutdown_all, table,
+    GuestTemplate, Measure, MeasureEnd, Measured, Output, StartHook,
+};
+use super::Progress;
+use crate::agent::AgentBinary;
+use crate::backends::{Availability, Backend};
+use crate::guest::{Guest, GuestError};
+use crate::results::*;
+
+/// Every stressor the scenario knows, in the order of the source's table.
+pub const STRESSORS: &[&str] = &["memory", "fork", "cpu", "disk", "net-recv", "net-send"];
+
+/// Why a stressor cannot run, when it cannot.
+pub fn unsupported_reason(stressor: &str) -> Option<&'static str> {
+    match stressor {
+        "net-send" | "net-recv" => Some(
+            "guests have no network device yet (the agent's only channel is the control \
+             channel): nothing to saturate",
+        ),
+        _ => None,
+    }
+}
+
+/// What to run.
+pub struct IsolationPlan {
+    pub backend: Box<dyn Backend>,
+    pub availability: Availability,
+    pub guests: u32,
+    pub stressors: Vec<String>,
+    pub steady: Vec<&'static WorkloadInfo>,
+    pub settings: Settings,
+    pub kernel: Option<PathBuf>,
+    pub out_dir: PathBuf,
+    pub command_line: Vec<String>,
+    pub timeout: Option<Duration>,
+    pub launch_parallelism: usize,
+    pub on_start: Option<StartHook>,
+}
+
+// ----- the arithmetic, pure -----
+
+/// % degradation of `value` against `baseline`: positive is worse, whatever the direction.
+pub fn degradation_pct(baseline: f64, value: f64, higher_is_better: bool) -> f64 {
+    if higher_is_better {
+        (baseline - value) / baseline * 100.0
+    } else {
+        (value - baseline) / baseline * 100.0
+    }
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Whether a guest's phase ended with it not returning.
+pub fn is_dnr(g: &IsolationGuest) -> bool {
+    g.status == RunStatus::Failed
+}
+
+/// The degradation of one phase against the baseline; guest 0 is the stressed guest. Returns
+/// (per workload, stressed %, stressed DNR, normal %, normal DNR count). A guest that did not
+/// return contributes no number; the stressed % is `None` when it did not return.
+pub fn degradation(
+    steady: &[SteadyWorkload],
+    baseline: &[IsolationGuest],
+    phase: &[IsolationGuest],
+) -> (
+    Vec<WorkloadDegradation>,
+    Option<f64>,
+    bool,
+    Option<f64>,
+    u32,
+) {
+    let value = |g: &IsolationGuest, w: &str| {
+        if is_dnr(g) {
+            None
+        } else {
+            g.medians.get(w).copied()
+        }
+    };
+    let deg = |i: usize, w: &SteadyWorkload| {
+        let b = baseline.get(i).and_then(|g| value(g, &w.name))?;
+        let v = phase.get(i).and_then(|g| value(g, &w.name))?;
+        (b > 0.0).then(|| degradation_pct(b, v, w.higher_is_better))
+    };
+    let stressed_dnr = phase.first().is_some_and(is_dnr);
+    let normal_dnr = phase.iter().skip(1).filter(|g| is_dnr(g)).count() as u32;
+    let mut per = Vec::new();
+    let mut stressed_all = Vec::new();
+    let mut normal_all = Vec::new();
+    for w in steady {
+        let stressed = deg(0, w);
+        let normal: Vec<Option<f64>> = (1..phase.len()).map(|i| deg(i, w)).collect();
+        let ok: Vec<f64> = normal.iter().flatten().copied().collect();
+        stressed_all.extend(stressed);
+        normal_all.extend(ok.iter().copied());
+        per.push(WorkloadDegradation {
+            workload: w.name.clone(),
+            stressed_pct: stressed,
+            normal_pct: mean(&ok),
+            normal_per_guest: normal,
+        });
+    }
+    let stressed_pct = if stressed_dnr {
+        None
+    } else {
+        mean(&stressed_all)
+    };
+    (
+        per,
+        stressed_pct,
+        stressed_dnr,
+        mean(&normal_all),
+        normal_dnr,
+    )
+}
+
+// ----- the scenario -----
+
+/// One guest position: its current guest, and what stays across restarts.
+struct Slot {
+    label: String,
+    guest: Option<Guest>,
+    launches: u32,
+    /// Iterations per steady workload, from the baseline's calibration.
+    iterations: BTreeMap<String, u64>,
+}
+
+/// Runs the isolation scenario.
+pub fn run(
+    plan: IsolationPlan,
+    agent: &AgentBinary,
+    progress: &dyn Progress,
+) -> Result<Finished, ScenarioError> {
+    let out = Output::create(&plan.out_dir, "isolation")?;
+    let settings = plan.settings.clone();
+    out.log(
+        json!({"type": "start", "run_id": out.run_id, "host": out.host, "settings": settings,
+        "scenario": "isolation", "stressors": plan.stressors, "guests": plan.guests}),
+    );
+    let backend = plan.backend.as_ref();
+    let mut record = BackendRecord {
+        name: backend.name().into(),
+        technique: backend.technique().into(),
+        availability: plan.availability.clone(),
+        guests: Vec::new(),
+    };
+    let template = GuestTemplate {
+        backend,
+        agent,
+        kernel: plan.kernel.clone(),
+        vcpus: settings.vcpus,
+        memory_mib: settings.memory_mib,
+        workdir: out.workdir.path(),
+    };
+    let steady: Vec<SteadyWorkload> = plan
+        .steady
+        .iter()
+        .map(|w| SteadyWorkload {
+            name: w.name.into(),
+            unit: w.unit.into(),
+            higher_is_better: w.higher_is_better,
+        })
+        .collect();
+    let mut notes = vec![
+        "guest 0 is the stressed guest; every guest is compared with its own baseline, measured \
+         right before each stressor"
+            .to_string(),
+    ];
+    let mut rows = Vec::new();
+    let mut baseline = Vec::new();
+    let mut interrupted = false;
+    let n = plan.guests as usize;
+    let runnable: Vec<&String> = plan
+        .stressors
+        .iter()
+        .filter(|s| unsupported_reason(s).is_none())
+        .collect();
+    progress.begin(if plan.availability.is_available() {
+        (n * (2 * runnable.len()).max(1)) as u64
+    } else {
+        0
+    });
+    let mut slots: Vec<Slot> = (0..n)
+        .map(|i| Slot {
+            label: format!("{}-g{i}", backend.name()),
+            guest: None,
+            launches: 0,
+            iterations: BTreeMap::new(),
+        })
+        .collect();
+
+    if let Availability::Unavailable { reason, hint } = &plan.availability {
+        notes.push(format!(
+            "{} is unavailable here: {reason} (fix: {hint})",
+            backend.name()
+        ));
+    } else {
+        // Baseline.
+        progress.workload("baseline");
+        let lost = ensure_guests(&mut slots, &template, &plan, &mut record, &out, progress);
+        if let Some(hook) = &plan.on_start {
+            let pids: Vec<(String, Vec<u32>)> = slots
+                .iter()
+                .filter_map(|s| s.guest.as_ref().map(|g| (s.label.clone(), g.host_pids())))
+                .collect();
+            hook(&pids);
+        }
+        baseline = run_phase(&mut slots, None, &plan, &out, progress, &lost);
+        interrupted |= crate::stop_requested();
+        note_failures(&mut record, &slots, &baseline);
+
+        for stressor in &plan.stressors {
+            if let Some(reason) = unsupported_reason(stressor) {
+                rows.push(skipped_row(stressor, StressStatus::Skipped, reason));
+                continue;
+            }
+            if interrupted || crate::stop_requested() {
+                interrupted = true;
+                rows.push(skipped_row(
+                    stressor,
+                    StressStatus::Interrupted,
+                    "stopped by the user before it ran",
+                ));
+                continue;
+            }
+            // A fresh baseline right before each stressor (the first one is the one above).
+            let paired = if rows
+                .iter()
+                .any(|r: &IsolationRow| r.status == StressStatus::Ran)
+            {
+                progress.workload(&format!("baseline before {stressor}"));
+                let lost = ensure_guests(&mut slots, &template, &plan, &mut record, &out, progress);
+                let b = run_phase(&mut slots, None, &plan, &out, progress, &lost);
+                note_failures(&mut record, &slots, &b);
+                b
+            } else {
+                baseline.clone()
+            };
+            progress.workload(&format!("stress {stressor}"));
+            let lost = ensure_guests(&mut slots, &template, &plan, &mut record, &out, progress);
+            let phase = run_phase(&mut slots, Some(stressor), &plan, &out, progress, &lost);
+            note_failures(&mut record, &slots, &phase);
+            let stopped = crate::stop_requested();
+            interrupted |= stopped;
+            let mut row = stress_row(stressor, &steady, &paired, phase, stopped);
+            row.baseline = paired;
+            rows.push(row);
+            out.log(json!({"type": "row", "row": rows.last()}));
+        }
+    }
+    progress.finish();
+    shutdown_all(
+        slots.iter_mut().filter_map(|s| s.guest.take()).collect(),
+        Duration::from_secs(3),
+    );
+    if crate::stop_requested() {
+        interrupted = true;
+    }
+    let warnings = rows
+        .iter()
+        .filter(|r| r.stressed_dnr || r.normal_dnr > 0)
+        .map(|r| {
+            format!(
+                "{}: {} guest(s) did not return (DNR)",
+                r.stressor,
+                r.normal_dnr + u32::from(r.stressed_dnr)
+            )
+        })
+        .collect();
+    let data = ScenarioData::Isolation(IsolationData {
+        backend: backend.name().into(),
+        guests: plan.guests,
+        vcpus: settings.vcpus,
+        memory_mib: settings.memory_mib,
+        reps: settings.reps,
+        steady,
+        baseline,
+        rows,
+        notes,
+    });
+    out.finish(
+        "isolation",
+        plan.command_line,
+        agent,
+        settings,
+        vec![record],
+        warnings,
+        data,
+        interrupted,
+    )
+}
+
+fn skipped_row(stressor: &str, status: StressStatus, reason: &str) -> IsolationRow {
+    IsolationRow {
+        stressor: stressor.into(),
+        status,
+        reason: Some(reason.into()),
+        note: None,
+        stressed_pct: None,
+        stressed_dnr: false,
+        normal_pct: None,
+        normal_dnr: 0,
+        per_workload: Vec::new(),
+        guests: Vec::new(),
+        baseline: Vec::new(),
+    }
+}
+
+fn stress_row(
+    stressor: &str,
+    steady: &[SteadyWorkload],
+    baseline: &[IsolationGuest],
+    phase: Vec<IsolationGuest>,
+    stopped: bool,
+) -> IsolationRow {
+    let (per, stressed_pct, stressed_dnr, normal_pct, normal_dnr) =
+        degradation(steady, baseline, &phase);
+    let stressed = phase.first();
+    // The stressor itself could not run there: a skip with its reason, not a DNR.
+    if let Some(g) = stressed.filter(|g| g.status == RunStatus::Skipped && !stopped) {
+        let mut row = skipped_row(
+            stressor,
+            StressStatus::Skipped,
+            g.reason.as_deref().unwrap_or(""),
+        );
+        row.guests = phase;
+        return row;
+    }
+    let note = match stressor {
+        "disk" => Some(match stressed.and_then(|g| g.stress_extras.get("disk_on_ram_fs")) {
+            Some(&v) if v > 0.5 => "no disk device in the guests yet: the writes go to the guest's \
+                                    temporary directory, a RAM file system (tmpfs) here"
+                .to_string(),
+            Some(_) => "the writes go to the guest's temporary directory (not a RAM file system)".into(),
+            None => "no disk device in the guests yet: the writes go to the guest's temporary directory".into(),
+        }),
+        "memory" => stressed
+            .and_then(|g| g.stress_extras.get("stress_mem_mib"))
+            .map(|m| format!("the stressed guest maps and keeps touching {m:.0} MiB")),
+        _ => None,
+    };
+    IsolationRow {
+        stressor: stressor.into(),
+        status: if stopped {
+            StressStatus::Interrupted
+        } else {
+            StressStatus::Ran
+        },
+        reason: None,
+        note,
+        stressed_pct,
+        stressed_dnr,
+        normal_pct,
+        normal_dnr,
+        per_workload: per,
+        guests: phase,
+        baseline: Vec::new(),
+    }
+}
+
+/// Copies DNR reasons into the guests' records.
+fn note_failures(record: &mut BackendRecord, slots: &[Slot], phase: &[IsolationGuest]) {
+    for (s, g) in slots.iter().zip(phase) {
+        if is_dnr(g) {
+            let label = format!("{}-{}", s.label, s.launches.saturating_sub(1));
+            if let Some(r) = record.guests.iter_mut().rev().find(|r| r.label == label) {
+                r.failure = g.reason.clone();
+            }
+        }
+    }
+}
+
+/// Starts the guests that are not running (in parallel, bounded); returns, per slot, why it
+/// has no guest.
+fn ensure_guests(
+    slots: &mut [Slot],
+    template: &GuestTemplate,
+    plan: &IsolationPlan,
+    record: &mut BackendRecord,
+    out: &Output,
+    progress: &dyn Progress,
+) -> Vec<Option<(String, String)>> {
+    let want: Vec<usize> = (0..slots.len())
+        .filter(|&i| slots[i].guest.is_none() && slots[i].launches < 4)
+        .collect();
+    let labels: Vec<String> = want
+        .iter()
+        .map(|&i| format!("{}-{}", slots[i].label, slots[i].launches))
+        .collect();
+    let started = template.start_many(&labels, plan.launch_parallelism);
+    let mut why: Vec<Option<(String, String)>> = slots
+        .iter()
+        .map(|s| {
+            s.guest.is_none().then(|| {
+                (
+                    "did not return (DNR): could not be restarted".into(),
+                    String::new(),
+                )
+            })
+        })
+        .collect();
+    for ((&i, label), r) in want.iter().zip(&labels).zip(started) {
+        slots[i].launches += 1;
+        match r {
+            Ok(g) => {
+                record.guests.push(guest_record(label, &g));
+                out.log(json!({"type": "guest", "label": label, "boot_s": g.boot.as_secs_f64()}));
+                slots[i].guest = Some(g);
+                why[i] = None;
+            }
+            Err(GuestError::Interrupted) => {
+                why[i] = Some((
+                    "stopped by the user before it started".into(),
+                    String::new(),
+                ));
+            }
+            Err(e) => {
+                let text = e.to_string();
+                progress.note(&format!("{label}: did not start: {}", first_line(&text)));
+                record.guests.push(failed_guest(label, text.clone()));
+                let tail = text
+                    .split_once("; console tail:\n")
+                    .map(|(_, t)| t.to_string())
+                    .unwrap_or_default();
+                why[i] = Some((
+                    format!("did not return (DNR): did not start: {}", first_line(&text)),
+                    tail,
+                ));
+            }
+        }
+    }
+    why
+}
+
+/// Runs one phase on every guest at once: the baseline (`stressor` None) or a stressor.
+///
+/// Per steady workload, every guest first calibrates (in the baseline; later phases reuse the
+/// counts), then all start their measured repetitions together (a barrier), and a guest done
+/// early keeps loading the host until the last is done: normal guests with unmeasured
+/// repetitions, the stressed guest by holding the stress. So every guest is measured while
+/// every other guest is busy, in the baseline and under each stressor alike.
+fn run_phase(
+    slots: &mut [Slot],
+    stressor: Option<&str>,
+    plan: &IsolationPlan,
+    out: &Output,
+    progress: &dyn Progress,
+    lost: &[Option<(String, String)>],
+) -> Vec<IsolationGuest> {
+    let n = slots.len();
+    let barriers: Vec<Barrier> = plan.steady.iter().map(|_| Barrier::new(n)).collect();
+    let done: Vec<AtomicUsize> = plan.steady.iter().map(|_| AtomicUsize::new(0)).collect();
+    let role = |i: usize| match (stressor, i) {
+        (None, _) => "baseline",
+        (Some(_), 0) => "stressed",
+        _ => "normal",
+    };
+    let phase_name = stressor.unwrap_or("baseline");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = slots
+            .iter_mut()
+            .enumerate()
+            .map(|(i, slot)| {
+                let (barriers, done) = (&barriers, &done);
+                let lost = lost.get(i).cloned().flatten();
+                s.spawn(move || {
+                    let mut g = IsolationGuest {
+                        label: slot.label.clone(),
+                        role: role(i).into(),
+                        status: RunStatus::Ok,
+                        reason: None,
+                        console_tail: None,
+                        medians: BTreeMap::new(),
+                        samples: BTreeMap::new(),
+                        stress_extras: BTreeMap::new(),
+                    };
+                    let stressed = stressor.filter(|_| i == 0);
+                    let mut end = MeasureEnd::Done;
+                    if slot.guest.is_none() {
+                        let (reason, tail) =
+                            lost.unwrap_or_else(|| ("no guest".into(), String::new()));
+                        end = if reason.starts_with("stopped") {
+                            MeasureEnd::Interrupted
+                        } else {
+                            MeasureEnd::Lost(reason, tail)
+                        };
+                    }
+                    let mut stress_extras: Vec<BTreeMap<String, f64>> = Vec::new();
+                    for (k, w) in plan.steady.iter().enumerate() {
+                        let mut params = Params::new();
+                        let (job_workload, warmup, factor) = match stressed {
+                            Some(st) => {
+                                params.insert("steady".into(), json!(w.name));
+                                (format!("stress.{st}"), 0, 3)
+                            }
+                            None => (w.name.to_string(), 0, 1),
+                        };
+                        let timeout = plan
+                            .timeout
+                            .unwrap_or_else(|| silence_bound(w, &plan.settings))
+                            * factor;
+                        let mut m = Measure {
+                            workload: w,
+                            job_workload,
+                            params,
+                            iterations: slot.iterations.get(w.name).copied(),
+                            target_s: plan.settings.target_s,
+                            warmup,
+                            reps: plan.settings.reps,
+                            timeout,
+                        };
+                        let mut acc = Measured::default();
+                        // Calibrate the plain workload (the baseline's job), then start together.
+                        if let (MeasureEnd::Done, Some(guest)) = (&end, slot.guest.as_mut()) {
+                            let mut plain = m.clone();
+                            plain.job_workload = w.name.into();
+                            plain.params = Params::new();
+                            plain.timeout = timeout / factor;
+                            match calibrate(guest, &plain, &mut acc) {
+                                Ok(iters) => {
+                                    slot.iterations.entry(w.name.to_string()).or_insert(iters);
+                                    m.iterations = Some(iters);
+                                }
+                                Err(e) => end = e,
+                            }
+                        }
+                        barriers[k].wait();
+                        if let (MeasureEnd::Done, Some(guest)) = (&end, slot.guest.as_mut()) {
+                            end = measure(guest, &m, &mut acc, |v, warm| {
+                                if !warm {
+                                    out.log(json!({"type": "sample", "phase": phase_name, "label": slot.label, "workload": w.name, "value": v}));
+                                }
+                            });
+                        }
+                        done[k].fetch_add(1, Ordering::SeqCst);
+                        if let (MeasureEnd::Done, Some(guest)) = (&end, slot.guest.as_mut()) {
+                            match stressed {
+                                Some(st) => {
+                                    let hold = Measure {
+                                        workload: hvbench_workloads::find(&format!("stress.{st}"))
+                                            .unwrap_or(w),
+                                        job_workload: format!("stress.{st}"),
+                                        params: Params::new(),
+                                        iterations: Some(250),
+                                        target_s: 0.25,
+                                        warmup: 0,
+                                        reps: 1,
+                                        timeout,
+                                    };
+                                    keep_load_until(guest, &hold, &done[k], n);
+                                }
+                                None => keep_load_until(guest, &m, &done[k], n),
+                            }
+                        }
+                        stress_extras.extend(acc.extras.iter().cloned());
+                        if let Some(md) = median(&acc.values) {
+                            g.medians.insert(w.name.into(), md);
+                        }
+                        g.samples.insert(w.name.into(), acc.values);
+                        if let MeasureEnd::Lost(reason, _) = &end {
+                            if slot.guest.take().is_some() {
+                                progress.note(&format!("{}: {reason}", slot.label));
+                                out.log(json!({"type": "guest_lost", "phase": phase_name, "label": slot.label, "reason": reason}));
+                            }
+                        }
+                    }
+                    if stressed.is_some() {
+                        for key in ["stress_ops", "stress_restarts", "stress_mem_mib", "disk_on_ram_fs", "disk_direct", "stress_workers"] {
+                            let v: Vec<f64> = stress_extras.iter().filter_map(|e| e.get(key).copied()).collect();
+                            if let Some(md) = median(&v) {
+                                g.stress_extras.insert(key.into(), md);
+                            }
+                        }
+                    }
+                    match end {
+                        MeasureEnd::Done => {}
+                        MeasureEnd::Error(status, reason) => {
+                            g.status = status;
+                            g.reason = Some(reason);
+                        }
+                        MeasureEnd::Lost(reason, tail) => {
+                            g.status = RunStatus::Failed;
+                            g.reason = Some(reason);
+                            g.console_tail = (!tail.is_empty()).then_some(tail);
+                        }
+                        MeasureEnd::Interrupted => {
+                            g.reason = Some("stopped by the user: fewer repetitions".into());
+                            if g.medians.is_empty() {
+                                g.status = RunStatus::Skipped;
+                            }
+                        }
+                    }
+                    progress.step();
+                    g
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a guest thread panicked"))
+            .collect()
+    })
+}
+
+/// A degradation cell: `DNR`, `failed`, or the percentage.
+fn cell(pct: Option<f64>, dnr: bool) -> String {
+    match (dnr, pct) {
+        (true, _) => "DNR".into(),
+        (false, Some(p)) => format!("{p:.1}%"),
+        (false, None) => "-".into(),
+    }
+}
+
+/// The isolation table, as in the source: % degradation of the stressed and the normal guests.
+pub fn render(d: &IsolationData) -> String {
+    let steady: Vec<&str> = d.steady.iter().map(|w| w.name.as_str()).collect();
+    let mut s = format!(
+        "Performance isolation on {}: {} guests ({} vCPU, {} MiB), steady workloads {}; {} repetitions\n\
+         % degradation against each guest's baseline (higher is worse; DNR: did not return)\n\n",
+        d.backend,
+        d.guests,
+        d.vcpus,
+        d.memory_mib,
+        steady.join(", "),
+        d.reps
+    );
+    let rows: Vec<Vec<String>> = d
+        .rows
+        .iter()
+        .map(|r| match r.status {
+            StressStatus::Skipped => vec![
+                r.stressor.clone(),
+                "skipped".into(),
+                "skipped".into(),
+                r.reason.clone().unwrap_or_default(),
+            ],
+            _ => vec![
+                r.stressor.clone(),
+                cell(r.stressed_pct, r.stressed_dnr),
+                if r.normal_dnr > 0 {
+                    format!("DNR ({})", r.normal_dnr)
+                } else {
+                    cell(r.normal_pct, false)
+                },
+                [
+                    (r.status == StressStatus::Interrupted).then(|| "interrupted".to_string()),
+                    r.note.clone(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; "),
+            ],
+        })
+        .collect();
+    s.push_str(&table(
+        &["stressor", "stressed guest", "normal guests", "note"],
+        &rows,
+    ));
+    // Per workload detail.
+    let mut detail = Vec::new();
+    for r in d.rows.iter().filter(|r| r.status != StressStatus::Skipped) {
+        for w in &r.per_workload {
+            detail.push(vec![
+                r.stressor.clone(),
+                w.workload.clone(),
+                cell(w.stressed_pct, r.stressed_dnr),
+                w.normal_per_guest
+                    .iter()
+                    .map(|v| v.map_or("DNR".into(), |p| format!("{p:.1}")))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            ]);
+        }
+    }
+    if !detail.is_empty() {
+        s.push_str("\nPer workload: stressed guest, then each normal guest (%)\n");
+        s.push_str(&table(
+            &["stressor", "workload", "stressed", "normal guests"],
+            &detail,
+        ));
+    }
+    let base: Vec<Vec<String>> = d
+        .baseline
+        .iter()
+        .map(|g| {
+            let mut row = vec![g.label.clone()];
+            for w in &d.steady {
+                row.push(if is_dnr(g) {
+                    "DNR".into()
+                } else {
+                    g.medians.get(&w.name).map_or("-".into(), |&v| num(v))
+                });
+            }
+            row
+        })
+        .collect();
+    if !base.is_empty() {
+        let heads: Vec<String> = d
+            .steady
+            .iter()
+            .map(|w| format!("{} {}", w.name, w.unit))
+            .collect();
+        let mut h: Vec<&str> = vec!["baseline"];
+        h.extend(heads.iter().map(|x| x.as_str()));
+        s.push('\n');
+        s.push_str(&table(&h, &base));
+    }
+    for r in &d.rows {
+        for g in r.guests.iter().filter(|g| is_dnr(g)) {
+            s.push_str(&format!(
+                "  {} under {} ({}): {}\n",
+                g.label,
+                r.stressor,
+                g.role,
+                g.reason.as_deref().unwrap_or("")
+            ));
+            if let Some(t) = g.console_tail.as_deref() {
+                for l in super::scale::tail_excerpt(t) {
+                    s.push_str(&format!("      | {l}\n"));
+                }
+            }
+        }
+    }
+    for n in &d.notes {
+        s.push_str(&format!("Note: {n}\n"));
+    }
+    s
 }

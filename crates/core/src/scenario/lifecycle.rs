@@ -109,8 +109,10 @@ pub fn run(
 ) -> Result<Finished, ScenarioError> {
     let out = Output::create(&plan.out_dir, "lifecycle")?;
     let settings = plan.settings.clone();
-    out.log(json!({"type": "start", "run_id": out.run_id, "host": out.host, "settings": settings,
-        "scenario": "lifecycle", "vcpus": plan.vcpus}));
+    out.log(
+        json!({"type": "start", "run_id": out.run_id, "host": out.host, "settings": settings,
+        "scenario": "lifecycle", "vcpus": plan.vcpus}),
+    );
     let backend = plan.backend.as_ref();
     let mut record = BackendRecord {
         name: backend.name().into(),
@@ -123,7 +125,10 @@ pub fn run(
     let mut interrupted = false;
     let available = plan.availability.is_available();
     if let Availability::Unavailable { reason, hint } = &plan.availability {
-        notes.push(format!("{} is unavailable here: {reason} (fix: {hint})", backend.name()));
+        notes.push(format!(
+            "{} is unavailable here: {reason} (fix: {hint})",
+            backend.name()
+        ));
     }
     progress.begin(if available {
         plan.vcpus.len() as u64 * u64::from(plan.boots + 1)
@@ -165,10 +170,22 @@ pub fn run(
                     record.guests.push(guest_record(&label, &g));
                     out.log(json!({"type": "boot", "label": label, "vcpus": v, "boot_s": g.boot.as_secs_f64(),
                         "guest_uptime_s": g.hello.uptime_s}));
+                    // A kernel cannot have been up longer than since its launch: a longer uptime
+                    // is the host's (the guest has no kernel of its own).
+                    let uptime = g
+                        .hello
+                        .uptime_s
+                        .filter(|&u| u <= g.boot.as_secs_f64() + 1.0);
+                    if uptime.is_none() && g.hello.uptime_s.is_some() && row.boots.is_empty() {
+                        row.notes.push(
+                            "the uptime the guest reports is the host's: no guest kernel, no guest uptime"
+                                .into(),
+                        );
+                    }
                     row.boots.push(BootRecord {
                         label: label.clone(),
                         boot_s: Some(g.boot.as_secs_f64()),
-                        guest_uptime_s: g.hello.uptime_s,
+                        guest_uptime_s: uptime,
                         cpus: Some(g.hello.cpus),
                         failure: None,
                     });
@@ -220,7 +237,8 @@ pub fn run(
             }
         }
         if row.idle.is_none() {
-            row.notes.push("no guest booted: no idle or memory measurement".into());
+            row.notes
+                .push("no guest booted: no idle or memory measurement".into());
             progress.step();
         }
         rows.push(finish_row(row));
@@ -238,7 +256,14 @@ pub fn run(
     let warnings = rows
         .iter()
         .filter(|r| r.failed_boots > 0)
-        .map(|r| format!("{} of {} boots with {} vCPU failed", r.failed_boots, r.boots.len(), r.vcpus))
+        .map(|r| {
+            format!(
+                "{} of {} boots with {} vCPU failed",
+                r.failed_boots,
+                r.boots.len(),
+                r.vcpus
+            )
+        })
         .collect();
     let data = ScenarioData::Lifecycle(LifecycleData {
         backend: backend.name().into(),
@@ -383,7 +408,8 @@ fn idle_and_memory(
             pids.len()
         ));
     }
-    let memory = (!pids.is_empty()).then(|| MemoryRecord {
+    let has_pids = !pids.is_empty();
+    let memory = has_pids.then_some(MemoryRecord {
         host_pids: pids,
         host_rss_kib: rss,
         host_pss_kib: pss,
@@ -430,7 +456,13 @@ pub fn render(d: &LifecycleData) -> String {
         })
         .collect();
     s.push_str(&table(
-        &["vCPUs", "booted", "launch→hello (host)", "range", "guest uptime at hello"],
+        &[
+            "vCPUs",
+            "booted",
+            "launch→hello (host)",
+            "range",
+            "guest uptime at hello",
+        ],
         &rows,
     ));
     s.push_str("\nIdle guest: host CPU, % of one core\n");
@@ -441,17 +473,29 @@ pub fn render(d: &LifecycleData) -> String {
             Some(i) => vec![
                 r.vcpus.to_string(),
                 format!("{:.2}", i.cpu_pct_of_core),
-                i.summary
-                    .as_ref()
-                    .map_or("-".into(), |x| format!("{:.2} [{:.2}, {:.2}]", x.median, x.ci_low, x.ci_high)),
+                i.summary.as_ref().map_or("-".into(), |x| {
+                    format!("{:.2} [{:.2}, {:.2}]", x.median, x.ci_low, x.ci_high)
+                }),
                 format!("{:.1}", i.window_s),
                 i.method.clone(),
             ],
-            None => vec![r.vcpus.to_string(), "-".into(), "-".into(), "-".into(), "-".into()],
+            None => vec![
+                r.vcpus.to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
         })
         .collect();
     s.push_str(&table(
-        &["vCPUs", "window mean %", "1-s slices median [interval]", "window s", "metered by"],
+        &[
+            "vCPUs",
+            "window mean %",
+            "1-s slices median [interval]",
+            "window s",
+            "metered by",
+        ],
         &rows,
     ));
     s.push_str("\nMemory, MiB\n");
@@ -467,19 +511,42 @@ pub fn render(d: &LifecycleData) -> String {
                 m.guest_used_kib.map_or("-".into(), mib),
                 mib(m.host_rss_kib),
                 mib(m.host_pss_kib),
-                m.overhead_kib.map_or("-".into(), |o| num(o as f64 / 1024.0)),
+                m.overhead_kib
+                    .map_or("-".into(), |o| num(o as f64 / 1024.0)),
                 m.host_pids.len().to_string(),
             ],
-            None => vec![r.vcpus.to_string(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into()],
+            None => vec![
+                r.vcpus.to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
         })
         .collect();
     s.push_str(&table(
-        &["vCPUs", "configured", "guest MemTotal", "guest used", "host RSS", "host PSS", "overhead", "processes"],
+        &[
+            "vCPUs",
+            "configured",
+            "guest MemTotal",
+            "guest used",
+            "host RSS",
+            "host PSS",
+            "overhead",
+            "processes",
+        ],
         &rows,
     ));
     let mut seen = Vec::new();
     for r in &d.rows {
-        for n in r.notes.iter().chain(r.memory.as_ref().and_then(|m| m.note.as_ref())) {
+        for n in r
+            .notes
+            .iter()
+            .chain(r.memory.as_ref().and_then(|m| m.note.as_ref()))
+        {
             if !seen.contains(n) {
                 s.push_str(&format!("Note: {n}\n"));
                 seen.push(n.clone());

@@ -18,7 +18,9 @@ use hvbench_stats::{summarize, Samples};
 use hvbench_workloads::{Metric, Params, WorkloadInfo};
 use serde_json::json;
 
-use super::efficiency::{error_status, failed_guest, median, silence_bound, Finished, ScenarioError};
+use super::efficiency::{
+    error_status, failed_guest, median, silence_bound, Finished, ScenarioError,
+};
 use super::Progress;
 use crate::agent::AgentBinary;
 use crate::backends::{Availability, Backend, GuestSpec};
@@ -152,10 +154,8 @@ impl GuestTemplate<'_> {
     /// Starts one guest labelled `label` in its own directory under the work directory.
     pub(crate) fn start(&self, label: &str) -> Result<Guest, GuestError> {
         let dir = self.workdir.join(label);
-        std::fs::create_dir_all(&dir).map_err(|e| GuestError::Io(format!(
-            "cannot create {}: {e}",
-            dir.display()
-        )))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| GuestError::Io(format!("cannot create {}: {e}", dir.display())))?;
         let spec = GuestSpec {
             vcpus: self.vcpus,
             memory_mib: self.memory_mib,
@@ -280,75 +280,122 @@ pub(crate) enum MeasureEnd {
     Interrupted,
 }
 
+/// Runs one job of `m` in `guest` and collects its measured samples into `out`.
+fn run_job_of(
+    guest: &mut Guest,
+    m: &Measure,
+    iterations: Option<u64>,
+    warmup: u32,
+    reps: u32,
+    out: &mut Measured,
+    on_sample: &mut dyn FnMut(f64, bool),
+) -> Result<Option<u64>, MeasureEnd> {
+    let metric = m.workload.metric;
+    let job = Job {
+        id: 0,
+        workload: m.job_workload.clone(),
+        params: m.params.clone(),
+        iterations,
+        target_s: m.target_s,
+        warmup,
+        reps,
+        copies: 1,
+    };
+    let result = guest.run_job(job, m.timeout, |s| {
+        let value = metric.value(s.msg.work, Duration::from_nanos(s.msg.elapsed_ns));
+        on_sample(value, s.msg.warmup);
+        if !s.msg.warmup {
+            out.values.push(value);
+            out.extras.push(s.msg.extras.clone());
+            if let Some(c) = s.host_cpu {
+                *out.host_cpu_s.get_or_insert(0.0) += c.as_secs_f64();
+            }
+        }
+    });
+    match result {
+        Ok(JobEnd::Done { iterations }) => Ok(iterations),
+        Ok(JobEnd::Error { kind, message }) => {
+            let (status, reason) = error_status(kind, message);
+            Err(MeasureEnd::Error(status, reason))
+        }
+        Err(GuestError::Interrupted) => Err(MeasureEnd::Interrupted),
+        Err(e) => {
+            let e = with_timeout(e, m.timeout);
+            let tail = guest.console_tail();
+            guest.kill();
+            Err(MeasureEnd::Lost(
+                format!("did not return (DNR): {}", first_line(&e.to_string())),
+                tail,
+            ))
+        }
+    }
+}
+
+/// Calibrates `m` in `guest` (one warm-up included) unless its iteration count is known.
+pub(crate) fn calibrate(
+    guest: &mut Guest,
+    m: &Measure,
+    out: &mut Measured,
+) -> Result<u64, MeasureEnd> {
+    if let Some(n) = m.iterations.or(out.iterations) {
+        out.iterations = Some(n);
+        return Ok(n);
+    }
+    match run_job_of(guest, m, None, 1, 0, out, &mut |_, _| {})? {
+        Some(n) => {
+            out.iterations = Some(n);
+            Ok(n)
+        }
+        None => Err(MeasureEnd::Error(
+            RunStatus::Failed,
+            "the agent did not report its calibration".into(),
+        )),
+    }
+}
+
 /// Runs a calibration (when needed) and the repetitions of `m` in `guest`. `on_sample` sees
-/// every measured sample's value (warm-ups included, flagged), as it arrives.
+/// every sample's value (warm-ups included, flagged), as it arrives.
 pub(crate) fn measure(
     guest: &mut Guest,
     m: &Measure,
     out: &mut Measured,
     mut on_sample: impl FnMut(f64, bool),
 ) -> MeasureEnd {
-    let metric = m.workload.metric;
-    let mut run = |guest: &mut Guest, iterations: Option<u64>, warmup: u32, reps: u32, out: &mut Measured| {
-        let job = Job {
-            id: 0,
-            workload: m.job_workload.clone(),
-            params: m.params.clone(),
-            iterations,
-            target_s: m.target_s,
-            warmup,
-            reps,
-            copies: 1,
-        };
-        let result = guest.run_job(job, m.timeout, |s| {
-            let value = metric.value(s.msg.work, Duration::from_nanos(s.msg.elapsed_ns));
-            on_sample(value, s.msg.warmup);
-            if !s.msg.warmup {
-                out.values.push(value);
-                out.extras.push(s.msg.extras.clone());
-                if let Some(c) = s.host_cpu {
-                    *out.host_cpu_s.get_or_insert(0.0) += c.as_secs_f64();
-                }
-            }
-        });
-        match result {
-            Ok(JobEnd::Done { iterations }) => Ok(iterations),
-            Ok(JobEnd::Error { kind, message }) => {
-                let (status, reason) = error_status(kind, message);
-                Err(MeasureEnd::Error(status, reason))
-            }
-            Err(GuestError::Interrupted) => Err(MeasureEnd::Interrupted),
-            Err(e) => {
-                let e = with_timeout(e, m.timeout);
-                let tail = guest.console_tail();
-                guest.kill();
-                Err(MeasureEnd::Lost(
-                    format!("did not return (DNR): {}", first_line(&e.to_string())),
-                    tail,
-                ))
-            }
-        }
+    let iterations = match calibrate(guest, m, out) {
+        Ok(n) => n,
+        Err(end) => return end,
     };
-    let iterations = match m.iterations.or(out.iterations) {
-        Some(n) => n,
-        None => match run(guest, None, 1, 0, out) {
-            Ok(Some(n)) => n,
-            Ok(None) => {
-                return MeasureEnd::Error(
-                    RunStatus::Failed,
-                    "the agent did not report its calibration".into(),
-                )
-            }
-            Err(end) => return end,
-        },
-    };
-    out.iterations = Some(iterations);
     if crate::stop_requested() {
         return MeasureEnd::Interrupted;
     }
-    match run(guest, Some(iterations), m.warmup, m.reps, out) {
+    match run_job_of(
+        guest,
+        m,
+        Some(iterations),
+        m.warmup,
+        m.reps,
+        out,
+        &mut on_sample,
+    ) {
         Ok(_) => MeasureEnd::Done,
         Err(end) => end,
+    }
+}
+
+/// Keeps `guest` busy with unmeasured repetitions of `m` until `done` reaches `all` (every
+/// guest has finished its measured repetitions), so that no guest measures on a host that
+/// others have already left.
+pub(crate) fn keep_load_until(guest: &mut Guest, m: &Measure, done: &AtomicUsize, all: usize) {
+    let mut scratch = Measured::default();
+    while done.load(Ordering::SeqCst) < all && !crate::stop_requested() {
+        let Some(n) = m.iterations.or(scratch.iterations) else {
+            return;
+        };
+        if run_job_of(guest, m, Some(n), 0, 1, &mut scratch, &mut |_, _| {}).is_err() {
+            return;
+        }
+        scratch.values.clear();
+        scratch.extras.clear();
     }
 }
 
@@ -376,7 +423,9 @@ pub(crate) fn guest_result(
         ),
     };
     let ok = status == RunStatus::Ok;
-    let summary = Samples::new(measured.values.clone()).ok().map(|s| summarize(&s));
+    let summary = Samples::new(measured.values.clone())
+        .ok()
+        .map(|s| summarize(&s));
     GuestResult {
         label: label.into(),
         status,
@@ -384,7 +433,11 @@ pub(crate) fn guest_result(
         console_tail,
         boot_s,
         iterations: measured.iterations,
-        samples: if ok { measured.values.clone() } else { Vec::new() },
+        samples: if ok {
+            measured.values.clone()
+        } else {
+            Vec::new()
+        },
         summary: if ok { summary } else { None },
         throughput: if ok {
             median(&measured.values).map(|v| throughput(metric, v))
@@ -473,8 +526,10 @@ pub fn run(
 ) -> Result<Finished, ScenarioError> {
     let out = Output::create(&plan.out_dir, "scalability")?;
     let settings = plan.settings.clone();
-    out.log(json!({"type": "start", "run_id": out.run_id, "host": out.host, "settings": settings,
-        "scenario": "scalability", "counts": plan.counts}));
+    out.log(
+        json!({"type": "start", "run_id": out.run_id, "host": out.host, "settings": settings,
+        "scenario": "scalability", "counts": plan.counts}),
+    );
     let w = plan.workload;
     let timeout = plan.timeout.unwrap_or_else(|| silence_bound(w, &settings));
     let backend = plan.backend.as_ref();
@@ -497,21 +552,37 @@ pub fn run(
     let mut steps: Vec<ScaleStep> = Vec::new();
     let mut interrupted = false;
     let total: u64 = plan.counts.iter().map(|&n| u64::from(n)).sum();
-    progress.begin(if plan.availability.is_available() { total } else { 0 });
+    progress.begin(if plan.availability.is_available() {
+        total
+    } else {
+        0
+    });
     if let Availability::Unavailable { reason, hint } = &plan.availability {
-        notes.push(format!("{} is unavailable here: {reason} (fix: {hint})", backend.name()));
+        notes.push(format!(
+            "{} is unavailable here: {reason} (fix: {hint})",
+            backend.name()
+        ));
     }
 
-    for &n in plan.counts.iter().filter(|_| plan.availability.is_available()) {
+    for &n in plan
+        .counts
+        .iter()
+        .filter(|_| plan.availability.is_available())
+    {
         if crate::stop_requested() {
             interrupted = true;
             break;
         }
         progress.workload(&format!("{} × {n}", w.name));
-        let labels: Vec<String> = (0..n).map(|i| format!("{}-n{n}-g{i}", backend.name())).collect();
+        let labels: Vec<String> = (0..n)
+            .map(|i| format!("{}-n{n}-g{i}", backend.name()))
+            .collect();
         let t0 = Instant::now();
         let started = template.start_many(&labels, plan.launch_parallelism);
-        let startup_s = started.iter().any(|r| r.is_ok()).then(|| t0.elapsed().as_secs_f64());
+        let startup_s = started
+            .iter()
+            .any(|r| r.is_ok())
+            .then(|| t0.elapsed().as_secs_f64());
         let mut guests: Vec<(usize, Guest)> = Vec::new();
         let mut results: Vec<Option<GuestResult>> = labels.iter().map(|_| None).collect();
         for (i, r) in started.into_iter().enumerate() {
@@ -523,15 +594,29 @@ pub fn run(
                 }
                 Err(GuestError::Interrupted) => {
                     interrupted = true;
-                    results[i] = Some(not_started(&labels[i], "stopped by the user before it started", RunStatus::Skipped));
+                    results[i] = Some(not_started(
+                        &labels[i],
+                        "stopped by the user before it started",
+                        RunStatus::Skipped,
+                    ));
                 }
                 Err(e) => {
                     let text = e.to_string();
-                    progress.note(&format!("{}: did not start: {}", labels[i], first_line(&text)));
+                    progress.note(&format!(
+                        "{}: did not start: {}",
+                        labels[i],
+                        first_line(&text)
+                    ));
                     out.log(json!({"type": "guest_failed", "label": labels[i], "error": text}));
                     record.guests.push(failed_guest(&labels[i], text.clone()));
-                    let mut g = not_started(&labels[i], &format!("did not return (DNR): did not start: {}", first_line(&text)), RunStatus::Failed);
-                    g.console_tail = text.split_once("; console tail:\n").map(|(_, t)| t.to_string());
+                    let mut g = not_started(
+                        &labels[i],
+                        &format!("did not return (DNR): did not start: {}", first_line(&text)),
+                        RunStatus::Failed,
+                    );
+                    g.console_tail = text
+                        .split_once("; console tail:\n")
+                        .map(|(_, t)| t.to_string());
                     results[i] = Some(g);
                     progress.step();
                 }
@@ -555,21 +640,38 @@ pub fn run(
             reps: settings.reps,
             timeout,
         };
+        // Every guest calibrates, then all start their measured repetitions together, and
+        // those done first keep the load on until the last is done.
+        let barrier = std::sync::Barrier::new(guests.len());
+        let done = AtomicUsize::new(0);
+        let active = guests.len();
         let measured: Vec<(usize, GuestResult)> = std::thread::scope(|s| {
             let handles: Vec<_> = guests
                 .iter_mut()
                 .map(|(i, g)| {
                     let label = labels[*i].clone();
-                    let m = measure_plan.clone();
-                    let out = &out;
+                    let mut m = measure_plan.clone();
+                    let (out, barrier, done) = (&out, &barrier, &done);
                     let i = *i;
                     s.spawn(move || {
                         let mut acc = Measured::default();
-                        let end = measure(g, &m, &mut acc, |v, warm| {
-                            if !warm {
-                                out.log(json!({"type": "sample", "guests": n, "label": label, "value": v}));
+                        let calibrated = calibrate(g, &m, &mut acc);
+                        barrier.wait();
+                        let end = match calibrated {
+                            Err(end) => end,
+                            Ok(iterations) => {
+                                m.iterations = Some(iterations);
+                                measure(g, &m, &mut acc, |v, warm| {
+                                    if !warm {
+                                        out.log(json!({"type": "sample", "guests": n, "label": label, "value": v}));
+                                    }
+                                })
                             }
-                        });
+                        };
+                        done.fetch_add(1, Ordering::SeqCst);
+                        if matches!(end, MeasureEnd::Done) {
+                            keep_load_until(g, &m, done, active);
+                        }
                         if let MeasureEnd::Lost(r, _) = &end {
                             progress.note(&format!("{label}: {r}"));
                             out.log(json!({"type": "guest_lost", "label": label, "reason": r}));
@@ -579,15 +681,28 @@ pub fn run(
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("a guest thread panicked")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a guest thread panicked"))
+                .collect()
         });
         for (i, r) in measured {
-            if let (Some(f), Some(rec)) = (r.reason.as_ref().filter(|_| r.status == RunStatus::Failed), record.guests.iter_mut().rev().find(|g| g.label == labels[i])) {
+            if let (Some(f), Some(rec)) = (
+                r.reason.as_ref().filter(|_| r.status == RunStatus::Failed),
+                record
+                    .guests
+                    .iter_mut()
+                    .rev()
+                    .find(|g| g.label == labels[i]),
+            ) {
                 rec.failure = Some(f.clone());
             }
             results[i] = Some(r);
         }
-        shutdown_all(guests.into_iter().map(|(_, g)| g).collect(), Duration::from_secs(3));
+        shutdown_all(
+            guests.into_iter().map(|(_, g)| g).collect(),
+            Duration::from_secs(3),
+        );
         if crate::stop_requested() {
             interrupted = true;
         }
@@ -595,9 +710,14 @@ pub fn run(
         let per_guest: Vec<GuestResult> = results
             .into_iter()
             .enumerate()
-            .map(|(i, r)| r.unwrap_or_else(|| not_started(&labels[i], "not measured", RunStatus::Skipped)))
+            .map(|(i, r)| {
+                r.unwrap_or_else(|| not_started(&labels[i], "not measured", RunStatus::Skipped))
+            })
             .collect();
-        let failed = per_guest.iter().filter(|g| g.status == RunStatus::Failed).count() as u32;
+        let failed = per_guest
+            .iter()
+            .filter(|g| g.status == RunStatus::Failed)
+            .count() as u32;
         let agg = aggregate(&per_guest.iter().map(|g| g.throughput).collect::<Vec<_>>());
         out.log(json!({"type": "step", "guests": n, "aggregate": agg, "failed": failed}));
         steps.push(ScaleStep {
@@ -621,17 +741,28 @@ pub fn run(
         .filter(|s| s.aggregate.is_some())
         .min_by_key(|s| s.guests)
         .and_then(|s| {
-            let ok = s.per_guest.iter().filter(|g| g.throughput.is_some()).count() as f64;
+            let ok = s
+                .per_guest
+                .iter()
+                .filter(|g| g.throughput.is_some())
+                .count() as f64;
             s.aggregate.map(|a| a / ok)
         });
     if let Some(single) = single {
         for s in &mut steps {
-            let ok = s.per_guest.iter().filter(|g| g.throughput.is_some()).count() as u32;
+            let ok = s
+                .per_guest
+                .iter()
+                .filter(|g| g.throughput.is_some())
+                .count() as u32;
             s.scaling_efficiency = s.aggregate.and_then(|a| scaling_efficiency(a, ok, single));
         }
     }
     let sat = saturation(
-        &steps.iter().map(|s| (s.guests, s.aggregate)).collect::<Vec<_>>(),
+        &steps
+            .iter()
+            .map(|s| (s.guests, s.aggregate))
+            .collect::<Vec<_>>(),
         RISE_THRESHOLD,
     );
     if let Ok(c) = std::thread::available_parallelism() {
@@ -639,9 +770,25 @@ pub fn run(
             "the host has {c} CPU(s): beyond {c} busy vCPUs in all, guests share them"
         ));
     }
+    let oom = steps.iter().flat_map(|s| &s.per_guest).any(|g| {
+        g.console_tail.as_deref().is_some_and(|t| {
+            t.contains("deadlocked on memory")
+                || t.contains("Out of memory")
+                || t.contains("oom-killer")
+        })
+    });
+    if oom {
+        notes.push(format!(
+            "guests ran out of memory (their console tails show the kernel's OOM report): \
+             {} MiB is too little for this guest kernel and its image; try a larger --memory",
+            settings.memory_mib
+        ));
+    }
     let dnr: u32 = steps.iter().map(|s| s.failed).sum();
     if dnr > 0 {
-        warnings.push(format!("{dnr} guest(s) did not return (DNR); see their console tails"));
+        warnings.push(format!(
+            "{dnr} guest(s) did not return (DNR); see their console tails"
+        ));
     }
     let data = ScenarioData::Scalability(ScalabilityData {
         backend: backend.name().into(),
@@ -714,7 +861,11 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let line = |cells: Vec<String>| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
-            let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(c.chars().count());
+            let pad = widths
+                .get(i)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(c.chars().count());
             if i > 0 {
                 s.push_str("  ");
             }
@@ -736,6 +887,24 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The telling lines of a console tail: the first lines that say panic, Out of memory or error,
+/// then the last three.
+pub(crate) fn tail_excerpt(tail: &str) -> Vec<&str> {
+    let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
+    let last = lines.len().saturating_sub(3);
+    let mut out: Vec<&str> = lines[..last]
+        .iter()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("panic") || l.contains("out of memory") || l.contains("error")
+        })
+        .take(2)
+        .copied()
+        .collect();
+    out.extend(&lines[last..]);
+    out
+}
+
 /// The scalability table: one line per guest count, then the guests that did not return.
 pub fn render(d: &ScalabilityData) -> String {
     let mut s = format!(
@@ -747,15 +916,28 @@ pub fn render(d: &ScalabilityData) -> String {
         .iter()
         .map(|st| {
             let ok: Vec<f64> = st.per_guest.iter().filter_map(|g| g.throughput).collect();
-            let (min, max) = ok.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            let (min, max) = ok
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
             vec![
                 st.guests.to_string(),
                 format!("{}", ok.len()),
                 st.failed.to_string(),
                 st.aggregate.map_or("DNR".into(), num),
-                if ok.is_empty() { "-".into() } else { num(ok.iter().sum::<f64>() / ok.len() as f64) },
-                if ok.is_empty() { "-".into() } else { format!("{}–{}", num(min), num(max)) },
-                st.scaling_efficiency.map_or("-".into(), |e| format!("{:.0}%", e * 100.0)),
+                if ok.is_empty() {
+                    "-".into()
+                } else {
+                    num(ok.iter().sum::<f64>() / ok.len() as f64)
+                },
+                if ok.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{}–{}", num(min), num(max))
+                },
+                st.scaling_efficiency
+                    .map_or("-".into(), |e| format!("{:.0}%", e * 100.0)),
                 st.startup_s.map_or("-".into(), |t| format!("{t:.1}")),
             ]
         })
@@ -763,7 +945,16 @@ pub fn render(d: &ScalabilityData) -> String {
     let agg = format!("aggregate {}", d.aggregate_unit);
     let per = format!("per guest {}", d.aggregate_unit);
     s.push_str(&table(
-        &["guests", "returned", "DNR", &agg, &per, "range", "scaling", "start-up s"],
+        &[
+            "guests",
+            "returned",
+            "DNR",
+            &agg,
+            &per,
+            "range",
+            "scaling",
+            "start-up s",
+        ],
         &rows,
     ));
     match d.saturation_guests {
@@ -771,20 +962,39 @@ pub fn render(d: &ScalabilityData) -> String {
             "\nAggregate throughput stops rising (by more than {:.0}%) beyond {n} guest(s).\n",
             d.rise_threshold * 100.0
         )),
-        None => s.push_str("\nToo few guest counts measured to tell where the aggregate stops rising.\n"),
+        None => s.push_str(
+            "\nToo few guest counts measured to tell where the aggregate stops rising.\n",
+        ),
     }
+    // Guests that did not return, grouped per step by reason (the first one's console tail).
     for st in &d.steps {
+        let mut groups: Vec<(String, Vec<&GuestResult>)> = Vec::new();
         for g in st.per_guest.iter().filter(|g| g.status != RunStatus::Ok) {
-            let what = if g.status == RunStatus::Failed { "DNR" } else { "skipped" };
-            s.push_str(&format!(
-                "  {} ({} guests): {what}: {}\n",
-                g.label,
-                st.guests,
-                g.reason.as_deref().unwrap_or("")
-            ));
-            if let Some(t) = g.console_tail.as_deref().filter(|t| !t.trim().is_empty()) {
-                let lines: Vec<&str> = t.lines().collect();
-                for l in &lines[lines.len().saturating_sub(5)..] {
+            let what = if g.status == RunStatus::Failed {
+                "DNR"
+            } else {
+                "skipped"
+            };
+            let key = format!("{what}: {}", g.reason.as_deref().unwrap_or(""));
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(g),
+                None => groups.push((key, vec![g])),
+            }
+        }
+        for (key, gs) in groups {
+            let who = if gs.len() == 1 {
+                gs[0].label.clone()
+            } else {
+                format!(
+                    "{} guests ({} … {})",
+                    gs.len(),
+                    gs[0].label,
+                    gs[gs.len() - 1].label
+                )
+            };
+            s.push_str(&format!("  {who}, step of {}: {key}\n", st.guests));
+            if let Some(t) = gs[0].console_tail.as_deref() {
+                for l in tail_excerpt(t) {
                     s.push_str(&format!("      | {l}\n"));
                 }
             }
@@ -802,7 +1012,12 @@ mod tests {
 
     #[test]
     fn saturation_is_where_the_aggregate_last_rose() {
-        let steps = [(1, Some(100.0)), (2, Some(190.0)), (4, Some(195.0)), (8, Some(150.0))];
+        let steps = [
+            (1, Some(100.0)),
+            (2, Some(190.0)),
+            (4, Some(195.0)),
+            (8, Some(150.0)),
+        ];
         assert_eq!(saturation(&steps, 0.05), Some(2));
         assert_eq!(saturation(&[(1, Some(1.0))], 0.05), None);
     }

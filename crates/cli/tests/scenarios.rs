@@ -1,0 +1,313 @@
+//! The `lifecycle`, `scale` and `isolation` commands end to end on the native backend, and what
+//! Ctrl-C and SIGTERM leave behind: no process, no temporary directory, a valid partial
+//! document, exit code 130. Properties only, never timings.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn hvbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hvbench"))
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "hvbench-cli-scenarios-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn documents(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn only_document(dir: &Path) -> Value {
+    let docs = documents(dir);
+    assert_eq!(docs.len(), 1, "expected one document in {}", dir.display());
+    serde_json::from_str(&std::fs::read_to_string(&docs[0]).unwrap()).unwrap()
+}
+
+#[test]
+fn lifecycle_runs_end_to_end_and_prints_its_tables() {
+    let out = tmpdir("lifecycle");
+    let o = hvbench()
+        .args([
+            "lifecycle",
+            "--backend",
+            "native",
+            "--vcpus",
+            "1",
+            "--boots",
+            "2",
+        ])
+        .args([
+            "--idle-seconds",
+            "1",
+            "--settle-seconds",
+            "0",
+            "-q",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("Boot time") && stdout.contains("Idle guest") && stdout.contains("Memory")
+    );
+    let doc = only_document(&out);
+    assert_eq!(doc["scenario"], "lifecycle");
+    assert_eq!(doc["scenario_data"]["kind"], "lifecycle");
+    assert_eq!(
+        doc["scenario_data"]["rows"][0]["boots"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn scale_runs_end_to_end_and_reports_every_guest() {
+    let out = tmpdir("scale");
+    let o = hvbench()
+        .args([
+            "scale",
+            "--backend",
+            "native",
+            "--guests",
+            "1,2",
+            "--workload",
+            "cpu.primes",
+        ])
+        .args([
+            "--reps",
+            "2",
+            "--warmup",
+            "0",
+            "--duration",
+            "0.05",
+            "-q",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("aggregate events/s"));
+    let doc = only_document(&out);
+    let d = &doc["scenario_data"];
+    assert_eq!(d["kind"], "scalability");
+    let steps = d["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for (step, n) in steps.iter().zip([1, 2]) {
+        assert_eq!(step["guests"], n);
+        assert_eq!(step["per_guest"].as_array().unwrap().len(), n);
+        assert_eq!(step["failed"], 0);
+        let sum: f64 = step["per_guest"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["throughput"].as_f64().unwrap())
+            .sum();
+        assert!((step["aggregate"].as_f64().unwrap() - sum).abs() <= 1e-9 * sum);
+    }
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn isolation_runs_end_to_end_and_skips_what_cannot_run() {
+    let out = tmpdir("isolation");
+    let o = hvbench()
+        .args([
+            "isolation",
+            "--backend",
+            "native",
+            "--guests",
+            "2",
+            "--stress",
+            "fork,net-recv",
+        ])
+        .args([
+            "--steady",
+            "cpu.primes",
+            "--reps",
+            "2",
+            "--duration",
+            "0.05",
+            "-q",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("stressed guest") && stdout.contains("skipped"));
+    let doc = only_document(&out);
+    let rows = doc["scenario_data"]["rows"].as_array().unwrap();
+    let fork = rows.iter().find(|r| r["stressor"] == "fork").unwrap();
+    assert_eq!(fork["status"], "ran");
+    assert!(fork["stressed_pct"].is_number() && fork["normal_pct"].is_number());
+    let net = rows.iter().find(|r| r["stressor"] == "net-recv").unwrap();
+    assert_eq!(net["status"], "skipped");
+    assert!(net["stressed_pct"].is_null() && net["reason"].is_string());
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn bad_arguments_are_refused_before_anything_runs() {
+    let out = tmpdir("bad");
+    for args in [
+        vec!["isolation", "--backend", "native", "--stress", "gpu"],
+        vec!["isolation", "--backend", "native", "--guests", "1"],
+        vec!["scale", "--backend", "native", "--guests", "0"],
+        vec!["scale", "--backend", "nope"],
+        vec!["scale", "--backend", "native", "--workload", "stress.cpu"],
+        vec!["lifecycle", "--backend", "native", "--boots", "1"],
+    ] {
+        let o = hvbench()
+            .args(&args)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("error"), "{args:?}: {err}");
+        assert!(documents(&out).is_empty(), "{args:?} wrote a document");
+    }
+    let o = hvbench()
+        .args(["isolation", "--backend", "native", "--stress", "gpu"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("net-send"));
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// Live processes whose environment holds `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
+            if env
+                .split(|&b| b == 0)
+                .any(|kv| kv == format!("HVBENCH_SIGNAL_TEST={marker}").as_bytes())
+            {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+fn stop_mid_run(signal: libc::c_int, name: &str) {
+    let out = tmpdir(&format!("{name}-out"));
+    let tmp = tmpdir(&format!("{name}-tmp"));
+    let marker = format!("{}-{name}", std::process::id());
+    let mut child = hvbench()
+        .args([
+            "scale",
+            "--backend",
+            "native",
+            "--guests",
+            "3",
+            "--workload",
+            "cpu.primes",
+        ])
+        .args([
+            "--reps",
+            "1000",
+            "--warmup",
+            "0",
+            "--duration",
+            "0.05",
+            "-q",
+            "--out",
+        ])
+        .arg(&out)
+        .env("TMPDIR", &tmp)
+        .env("HVBENCH_SIGNAL_TEST", &marker)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the guests are measuring (their samples are in the journal).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let journal = std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".journal.jsonl"));
+        let text = journal
+            .and_then(|j| std::fs::read_to_string(j).ok())
+            .unwrap_or_default();
+        if text.contains("\"guests\":3,\"label\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no sample arrived");
+        assert!(child.try_wait().unwrap().is_none(), "hvbench ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!processes_with(&marker).is_empty());
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child.
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    let doc = only_document(&out);
+    assert_eq!(doc["interrupted"], true);
+    let steps = doc["scenario_data"]["steps"].as_array().unwrap();
+    // The partial step is kept with what it measured.
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0]["guests"], 3);
+    assert!(steps[0]["per_guest"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| !g["samples"].as_array().unwrap().is_empty()));
+    // Nothing left behind: no process, no temporary directory.
+    assert!(processes_with(&marker).is_empty(), "processes left behind");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    let _ = std::fs::remove_dir_all(out);
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+#[test]
+fn sigint_stops_every_guest_and_keeps_a_partial_document() {
+    stop_mid_run(libc::SIGINT, "sigint");
+}
+
+#[test]
+fn sigterm_stops_every_guest_and_keeps_a_partial_document() {
+    stop_mid_run(libc::SIGTERM, "sigterm");
+}

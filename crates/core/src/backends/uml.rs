@@ -1,0 +1,831 @@
+//! `uml`: User-Mode Linux, a Linux kernel built to run as an ordinary host process
+//! (`linux.uml` from Debian's `user-mode-linux`), booting the agent initramfs.
+//!
+//! The guest kernel is paravirtualized to the extreme: there is no hardware at all, its
+//! "devices" are host files and descriptors, and its processes are host processes that the
+//! kernel process drives with ptrace (every guest system call is a host ptrace stop). It is the
+//! same initramfs design as the QEMU guests (the agent as `/init`), but without modules: UML has
+//! its own release (`/lib/modules/<host release>` does not apply), no virtio transport, and
+//! everything the agent uses (devtmpfs, its tty lines, loopback) built in
+//! ([`crate::image::ModuleSet::none`]).
+//!
+//! ## Channel
+//! The agent gets a line of its own, not the console: UML console line 1 is attached to
+//! descriptor [`AGENT_FD`] (`con1=fd:3`), which UML inherits as one end of a socketpair whose
+//! other end the host keeps; the agent opens `/dev/tty1` (`hvbench_channel=tty1`) and puts it in
+//! raw mode. Console line 0 (the kernel console, and the agent's stdout and stderr) writes to
+//! `console.log` in the work directory (`con0=null,fd:1`), so kernel messages never interleave
+//! with protocol lines. Every other console and serial line is a null channel (`con=null
+//! ssl=null`): Debian's defaults would open an xterm and host ptys.
+//!
+//! ## Command line
+//! An argument vector built by [`command_line`]; UML joins its arguments into the kernel
+//! command line, which is split at spaces, so no argument may hold a path the user chose.
+//! UML therefore runs in the guest's work directory and names everything relatively: the
+//! initramfs is a symlink [`INITRD_NAME`] there, `uml_dir=.` puts UML's per-machine directory
+//! (`<umid>/` with its pid file and management socket) there too, and nothing goes to
+//! `~/.uml`. The current directory also keeps UML's default block device (`ubd0` is the file
+//! `root_fs` in the current directory, opened read-write if it exists) away from files
+//! hvbench did not create. Guest memory is a file UML opens with `O_TMPFILE` (it never has a
+//! name, so nothing is left behind) in `TMPDIR`: the work directory when it is a tmpfs, else
+//! `/dev/shm`, since a memory file on a disk file system is written back to the disk.
+//!
+//! ## Boot time
+//! Measured on this project's 2-core host (launch to hello, median of 5): 1.25 s as Debian's
+//! kernel boots by default, of which the RAID-6 parity benchmark (`raid6_select_algo`, 16
+//! jiffies per algorithm at HZ=100) takes about 0.8 s and the delay-loop calibration about
+//! 0.1 s. Both are skipped: `initcall_blacklist=raid6_select_algo` (no guest here uses RAID-6:
+//! no md, no btrfs) and `lpj=` taken from the host (see [`lpj_for`]); with both, 0.37 s.
+//!
+//! ## Processes and CPUs
+//! `linux.uml` calls `setsid()` first; as the leader of the process group
+//! [`spawn_in_own_group`] made, it cannot (EPERM), so it and every helper it clones (the I/O
+//! thread, one traced process per guest address space) stay in that group, which the guest's
+//! kill takes whole. Debian's UML 6.1 is uniprocessor (`CONFIG_NR_CPUS=1`): a guest always
+//! runs one CPU, and asking for more is recorded as such in the configuration.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::host_tool::{self, open_console, run_bounded};
+use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launched};
+use crate::agent::AgentBinary;
+use crate::guest::spawn_in_own_group;
+use crate::image::{self, Initramfs, ModuleSet};
+
+/// The UML kernel binary, looked up on PATH.
+pub const UML_BINARY: &str = "linux.uml";
+/// The guest tty the agent talks on: console line 1.
+pub const AGENT_TTY: &str = "tty1";
+/// The descriptor UML inherits for the agent's line.
+pub const AGENT_FD: i32 = 3;
+/// The initramfs's name in the guest's work directory (a symlink to the cached image).
+pub const INITRD_NAME: &str = "initramfs.cpio";
+/// The boot-time RAID-6 benchmark: about 0.8 s of every boot, useless to these guests.
+pub const RAID6_BENCHMARK: &str = "raid6_select_algo";
+/// How long the probe's guest may take to say hello.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest `umid` UML takes (`UMID_LEN` is 64, with the NUL).
+const MAX_UMID: usize = 63;
+
+const UML_HINT: &str = "apt-get install user-mode-linux";
+
+/// The `linux.uml` found here and what its build says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UmlKernel {
+    pub binary: PathBuf,
+    /// The kernel release (`linux.uml --version`): `6.1.176`.
+    pub release: String,
+    /// `CONFIG_NR_CPUS` of the build (1: uniprocessor).
+    pub nr_cpus: u32,
+    /// `CONFIG_HZ` of the build, which the delay-loop constant depends on.
+    pub hz: Option<u32>,
+}
+
+impl UmlKernel {
+    /// Finds `linux.uml` and reads its release and configuration (bounded: two short runs).
+    pub fn find() -> Result<UmlKernel, Availability> {
+        static FOUND: OnceLock<Result<UmlKernel, Availability>> = OnceLock::new();
+        FOUND.get_or_init(Self::find_uncached).clone()
+    }
+
+    fn find_uncached() -> Result<UmlKernel, Availability> {
+        let binary = host_tool::which(UML_BINARY).ok_or_else(|| Availability::Unavailable {
+            reason: format!("{UML_BINARY} not found on PATH"),
+            hint: UML_HINT.into(),
+        })?;
+        let release = host_tool::version_line(&binary, &["--version"]).ok_or_else(|| {
+            Availability::Unavailable {
+                reason: format!("{} --version printed nothing", binary.display()),
+                hint: format!("reinstall it: {UML_HINT}"),
+            }
+        })?;
+        let config = run_bounded(
+            Command::new(&binary).arg("--showconfig"),
+            Stdio::null(),
+            Duration::from_secs(5),
+        )
+        .map(|f| f.stdout)
+        .unwrap_or_default();
+        let (nr_cpus, hz) = parse_config(&config);
+        Ok(UmlKernel {
+            binary,
+            release,
+            nr_cpus,
+            hz,
+        })
+    }
+}
+
+/// `CONFIG_NR_CPUS` (1 when absent: no SMP) and `CONFIG_HZ` of a `--showconfig` text.
+pub fn parse_config(text: &str) -> (u32, Option<u32>) {
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    };
+    (
+        value("CONFIG_NR_CPUS").unwrap_or(1).max(1),
+        value("CONFIG_HZ"),
+    )
+}
+
+/// The delay-loop constant (loops per jiffy) for a UML kernel of `hz` on this host, from the
+/// host's BogoMIPS in `/proc/cpuinfo` (twice the clock in MHz on x86), so that the kernel does
+/// not calibrate it at boot. UML's delay loop runs about one iteration per cycle, so this is
+/// the clock divided by HZ (calibrations here gave 0.7 to 1.3 times this on a busy host). Only
+/// `udelay()` depends on it, which no UML device driver waits on: an approximate value costs
+/// nothing measured. `None` when the host does not say.
+pub fn lpj_for(cpuinfo: &str, hz: Option<u32>) -> Option<u64> {
+    let hz = hz.filter(|&h| h > 0)?;
+    let bogomips: f64 = cpuinfo
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "bogomips").then(|| v.trim().parse().ok())?
+        })
+        .filter(|b: &f64| b.is_finite() && *b > 0.0)?;
+    Some((bogomips * 500_000.0 / f64::from(hz)).round() as u64)
+}
+
+/// Everything the UML command line depends on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UmlConfig {
+    pub binary: PathBuf,
+    /// The machine's name; its directory `<uml_dir>/<umid>` holds the pid file and the
+    /// management console socket.
+    pub umid: String,
+    pub memory_mib: u32,
+    /// Loops per jiffy for the delay loop; `None` lets the kernel calibrate it (about 0.1 s).
+    pub lpj: Option<u64>,
+    /// Initcalls the kernel skips (`initcall_blacklist=`).
+    pub skip_initcalls: Vec<String>,
+    /// Kernel messages up to `loglevel` 4 only (`quiet`).
+    pub quiet: bool,
+    /// Appended to the command line as they are (experiments and tests).
+    pub extra_args: Vec<String>,
+}
+
+impl UmlConfig {
+    /// The standard configuration for `spec` on `kernel`.
+    pub fn new(kernel: &UmlKernel, spec: &GuestSpec) -> UmlConfig {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        UmlConfig {
+            binary: kernel.binary.clone(),
+            umid: umid_for(&spec.label),
+            memory_mib: spec.memory_mib.max(64),
+            lpj: lpj_for(&cpuinfo, kernel.hz),
+            skip_initcalls: vec![RAID6_BENCHMARK.into()],
+            quiet: true,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A `umid` from a guest label: letters, digits, `.`, `_` and `-` kept, others `_`, at most
+/// [`MAX_UMID`] bytes (UML names a directory after it, and the kernel command line is split at
+/// spaces).
+pub fn umid_for(label: &str) -> String {
+    let mut u: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_UMID)
+        .collect();
+    if u.is_empty() || u.starts_with('.') {
+        u.insert(0, 'g');
+        u.truncate(MAX_UMID);
+    }
+    u
+}
+
+/// The `linux.uml` command line, one argument per element; the first is the binary. Paths are
+/// relative to the guest's work directory, where UML runs.
+pub fn command_line(cfg: &UmlConfig) -> Vec<String> {
+    let mut v = vec![
+        cfg.binary.display().to_string(),
+        format!("mem={}M", cfg.memory_mib),
+        format!("initrd={INITRD_NAME}"),
+        format!("umid={}", cfg.umid),
+        "uml_dir=.".to_string(),
+        // Every line a null channel unless named below: Debian's defaults would start an
+        // xterm for each console and open host ptys for the serial lines.
+        "con=null".to_string(),
+        "ssl=null".to_string(),
+        // The kernel console (and the agent's stdout and stderr): no input, output to UML's
+        // stdout, the console log.
+        "con0=null,fd:1".to_string(),
+        // The agent's line, on the inherited socketpair end.
+        format!("con1=fd:{AGENT_FD}"),
+    ];
+    if cfg.quiet {
+        v.push("quiet".into());
+    }
+    if let Some(lpj) = cfg.lpj {
+        v.push(format!("lpj={lpj}"));
+    }
+    if !cfg.skip_initcalls.is_empty() {
+        v.push(format!(
+            "initcall_blacklist={}",
+            cfg.skip_initcalls.join(",")
+        ));
+    }
+    v.push("hvbench_init=1".into());
+    v.push(format!("hvbench_channel={AGENT_TTY}"));
+    v.extend(cfg.extra_args.iter().cloned());
+    v
+}
+
+/// Where UML's memory file goes, and why: the work directory when it is a tmpfs, else
+/// `/dev/shm` when that is a writable, executable tmpfs, else the work directory anyway (UML
+/// warns, and guest memory is then written back to a disk).
+fn memory_dir(workdir: &Path) -> (PathBuf, String) {
+    if is_usable_tmpfs(workdir) {
+        return (workdir.to_path_buf(), "the work directory (tmpfs)".into());
+    }
+    let shm = Path::new("/dev/shm");
+    if is_usable_tmpfs(shm) {
+        return (
+            shm.to_path_buf(),
+            "/dev/shm (tmpfs; the work directory is not)".into(),
+        );
+    }
+    (
+        workdir.to_path_buf(),
+        "the work directory, not a tmpfs (no usable /dev/shm): guest memory is written back \
+         to its disk"
+            .into(),
+    )
+}
+
+/// A directory on tmpfs that this process may write and map executable (UML checks both).
+fn is_usable_tmpfs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs and statvfs are plain old data; all-zero is valid for the calls to fill.
+    let (mut fs, mut vfs): (libc::statfs, libc::statvfs) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: `c` is a valid NUL-terminated path and the out-pointers are valid for writes.
+    let ok = unsafe {
+        libc::statfs(c.as_ptr(), &mut fs) == 0
+            && libc::statvfs(c.as_ptr(), &mut vfs) == 0
+            && libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0
+    };
+    ok && fs.f_type == libc::TMPFS_MAGIC && vfs.f_flag & libc::ST_NOEXEC == 0
+}
+
+/// Places the symlink [`INITRD_NAME`] to `image` in `workdir`.
+fn link_initrd(workdir: &Path, image: &Path) -> Result<(), BackendError> {
+    let link = workdir.join(INITRD_NAME);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(image, &link).map_err(|e| BackendError::Spawn {
+        what: format!("the initramfs link {}", link.display()),
+        source: e,
+    })
+}
+
+/// The host's end of a new socketpair, and the guest's end duplicated to a descriptor of 10
+/// or more (close-on-exec), so that stdio set-up in the child can never overwrite it.
+fn agent_socketpair() -> std::io::Result<(UnixStream, OwnedFd)> {
+    let (host, guest) = UnixStream::pair()?;
+    // SAFETY: F_DUPFD_CLOEXEC on an open descriptor returns a new descriptor or -1.
+    let fd = unsafe { libc::fcntl(guest.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by fcntl and is owned by nobody else.
+    Ok((host, unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// The agent's channel, which also ends when the UML kernel process does.
+///
+/// UML's I/O helpers share the kernel process's descriptor table (`CLONE_FILES`), so if that
+/// process alone dies (killed from outside: UML's own panic path takes its whole group down)
+/// they keep the agent's socket open and the host would read nothing until a timeout. A
+/// pidfd of the kernel process, polled beside the socket, turns its death into end-of-file at
+/// once; the guest's group kill then takes the helpers.
+struct ExitAwareReader {
+    stream: UnixStream,
+    /// `None` where pidfd_open(2) is missing (Linux before 5.3): the socket alone.
+    pidfd: Option<OwnedFd>,
+}
+
+impl ExitAwareReader {
+    fn new(stream: UnixStream, pid: u32) -> ExitAwareReader {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        let pidfd = (fd >= 0).then(|| {
+            // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+            unsafe { OwnedFd::from_raw_fd(fd as i32) }
+        });
+        ExitAwareReader { stream, pidfd }
+    }
+}
+
+impl std::io::Read for ExitAwareReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(pidfd) = &self.pidfd else {
+            return self.stream.read(buf);
+        };
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.stream.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            // What the agent wrote before the end is delivered first.
+            if fds[0].revents != 0 {
+                return self.stream.read(buf);
+            }
+            if fds[1].revents != 0 {
+                return Ok(0);
+            }
+        }
+    }
+}
+
+/// Starts `linux.uml` for `cfg` in `spec.workdir`. The agent's socketpair end becomes the
+/// child's descriptor [`AGENT_FD`]; the host keeps the other.
+fn launch_uml(
+    cfg: &UmlConfig,
+    kernel: &UmlKernel,
+    image: &Initramfs,
+    spec: &GuestSpec,
+) -> Result<Launched, BackendError> {
+    link_initrd(&spec.workdir, &image.path)?;
+    let (memory, memory_why) = memory_dir(&spec.workdir);
+    let console_log = spec.workdir.join("console.log");
+    let stdout = open_console(&console_log)?;
+    let stderr = stdout.try_clone().map_err(|e| BackendError::Spawn {
+        what: console_log.display().to_string(),
+        source: e,
+    })?;
+    let (host, guest_end) = agent_socketpair().map_err(|e| BackendError::Spawn {
+        what: "the agent socketpair".into(),
+        source: e,
+    })?;
+    let argv = command_line(cfg);
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(&spec.workdir)
+        .env("TMPDIR", &memory)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr));
+    let src = guest_end.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and only calls dup2, which is
+    // async-signal-safe; `src` stays open in the parent until spawn returns (guest_end lives
+    // to the end of this function). dup2 to another number clears close-on-exec on the copy.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(src, AGENT_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = spawn_in_own_group(&mut cmd).map_err(|e| BackendError::Spawn {
+        what: argv[0].clone(),
+        source: e,
+    })?;
+    // Only UML holds the guest's end now: when it dies, the host reads end-of-file.
+    drop(guest_end);
+    let writer = host
+        .try_clone()
+        .map_err(|e| BackendError::Setup(format!("cannot duplicate the agent socketpair: {e}")));
+    let writer = match writer {
+        Ok(w) => w,
+        Err(e) => {
+            kill_and_reap(child);
+            return Err(e);
+        }
+    };
+
+    let mut versions = std::collections::BTreeMap::new();
+    versions.insert("uml".to_string(), kernel.release.clone());
+    versions.insert("kernel".to_string(), kernel.release.clone());
+    let settings = recorded_settings(cfg, kernel, image, spec, &memory_why);
+    let reader = ExitAwareReader::new(host, child.id());
+    Ok(Launched {
+        processes: vec![child],
+        reader: Box::new(reader),
+        writer: Box::new(writer),
+        console_log: Some(console_log),
+        config: BackendConfig {
+            command_line: argv,
+            vcpus: Some(1),
+            memory_mib: Some(cfg.memory_mib),
+            versions,
+            settings,
+        },
+    })
+}
+
+/// The settings that shape a UML guest's numbers, for the result document.
+fn recorded_settings(
+    cfg: &UmlConfig,
+    kernel: &UmlKernel,
+    image: &Initramfs,
+    spec: &GuestSpec,
+    memory_why: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut s = vec![
+        (
+            "channel",
+            format!(
+                "console line {AGENT_TTY} (con1=fd:{AGENT_FD}) on a socketpair; kernel console \
+                 to console.log"
+            ),
+        ),
+        ("cwd", spec.workdir.display().to_string()),
+        (
+            "initramfs",
+            format!("{} ({} bytes)", image.path.display(), image.size),
+        ),
+        (
+            "modules",
+            "none (UML has what the agent uses built in)".to_string(),
+        ),
+        ("memory_file", format!("O_TMPFILE in {memory_why}")),
+        (
+            "lpj",
+            match cfg.lpj {
+                Some(l) => format!(
+                    "{l} (from the host's BogoMIPS at HZ {}; not calibrated at boot)",
+                    kernel.hz.map_or("?".into(), |h| h.to_string())
+                ),
+                None => "calibrated at boot".into(),
+            },
+        ),
+        (
+            "skipped_initcalls",
+            if cfg.skip_initcalls.is_empty() {
+                "none".into()
+            } else {
+                cfg.skip_initcalls.join(",")
+            },
+        ),
+    ];
+    if spec.vcpus > 1 {
+        s.push((
+            "vcpus_requested",
+            format!(
+                "{} (UML {} is uniprocessor, CONFIG_NR_CPUS={}: the guest runs 1)",
+                spec.vcpus, kernel.release, kernel.nr_cpus
+            ),
+        ));
+    }
+    s.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn kill_and_reap(mut child: std::process::Child) {
+    let pgid = child.id() as libc::pid_t;
+    // SAFETY: kill has no memory-safety preconditions; the negative pid names the process group
+    // spawn_in_own_group made for this child, so nothing else is signalled.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The paravirtualized kernel as a host process.
+pub struct Uml {
+    name: &'static str,
+    adjust: fn(&mut UmlConfig),
+}
+
+impl Uml {
+    /// The standard `uml` backend.
+    pub fn new() -> Uml {
+        Uml {
+            name: "uml",
+            adjust: |_| {},
+        }
+    }
+
+    /// A `uml` whose configuration is adjusted before launch (measurements: a boot that
+    /// calibrates its delay loop). Not in [`super::all`].
+    pub fn custom(name: &'static str, adjust: fn(&mut UmlConfig)) -> Uml {
+        Uml { name, adjust }
+    }
+
+    fn probe_uncached(&self, agent: &AgentBinary) -> Availability {
+        let kernel = match UmlKernel::find() {
+            Ok(k) => k,
+            Err(a) => return a,
+        };
+        let image = match image::build_image(agent, &ModuleSet::none()) {
+            Ok(i) => i,
+            Err(e) => {
+                return Availability::Unavailable {
+                    reason: e.to_string(),
+                    hint: "cargo build --release --workspace".into(),
+                }
+            }
+        };
+        match probe_boot(agent) {
+            Ok(boot) => Availability::Available {
+                detail: format!(
+                    "linux.uml {} ({}), initramfs {} KiB without modules, a probe guest said \
+                     hello in {} ms",
+                    kernel.release,
+                    if kernel.nr_cpus == 1 {
+                        "uniprocessor".to_string()
+                    } else {
+                        format!("CONFIG_NR_CPUS={}, run with 1", kernel.nr_cpus)
+                    },
+                    image.size / 1024,
+                    boot.as_millis()
+                ),
+            },
+            Err(why) => Availability::Unavailable {
+                reason: format!("{} does not boot here: {why}", kernel.binary.display()),
+                hint: "UML needs ptrace of its own children (no seccomp or Yama policy against \
+                       it) and an executable tmpfs (/dev/shm): run on a host or container that \
+                       allows both"
+                    .into(),
+            },
+        }
+    }
+}
+
+impl Default for Uml {
+    fn default() -> Self {
+        Uml::new()
+    }
+}
+
+/// Boots one small guest and waits for its hello; the guest is killed on every path. Errs with
+/// the first line of what went wrong and UML's last words.
+fn probe_boot(agent: &AgentBinary) -> Result<Duration, String> {
+    let workdir = crate::workdir::WorkDir::new("uml-probe")
+        .map_err(|e| format!("cannot create a work directory: {e}"))?;
+    let spec = GuestSpec {
+        vcpus: 1,
+        memory_mib: 128,
+        kernel: None,
+        agent: agent.clone(),
+        workdir: workdir.path().to_path_buf(),
+        label: "uml-probe".into(),
+    };
+    let t0 = Instant::now();
+    match crate::guest::Guest::start(&Uml::new(), &spec, PROBE_TIMEOUT) {
+        Ok(guest) => {
+            let boot = guest.boot;
+            guest.shutdown(Duration::from_secs(2));
+            Ok(boot)
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.split("; console tail:").next().unwrap_or_default();
+            let log = std::fs::read(workdir.path().join("console.log")).unwrap_or_default();
+            let said = host_tool::last_lines(&String::from_utf8_lossy(&log), 3);
+            Err(format!(
+                "{} after {} ms{}",
+                first.trim(),
+                t0.elapsed().as_millis(),
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!("; it said: {}", said.replace('\n', " | "))
+                }
+            ))
+        }
+    }
+}
+
+impl Backend for Uml {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn technique(&self) -> &'static str {
+        "paravirtualized kernel as a host process (User-Mode Linux)"
+    }
+
+    fn probe(&self, agent: &AgentBinary) -> Availability {
+        static PROBED: OnceLock<Availability> = OnceLock::new();
+        PROBED.get_or_init(|| self.probe_uncached(agent)).clone()
+    }
+
+    fn launch(&self, spec: &GuestSpec) -> Result<Launched, BackendError> {
+        let kernel = UmlKernel::find().map_err(|a| match a {
+            Availability::Unavailable { reason, hint } => BackendError::Unavailable {
+                backend: self.name.into(),
+                reason,
+                hint,
+            },
+            Availability::Available { detail } => BackendError::Setup(detail),
+        })?;
+        let image = image::build_image(&spec.agent, &ModuleSet::none())
+            .map_err(|e| BackendError::Setup(e.to_string()))?;
+        let mut cfg = UmlConfig::new(&kernel, spec);
+        (self.adjust)(&mut cfg);
+        launch_uml(&cfg, &kernel, &image, spec)
+    }
+
+    fn hello_timeout(&self) -> Duration {
+        // 0.4 s alone here; many guests at once share the cores.
+        Duration::from_secs(30)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel() -> UmlKernel {
+        UmlKernel {
+            binary: PathBuf::from("/usr/bin/linux.uml"),
+            release: "6.1.176".into(),
+            nr_cpus: 1,
+            hz: Some(100),
+        }
+    }
+
+    fn spec() -> GuestSpec {
+        GuestSpec {
+            vcpus: 1,
+            memory_mib: 256,
+            kernel: None,
+            agent: AgentBinary {
+                path: "/a".into(),
+                sha256: String::new(),
+                size: 0,
+            },
+            workdir: PathBuf::from("/tmp/w"),
+            label: "uml-0".into(),
+        }
+    }
+
+    fn cfg() -> UmlConfig {
+        UmlConfig {
+            lpj: Some(24_454_100),
+            ..UmlConfig::new(&kernel(), &spec())
+        }
+    }
+
+    #[test]
+    fn standard_command_line() {
+        let v = command_line(&cfg());
+        assert_eq!(
+            v,
+            [
+                "/usr/bin/linux.uml",
+                "mem=256M",
+                "initrd=initramfs.cpio",
+                "umid=uml-0",
+                "uml_dir=.",
+                "con=null",
+                "ssl=null",
+                "con0=null,fd:1",
+                "con1=fd:3",
+                "quiet",
+                "lpj=24454100",
+                "initcall_blacklist=raid6_select_algo",
+                "hvbench_init=1",
+                "hvbench_channel=tty1",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_argument_holds_a_space_or_a_path_whatever_the_work_directory() {
+        let mut s = spec();
+        s.workdir = PathBuf::from("/tmp/a dir; rm -rf x");
+        s.label = "a b/../c;d".into();
+        let c = UmlConfig::new(&kernel(), &s);
+        let v = command_line(&c);
+        // UML joins its arguments into a kernel command line split at spaces.
+        assert!(
+            v[1..]
+                .iter()
+                .all(|a| !a.contains(char::is_whitespace) && !a.contains('/')),
+            "{v:?}"
+        );
+        assert!(v.contains(&"umid=a_b_.._c_d".to_string()), "{v:?}");
+        assert!(!v.iter().any(|a| a == "sh" || a == "-c"));
+    }
+
+    #[test]
+    fn calibration_and_initcalls_can_be_left_to_the_kernel() {
+        let mut c = cfg();
+        c.lpj = None;
+        c.skip_initcalls.clear();
+        c.quiet = false;
+        c.memory_mib = 16;
+        let v = command_line(&c);
+        assert!(!v.iter().any(|a| a.starts_with("lpj=")
+            || a.starts_with("initcall_blacklist=")
+            || a == "quiet"));
+        // The floor applies when built from a spec.
+        let mut s = spec();
+        s.memory_mib = 16;
+        assert_eq!(UmlConfig::new(&kernel(), &s).memory_mib, 64);
+    }
+
+    #[test]
+    fn umids_are_bounded_and_safe() {
+        assert_eq!(umid_for("uml-e2e"), "uml-e2e");
+        assert_eq!(umid_for(""), "g");
+        assert_eq!(umid_for(".hidden"), "g.hidden");
+        let long = "x".repeat(200);
+        assert_eq!(umid_for(&long).len(), MAX_UMID);
+        assert_eq!(umid_for("é ü"), "___");
+    }
+
+    #[test]
+    fn lpj_from_cpuinfo() {
+        let cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC\nbogomips\t: 4890.82\n\n\
+                       processor\t: 1\nbogomips\t: 4890.82\n";
+        assert_eq!(lpj_for(cpuinfo, Some(100)), Some(24_454_100));
+        assert_eq!(lpj_for(cpuinfo, Some(250)), Some(9_781_640));
+        assert_eq!(lpj_for(cpuinfo, None), None);
+        assert_eq!(lpj_for(cpuinfo, Some(0)), None);
+        assert_eq!(lpj_for("model name: x\n", Some(100)), None);
+        assert_eq!(lpj_for("bogomips : nan\n", Some(100)), None);
+        assert_eq!(lpj_for("bogomips : -3\n", Some(100)), None);
+    }
+
+    #[test]
+    fn config_of_the_build() {
+        let text = "#\n# CONFIG_SMP is not set\nCONFIG_NR_CPUS=1\nCONFIG_HZ_100=y\nCONFIG_HZ=100\n";
+        assert_eq!(parse_config(text), (1, Some(100)));
+        assert_eq!(parse_config("CONFIG_NR_CPUS=8\n"), (8, None));
+        assert_eq!(parse_config(""), (1, None));
+        // CONFIG_HZ_100=y is not CONFIG_HZ.
+        assert_eq!(parse_config("CONFIG_HZ_100=y\n").1, None);
+    }
+
+    #[test]
+    fn more_vcpus_than_uml_runs_are_recorded_not_granted() {
+        let image = Initramfs {
+            path: "/c/initramfs-x.cpio".into(),
+            size: 5,
+            hash: String::new(),
+            modules: Vec::new(),
+            skipped_modules: Vec::new(),
+        };
+        let mut s = spec();
+        let one = recorded_settings(&cfg(), &kernel(), &image, &s, "/dev/shm");
+        assert!(!one.contains_key("vcpus_requested"), "{one:?}");
+        assert!(one["lpj"].starts_with("24454100 "), "{one:?}");
+        assert_eq!(one["skipped_initcalls"], "raid6_select_algo");
+        assert_eq!(one["cwd"], "/tmp/w");
+        s.vcpus = 4;
+        let four = recorded_settings(&cfg(), &kernel(), &image, &s, "/dev/shm");
+        assert!(
+            four["vcpus_requested"].starts_with("4 (UML 6.1.176 is uniprocessor"),
+            "{four:?}"
+        );
+        assert!(!command_line(&cfg()).iter().any(|a| a.starts_with("ncpus")));
+    }
+
+    #[test]
+    fn memory_goes_to_a_tmpfs_when_there_is_one() {
+        let (dir, why) = memory_dir(Path::new("/nonexistent-hvbench"));
+        if is_usable_tmpfs(Path::new("/dev/shm")) {
+            assert_eq!(dir, Path::new("/dev/shm"), "{why}");
+        } else {
+            assert_eq!(dir, Path::new("/nonexistent-hvbench"), "{why}");
+        }
+    }
+
+    #[test]
+    fn the_guest_end_of_the_socketpair_is_high_and_closed_on_exec() {
+        let (_host, guest) = agent_socketpair().unwrap();
+        assert!(guest.as_raw_fd() >= 10);
+        // SAFETY: F_GETFD on an open descriptor only reads its flags.
+        let flags = unsafe { libc::fcntl(guest.as_raw_fd(), libc::F_GETFD) };
+        assert!(flags & libc::FD_CLOEXEC != 0);
+    }
+}
