@@ -333,7 +333,7 @@ fn a_guest_killed_mid_scale_is_dnr_while_the_others_finish() {
 }
 
 #[test]
-fn a_normal_guest_killed_mid_isolation_is_dnr_and_is_restarted_for_the_next_stressor() {
+fn a_normal_guest_killed_mid_isolation_is_dnr_and_is_restarted_for_the_next_phase() {
     let (backend, availability) = native();
     let dir = out_dir("isolation-kill");
     let plan = IsolationPlan {
@@ -363,9 +363,12 @@ fn a_normal_guest_killed_mid_isolation_is_dnr_and_is_restarted_for_the_next_stre
     assert_eq!(d.baseline[1].status, RunStatus::Ok);
     let cpu = d.rows.iter().find(|r| r.stressor == "cpu").unwrap();
     assert_eq!(cpu.status, StressStatus::Ran);
-    // The restarted guest ran under the stressor, but without a baseline it has no number.
+    // The restarted guest got a fresh baseline right before the stressor, so it has a number;
+    // the row records the baseline it was compared with.
     assert_eq!(cpu.guests[2].status, RunStatus::Ok);
-    assert_eq!(cpu.per_workload[0].normal_per_guest[1], None);
+    assert_eq!(cpu.baseline.len(), 3);
+    assert!(cpu.baseline.iter().all(|g| g.status == RunStatus::Ok));
+    assert!(cpu.per_workload[0].normal_per_guest[1].is_some());
     assert!(cpu.stressed_pct.is_some());
     assert!(cpu.per_workload[0].normal_per_guest[0].is_some());
     let net = d.rows.iter().find(|r| r.stressor == "net-send").unwrap();

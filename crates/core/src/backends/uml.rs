@@ -34,15 +34,19 @@
 //! Measured on this project's 2-core host (launch to hello, median of 5): 1.25 s as Debian's
 //! kernel boots by default, of which the RAID-6 parity benchmark (`raid6_select_algo`, 16
 //! jiffies per algorithm at HZ=100) takes about 0.8 s and the delay-loop calibration about
-//! 0.1 s. Both are skipped: `initcall_blacklist=raid6_select_algo` (no guest here uses RAID-6:
-//! no md, no btrfs) and `lpj=` taken from the host (see [`lpj_for`]); with both, 0.37 s.
+//! 0.1 s. Both are skipped: `initcall_blacklist=raid6_select_algo` (no guest here computes
+//! RAID-6 parity: no md RAID, no btrfs RAID 5/6) and `lpj=` taken from the host (see
+//! [`lpj_for`]); with both, 0.37 s.
 //!
 //! ## Processes and CPUs
 //! `linux.uml` calls `setsid()` first; as the leader of the process group
-//! [`spawn_in_own_group`] made, it cannot (EPERM), so it and every helper it clones (the I/O
-//! thread, one traced process per guest address space) stay in that group, which the guest's
-//! kill takes whole. Debian's UML 6.1 is uniprocessor (`CONFIG_NR_CPUS=1`): a guest always
-//! runs one CPU, and asking for more is recorded as such in the configuration.
+//! [`spawn_in_own_group`] made, it cannot (EPERM), so it and every helper it clones (two I/O
+//! helpers, one traced process per guest address space) stay in that group, which the guest's
+//! kill takes whole (UML's own panic path signals its group too). The I/O helpers share the
+//! kernel process's descriptors but survive it when it alone is killed: the channel watches
+//! the kernel process as well as the socket (see `ExitAwareReader`), and the guest kills the
+//! group even after its leader died. Debian's UML 6.1 is uniprocessor (`CONFIG_NR_CPUS=1`): a
+//! guest always runs one CPU, and asking for more is recorded as such in the configuration.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -247,14 +251,16 @@ pub fn command_line(cfg: &UmlConfig) -> Vec<String> {
 }
 
 /// Where UML's memory file goes, and why: the work directory when it is a tmpfs, else
-/// `/dev/shm` when that is a writable, executable tmpfs, else the work directory anyway (UML
-/// warns, and guest memory is then written back to a disk).
-fn memory_dir(workdir: &Path) -> (PathBuf, String) {
-    if is_usable_tmpfs(workdir) {
+/// `/dev/shm` when that is a writable, executable tmpfs with room for the guest's memory (a
+/// container's is often 64 MiB: a guest touching more would die of SIGBUS), else the work
+/// directory anyway (UML warns, and guest memory is then written back to a disk).
+fn memory_dir(workdir: &Path, memory_mib: u32) -> (PathBuf, String) {
+    let need = u64::from(memory_mib) << 20;
+    if is_usable_tmpfs(workdir, need) {
         return (workdir.to_path_buf(), "the work directory (tmpfs)".into());
     }
     let shm = Path::new("/dev/shm");
-    if is_usable_tmpfs(shm) {
+    if is_usable_tmpfs(shm, need) {
         return (
             shm.to_path_buf(),
             "/dev/shm (tmpfs; the work directory is not)".into(),
@@ -262,14 +268,16 @@ fn memory_dir(workdir: &Path) -> (PathBuf, String) {
     }
     (
         workdir.to_path_buf(),
-        "the work directory, not a tmpfs (no usable /dev/shm): guest memory is written back \
-         to its disk"
-            .into(),
+        format!(
+            "the work directory, not a tmpfs (/dev/shm is not a writable, executable tmpfs \
+             with {memory_mib} MiB free): guest memory is written back to its disk"
+        ),
     )
 }
 
-/// A directory on tmpfs that this process may write and map executable (UML checks both).
-fn is_usable_tmpfs(dir: &Path) -> bool {
+/// A directory on tmpfs that this process may write and map executable (UML checks both),
+/// with `need` bytes free.
+fn is_usable_tmpfs(dir: &Path, need: u64) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
         return false;
@@ -283,7 +291,8 @@ fn is_usable_tmpfs(dir: &Path) -> bool {
             && libc::statvfs(c.as_ptr(), &mut vfs) == 0
             && libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0
     };
-    ok && fs.f_type == libc::TMPFS_MAGIC && vfs.f_flag & libc::ST_NOEXEC == 0
+    let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+    ok && fs.f_type == libc::TMPFS_MAGIC && vfs.f_flag & libc::ST_NOEXEC == 0 && free >= need
 }
 
 /// Places the symlink [`INITRD_NAME`] to `image` in `workdir`.
@@ -381,7 +390,7 @@ fn launch_uml(
     spec: &GuestSpec,
 ) -> Result<Launched, BackendError> {
     link_initrd(&spec.workdir, &image.path)?;
-    let (memory, memory_why) = memory_dir(&spec.workdir);
+    let (memory, memory_why) = memory_dir(&spec.workdir, cfg.memory_mib);
     let console_log = spec.workdir.join("console.log");
     let stdout = open_console(&console_log)?;
     let stderr = stdout.try_clone().map_err(|e| BackendError::Spawn {
@@ -811,13 +820,19 @@ mod tests {
     }
 
     #[test]
-    fn memory_goes_to_a_tmpfs_when_there_is_one() {
-        let (dir, why) = memory_dir(Path::new("/nonexistent-hvbench"));
-        if is_usable_tmpfs(Path::new("/dev/shm")) {
+    fn memory_goes_to_a_tmpfs_with_room_when_there_is_one() {
+        let elsewhere = Path::new("/nonexistent-hvbench");
+        let (dir, why) = memory_dir(elsewhere, 64);
+        if is_usable_tmpfs(Path::new("/dev/shm"), 64 << 20) {
             assert_eq!(dir, Path::new("/dev/shm"), "{why}");
         } else {
-            assert_eq!(dir, Path::new("/nonexistent-hvbench"), "{why}");
+            assert_eq!(dir, elsewhere, "{why}");
         }
+        // No tmpfs has 4 PiB free: the work directory, saying why.
+        let (dir, why) = memory_dir(elsewhere, u32::MAX);
+        assert_eq!(dir, elsewhere);
+        assert!(why.contains("written back"), "{why}");
+        assert!(!is_usable_tmpfs(Path::new("/proc"), 0));
     }
 
     #[test]

@@ -208,7 +208,7 @@ pub fn run(
         .filter(|s| unsupported_reason(s).is_none())
         .collect();
     progress.begin(if plan.availability.is_available() {
-        (n * (2 * runnable.len()).max(1)) as u64
+        (n * (1 + 2 * runnable.len())) as u64
     } else {
         0
     });
@@ -256,18 +256,12 @@ pub fn run(
                 continue;
             }
             // A fresh baseline right before each stressor (the first one is the one above).
-            let paired = if rows
-                .iter()
-                .any(|r: &IsolationRow| r.status == StressStatus::Ran)
-            {
-                progress.workload(&format!("baseline before {stressor}"));
-                let lost = ensure_guests(&mut slots, &template, &plan, &mut record, &out, progress);
-                let b = run_phase(&mut slots, None, &plan, &out, progress, &lost);
-                note_failures(&mut record, &slots, &b);
-                b
-            } else {
-                baseline.clone()
-            };
+            // (The first baseline also warms fresh guests up: their first runs of a workload
+            // are slower than later ones, which must not read as isolation.)
+            progress.workload(&format!("baseline before {stressor}"));
+            let lost = ensure_guests(&mut slots, &template, &plan, &mut record, &out, progress);
+            let paired = run_phase(&mut slots, None, &plan, &out, progress, &lost);
+            note_failures(&mut record, &slots, &paired);
             progress.workload(&format!("stress {stressor}"));
             let lost = ensure_guests(&mut slots, &template, &plan, &mut record, &out, progress);
             let phase = run_phase(&mut slots, Some(stressor), &plan, &out, progress, &lost);

@@ -189,11 +189,12 @@ pub fn run(
                         cpus: Some(g.hello.cpus),
                         failure: None,
                     });
-                    if g.hello.cpus != v && row.notes.is_empty() {
-                        row.notes.push(format!(
-                            "the guest reports {} CPU(s): this backend does not give guests their own vCPU count",
-                            g.hello.cpus
-                        ));
+                    let cpus_note = format!(
+                        "the guest reports {} CPU(s): this backend does not give guests their own vCPU count",
+                        g.hello.cpus
+                    );
+                    if g.hello.cpus != v && !row.notes.contains(&cpus_note) {
+                        row.notes.push(cpus_note);
                     }
                     progress.step();
                     if row.idle.is_none() {
