@@ -786,8 +786,9 @@ fn uml_runs_one_cpu_and_cleans_up_after_itself() {
 }
 
 /// Launch-to-hello of UML as configured and without each boot-time shortcut: the delay-loop
-/// calibration (`lpj=`) and the RAID-6 benchmark (`initcall_blacklist=`). The variants take
-/// turns, so that the host's load hits them alike.
+/// calibration (`lpj=`), the RAID-6 benchmark (`initcall_blacklist=`) and the 512 legacy pty
+/// devices (`pty.legacy_count=0`; every device runs the uevent helper, a host process). The
+/// variants take turns, so that the host's load hits them alike.
 #[test]
 #[ignore = "a measurement, not a check: run with --ignored --nocapture"]
 fn uml_boot_time_with_and_without_shortcuts() {
@@ -801,9 +802,11 @@ fn uml_boot_time_with_and_without_shortcuts() {
         Uml::new(),
         Uml::custom("uml-calibrated", |c| c.lpj = None),
         Uml::custom("uml-raid6", |c| c.skip_initcalls.clear()),
-        Uml::custom("uml-neither", |c| {
+        Uml::custom("uml-ptys", |c| c.legacy_ptys = None),
+        Uml::custom("uml-no-shortcut", |c| {
             c.lpj = None;
-            c.skip_initcalls.clear()
+            c.skip_initcalls.clear();
+            c.legacy_ptys = None;
         }),
     ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];

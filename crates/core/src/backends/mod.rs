@@ -17,6 +17,7 @@ use crate::agent::AgentBinary;
 
 pub mod gvisor;
 pub mod host_tool;
+pub mod microvm;
 pub mod namespace;
 pub mod native;
 pub mod qemu;
@@ -149,6 +150,8 @@ pub fn all_with(opts: &BackendOptions) -> Vec<Box<dyn Backend>> {
         Box::new(uml::Uml::new()),
         Box::new(qemu::QemuTcg),
         Box::new(qemu::QemuKvm),
+        Box::new(microvm::MicroVm(microvm::Vmm::Firecracker)),
+        Box::new(microvm::MicroVm(microvm::Vmm::CloudHypervisor)),
         Box::new(ssh::Ssh::new(opts)),
     ]
 }

@@ -15,8 +15,10 @@
 //! other end the host keeps; the agent opens `/dev/tty1` (`hvbench_channel=tty1`) and puts it in
 //! raw mode. Console line 0 (the kernel console, and the agent's stdout and stderr) writes to
 //! `console.log` in the work directory (`con0=null,fd:1`), so kernel messages never interleave
-//! with protocol lines. Every other console and serial line is a null channel (`con=null
-//! ssl=null`): Debian's defaults would open an xterm and host ptys.
+//! with protocol lines. No other console or serial line exists (`con=none ssl=none`):
+//! Debian's defaults would open an xterm per console and host ptys for serial lines, and every
+//! device costs boot time (below). UML says so for each console line it leaves out, 62 lines
+//! of `setup_one_line failed ... configured as 'none'` at the top of `console.log`.
 //!
 //! ## Command line
 //! An argument vector built by [`command_line`]; UML joins its arguments into the kernel
@@ -169,6 +171,8 @@ pub struct UmlConfig {
     pub lpj: Option<u64>,
     /// Initcalls the kernel skips (`initcall_blacklist=`).
     pub skip_initcalls: Vec<String>,
+    /// Legacy BSD pseudo-terminals (`pty.legacy_count=`); `None` keeps the build's 256.
+    pub legacy_ptys: Option<u32>,
     /// Kernel messages up to `loglevel` 4 only (`quiet`).
     pub quiet: bool,
     /// Appended to the command line as they are (experiments and tests).
@@ -185,6 +189,7 @@ impl UmlConfig {
             memory_mib: spec.memory_mib.max(64),
             lpj: lpj_for(&cpuinfo, kernel.hz),
             skip_initcalls: vec![RAID6_BENCHMARK.into()],
+            legacy_ptys: Some(0),
             quiet: true,
             extra_args: Vec::new(),
         }
@@ -222,10 +227,10 @@ pub fn command_line(cfg: &UmlConfig) -> Vec<String> {
         format!("initrd={INITRD_NAME}"),
         format!("umid={}", cfg.umid),
         "uml_dir=.".to_string(),
-        // Every line a null channel unless named below: Debian's defaults would start an
-        // xterm for each console and open host ptys for the serial lines.
-        "con=null".to_string(),
-        "ssl=null".to_string(),
+        // No line but those named below: Debian's defaults would start an xterm for each
+        // console and open host ptys for the serial lines.
+        "con=none".to_string(),
+        "ssl=none".to_string(),
         // The kernel console (and the agent's stdout and stderr): no input, output to UML's
         // stdout, the console log.
         "con0=null,fd:1".to_string(),
@@ -237,6 +242,9 @@ pub fn command_line(cfg: &UmlConfig) -> Vec<String> {
     }
     if let Some(lpj) = cfg.lpj {
         v.push(format!("lpj={lpj}"));
+    }
+    if let Some(n) = cfg.legacy_ptys {
+        v.push(format!("pty.legacy_count={n}"));
     }
     if !cfg.skip_initcalls.is_empty() {
         v.push(format!(
@@ -502,6 +510,11 @@ fn recorded_settings(
                 cfg.skip_initcalls.join(",")
             },
         ),
+        (
+            "legacy_ptys",
+            cfg.legacy_ptys
+                .map_or("as built (256)".into(), |n| n.to_string()),
+        ),
     ];
     if spec.vcpus > 1 {
         s.push((
@@ -714,12 +727,13 @@ mod tests {
                 "initrd=initramfs.cpio",
                 "umid=uml-0",
                 "uml_dir=.",
-                "con=null",
-                "ssl=null",
+                "con=none",
+                "ssl=none",
                 "con0=null,fd:1",
                 "con1=fd:3",
                 "quiet",
                 "lpj=24454100",
+                "pty.legacy_count=0",
                 "initcall_blacklist=raid6_select_algo",
                 "hvbench_init=1",
                 "hvbench_channel=tty1",
@@ -750,11 +764,13 @@ mod tests {
         let mut c = cfg();
         c.lpj = None;
         c.skip_initcalls.clear();
+        c.legacy_ptys = None;
         c.quiet = false;
         c.memory_mib = 16;
         let v = command_line(&c);
         assert!(!v.iter().any(|a| a.starts_with("lpj=")
             || a.starts_with("initcall_blacklist=")
+            || a.starts_with("pty.")
             || a == "quiet"));
         // The floor applies when built from a spec.
         let mut s = spec();
