@@ -62,6 +62,17 @@ pub fn terminal(doc: &RunDocument) -> String {
             out.push('\n');
         }
     }
+    let compared: Vec<&str> = doc
+        .backends
+        .iter()
+        .skip(1)
+        .filter(|b| doc.runs.iter().any(|r| r.backend == b.name))
+        .map(|b| b.name.as_str())
+        .collect();
+    if !compared.is_empty() {
+        out.push_str(&efficiency_matrix(doc, &compared));
+        out.push('\n');
+    }
     if !doc.warnings.is_empty() {
         out.push_str("Notes:\n");
         for w in &doc.warnings {
@@ -234,6 +245,47 @@ fn efficiency_table(doc: &RunDocument, backend: &str, baseline: &str) -> String 
     }
     format!(
         "Efficiency of {backend} (guest score / host score; for times host / guest)\n{}",
+        t.render()
+    )
+}
+
+/// One table, one column per guest backend: the efficiency of every workload at a glance.
+/// `≈` marks an interval that contains 100% (no measurable overhead); `DNR` a guest that did
+/// not return; `skipped` a workload that cannot run there.
+fn efficiency_matrix(doc: &RunDocument, backends: &[&str]) -> String {
+    let mut header = vec!["Workload"];
+    header.extend_from_slice(backends);
+    let right: Vec<bool> = header.iter().enumerate().map(|(i, _)| i > 0).collect();
+    let mut t = Table::new(&header, &right);
+    for w in &doc.settings.workloads {
+        let mut row = vec![w.clone()];
+        for b in backends {
+            let cell = match doc
+                .efficiency
+                .iter()
+                .find(|e| e.backend == *b && &e.workload == w)
+            {
+                Some(e) => format!(
+                    "{}{}",
+                    fmt_pct(e.ratio),
+                    if e.verdict == Verdict::NoMeasurableOverhead {
+                        " ≈"
+                    } else {
+                        "  "
+                    }
+                ),
+                None => match doc.run(b, w).map(|r| r.status) {
+                    Some(RunStatus::Skipped) => "skipped".into(),
+                    Some(RunStatus::Failed) => "DNR".into(),
+                    _ => "-".into(),
+                },
+            };
+            row.push(cell);
+        }
+        t.row(row);
+    }
+    format!(
+        "Virtualization efficiency (guest / host; ≈: 95% CI contains 100%, no measurable overhead)\n{}",
         t.render()
     )
 }
