@@ -308,14 +308,20 @@ pub fn run(
             CLOCK_TOLERANCE * 100.0
         ));
     }
-    for r in &runs {
-        if r.extra_reps > 0 {
+    // One line per backend, so that a noisy machine does not bury the other notes.
+    for b in &slots {
+        let noisy: Vec<String> = runs
+            .iter()
+            .filter(|r| r.backend == b.record.name && r.extra_reps > 0)
+            .map(|r| format!("{} +{}", r.workload, r.extra_reps))
+            .collect();
+        if !noisy.is_empty() {
             warnings.push(format!(
-                "{} on {}: {} extra repetition(s) because CV exceeded {:.1}%",
-                r.workload,
-                r.backend,
-                r.extra_reps,
-                settings.cv_threshold * 100.0
+                "{}: extra repetitions because CV exceeded {:.1}% (cap {} in all): {}",
+                b.record.name,
+                settings.cv_threshold * 100.0,
+                settings.max_reps,
+                noisy.join(", ")
             ));
         }
     }
