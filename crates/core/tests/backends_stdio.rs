@@ -21,13 +21,15 @@
 //! cargo test -p hvbench-core --test backends_stdio -- --ignored start_time --nocapture
 //! ```
 
+mod support;
+use support::agent;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use hvbench_core::agent::AgentBinary;
 use hvbench_core::backends::gvisor::Gvisor;
 use hvbench_core::backends::namespace::{Namespace, Tool};
 use hvbench_core::backends::native::Native;
@@ -60,45 +62,6 @@ fn marker() -> &'static str {
         std::env::set_var(MARKER_VAR, &m);
         m
     })
-}
-
-/// The agent built from this tree, with this test's profile: `HVBENCH_AGENT`, or
-/// `cargo build -p hvbench --bin hvbench-agent` (a no-op when `cargo test --workspace` built it
-/// already; cargo releases the build lock before it runs tests, so this does not block).
-fn agent() -> AgentBinary {
-    static AGENT: OnceLock<AgentBinary> = OnceLock::new();
-    AGENT
-        .get_or_init(|| {
-            if std::env::var_os("HVBENCH_AGENT").is_some() {
-                return AgentBinary::locate().expect("HVBENCH_AGENT names a static agent");
-            }
-            let exe = std::env::current_exe().unwrap();
-            // target/<triple>/<profile>/deps/backends_stdio-<hash>
-            let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-            let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.current_dir(&workspace).args([
-                "build",
-                "--quiet",
-                "-p",
-                "hvbench",
-                "--bin",
-                "hvbench-agent",
-            ]);
-            if release {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().expect("run cargo build");
-            assert!(
-                out.status.success(),
-                "cargo build -p hvbench --bin hvbench-agent failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            AgentBinary::from_path(&profile_dir.join("hvbench-agent"))
-                .expect("the agent just built")
-        })
-        .clone()
 }
 
 /// A backend to test, and what it needs kept alive meanwhile.

@@ -3,57 +3,19 @@
 //!
 //! Skipped (with a message) when qemu-system-x86_64 or a kernel in /boot is missing.
 
+mod support;
+use support::agent;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use hvbench_core::agent::AgentBinary;
 use hvbench_core::backends::qemu::{Accel, QemuConfig, QemuCustom, QemuKvm, QemuTcg};
 use hvbench_core::backends::{Availability, Backend, GuestSpec};
 use hvbench_core::guest::{Guest, GuestError, JobEnd};
 use hvbench_core::image::KernelImage;
 use hvbench_core::workdir::WorkDir;
 use hvbench_protocol::Job;
-
-/// The agent built from this tree, with this test's profile: `HVBENCH_AGENT`, or
-/// `cargo build -p hvbench --bin hvbench-agent` (a no-op when `cargo test --workspace` built it
-/// already; cargo releases the build lock before it runs tests).
-fn agent() -> AgentBinary {
-    static AGENT: OnceLock<AgentBinary> = OnceLock::new();
-    AGENT
-        .get_or_init(|| {
-            if std::env::var_os("HVBENCH_AGENT").is_some() {
-                return AgentBinary::locate().expect("HVBENCH_AGENT names a static agent");
-            }
-            let exe = std::env::current_exe().unwrap();
-            // target/<triple>/<profile>/deps/qemu-<hash>
-            let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-            let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let mut cmd = std::process::Command::new(env!("CARGO"));
-            cmd.current_dir(&workspace).args([
-                "build",
-                "--quiet",
-                "-p",
-                "hvbench",
-                "--bin",
-                "hvbench-agent",
-            ]);
-            if release {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().expect("run cargo build");
-            assert!(
-                out.status.success(),
-                "cargo build -p hvbench --bin hvbench-agent failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            AgentBinary::from_path(&profile_dir.join("hvbench-agent"))
-                .expect("the agent just built")
-        })
-        .clone()
-}
 
 fn qemu_present() -> bool {
     std::env::var_os("PATH")

@@ -9,12 +9,13 @@
 //! cargo test -p hvbench-core --test scenarios
 //! ```
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+mod support;
+use support::agent;
 
-use hvbench_core::agent::AgentBinary;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
 use hvbench_core::backends::native::Native;
 use hvbench_core::backends::{Availability, Backend};
 use hvbench_core::results::*;
@@ -27,42 +28,6 @@ use hvbench_core::scenario::scale::{
 };
 use hvbench_core::scenario::NoProgress;
 use hvbench_workloads::Metric;
-
-/// The agent built from this tree, with this test's profile (as in the other test files).
-fn agent() -> AgentBinary {
-    static AGENT: OnceLock<AgentBinary> = OnceLock::new();
-    AGENT
-        .get_or_init(|| {
-            if std::env::var_os("HVBENCH_AGENT").is_some() {
-                return AgentBinary::locate().expect("HVBENCH_AGENT names a static agent");
-            }
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-            let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.current_dir(&workspace).args([
-                "build",
-                "--quiet",
-                "-p",
-                "hvbench",
-                "--bin",
-                "hvbench-agent",
-            ]);
-            if release {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().expect("run cargo build");
-            assert!(
-                out.status.success(),
-                "cargo build -p hvbench --bin hvbench-agent failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            AgentBinary::from_path(&profile_dir.join("hvbench-agent"))
-                .expect("the agent just built")
-        })
-        .clone()
-}
 
 fn out_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
