@@ -103,6 +103,7 @@ fn run_job(job: &Job, out: &mut impl Write) -> io::Result<()> {
                     elapsed_ns: (r.elapsed.as_nanos() as u64).max(1),
                     wall_ns: (r.wall.as_nanos() as u64).max(1),
                     extras: r.extras,
+                    labels: r.labels,
                 }),
             )?,
             Err(e) => return workload_error(out, job.id, e),

@@ -106,6 +106,10 @@ pub struct SampleMsg {
     /// Secondary metrics of the workload (`dmips`, `p99_ns`, ...).
     #[serde(default)]
     pub extras: BTreeMap<String, f64>,
+    /// Facts of the repetition that are text, not numbers: which I/O engine ran and why
+    /// (`engine=io_uring`, `fallback=...`), the device the workload used.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The job finished; every sample it owed has been sent.
@@ -151,6 +155,10 @@ fn finite_nonneg(field: &'static str, v: f64) -> Result<(), ProtocolError> {
 /// The bound on string fields: a console line cannot be larger anyway, but a decoded message
 /// should not smuggle megabytes into a result document either.
 const MAX_TEXT: usize = 16 * 1024;
+
+/// Labels are a handful of short facts per sample, not a log.
+const MAX_LABELS: usize = 16;
+const MAX_LABEL_TEXT: usize = 1024;
 
 fn bounded_text(field: &'static str, s: &str) -> Result<(), ProtocolError> {
     if s.len() > MAX_TEXT {
@@ -205,6 +213,21 @@ pub(crate) fn validate_agent(m: &AgentMessage) -> Result<(), ProtocolError> {
                     return Err(ProtocolError::Invalid {
                         field: "extras",
                         reason: format!("{k} = {v}"),
+                    });
+                }
+            }
+            if s.labels.len() > MAX_LABELS {
+                return Err(ProtocolError::Invalid {
+                    field: "labels",
+                    reason: format!("{} entries, more than {MAX_LABELS}", s.labels.len()),
+                });
+            }
+            for (k, v) in &s.labels {
+                bounded_text("labels", k)?;
+                if v.len() > MAX_LABEL_TEXT {
+                    return Err(ProtocolError::Invalid {
+                        field: "labels",
+                        reason: format!("{k}: {} bytes, more than {MAX_LABEL_TEXT}", v.len()),
                     });
                 }
             }

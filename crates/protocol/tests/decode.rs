@@ -17,6 +17,7 @@ fn sample(value: f64) -> AgentMessage {
         elapsed_ns: 200_000_000,
         wall_ns: 201_000_000,
         extras: BTreeMap::from([("dmips".to_string(), 12.5)]),
+        labels: BTreeMap::from([("engine".to_string(), "io_uring".to_string())]),
     })
 }
 
@@ -184,7 +185,7 @@ proptest! {
     fn samples_round_trip(value in 0.0f64..1e300, job in any::<u64>(), rep in any::<u32>(),
                           iterations in 1u64.., elapsed in 1u64..) {
         let m = AgentMessage::Sample(SampleMsg { job, rep, warmup: false, value, iterations, work: 1.0,
-            elapsed_ns: elapsed, wall_ns: elapsed, extras: BTreeMap::new() });
+            elapsed_ns: elapsed, wall_ns: elapsed, extras: BTreeMap::new(), labels: BTreeMap::new() });
         prop_assert_eq!(roundtrip_agent(&m), m);
     }
 

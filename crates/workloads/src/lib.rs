@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 
 pub mod copies;
 pub mod cpu;
+pub mod io;
 pub mod kernel;
 pub mod mem;
+pub mod net;
 pub mod stress;
 
 /// Parameters of one job, as sent by the host (`max_prime`, `buffer_mib`, ...).
@@ -75,6 +77,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Secondary metrics (`p99_ns`, ...), already in their final unit.
     pub extras: BTreeMap<String, f64>,
+    /// Text facts of the run (`engine=io_uring`, the reason of a fallback).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Outcome {
@@ -83,6 +87,7 @@ impl Outcome {
             work,
             elapsed,
             extras: BTreeMap::new(),
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -137,6 +142,8 @@ pub fn registry() -> impl Iterator<Item = &'static WorkloadInfo> {
         .iter()
         .chain(mem::WORKLOADS)
         .chain(kernel::WORKLOADS)
+        .chain(io::WORKLOADS)
+        .chain(net::WORKLOADS)
         .chain(stress::WORKLOADS)
 }
 
@@ -182,6 +189,7 @@ pub struct RepResult {
     /// The whole repetition, set-up included.
     pub wall: Duration,
     pub extras: BTreeMap<String, f64>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Runs one repetition of `w` with `copies` concurrent instances.
@@ -212,5 +220,6 @@ pub fn run_rep(
         elapsed: out.elapsed,
         wall,
         extras: out.extras,
+        labels: out.labels,
     })
 }

@@ -152,6 +152,10 @@ pub struct RunRecord {
     /// Medians of the secondary metrics (`dmips`, `p99_ns`, ...).
     #[serde(default)]
     pub extras: BTreeMap<String, f64>,
+    /// Text facts the agent reported (`engine=io_uring`, a fallback's reason); when
+    /// repetitions disagree, their distinct values joined with ` | `.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The host's view of one repetition.
@@ -169,6 +173,8 @@ pub struct SampleDetail {
     pub clock_flag: bool,
     #[serde(default)]
     pub extras: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Host CPU cost of a workload's operations, median over repetitions.

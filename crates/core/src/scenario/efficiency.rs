@@ -492,6 +492,7 @@ fn detail(s: &HostSample) -> SampleDetail {
         host_cpu_s: s.host_cpu.map(|c| c.as_secs_f64()),
         clock_flag: host > 0.0 && ((host - guest_wall) / host).abs() > CLOCK_TOLERANCE,
         extras: s.msg.extras.clone(),
+        labels: s.msg.labels.clone(),
     }
 }
 
@@ -546,6 +547,19 @@ fn run_record(
             extras.insert(k.clone(), m);
         }
     }
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in acc.details.iter().flat_map(|d| &d.labels) {
+        match labels.get_mut(k) {
+            Some(seen) if seen.split(" | ").any(|s| s == v) => {}
+            Some(seen) => {
+                seen.push_str(" | ");
+                seen.push_str(v);
+            }
+            None => {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+    }
     RunRecord {
         backend: backend.into(),
         workload: w.name.into(),
@@ -561,6 +575,7 @@ fn run_record(
         extra_reps: (acc.samples.len() as u32).saturating_sub(settings.reps),
         host_cpu_per_op: host_cpu_per_op(w, &acc.details, &acc.works),
         extras,
+        labels,
     }
 }
 
