@@ -12,6 +12,7 @@
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
 
 /// How long to wait for the channel device to appear after its driver loaded.
 const CHANNEL_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait for the disk and the network interface the host attached.
+const DEVICE_WAIT: Duration = Duration::from_secs(10);
 
 /// True only when this process is the init of a guest kernel started by hvbench.
 pub fn is_guest_init() -> bool {
@@ -107,6 +110,17 @@ pub fn setup(notes: &mut Vec<String>) -> Result<(File, File), String> {
     if let Err(e) = loopback_up() {
         notes.push(format!("loopback not up: {e}"));
     }
+    if let Ok(spec) = std::env::var("hvbench_ip") {
+        match configure_network(&spec) {
+            Ok(done) => notes.push(format!("network: {done}")),
+            Err(e) => notes.push(format!("network not configured: {e}")),
+        }
+    }
+    if let Ok(disk) = std::env::var("hvbench_disk") {
+        if let Err(e) = wait_for_disk(&disk) {
+            notes.push(e);
+        }
+    }
 
     let spec = std::env::var("hvbench_channel").unwrap_or_else(|_| "console".into());
     let file = open_channel(&spec)?;
@@ -163,19 +177,40 @@ fn finit_module(path: &Path) -> std::io::Result<()> {
 
 /// Brings the loopback interface up, for workloads that talk to themselves over TCP.
 fn loopback_up() -> std::io::Result<()> {
+    let sock = ioctl_socket()?;
+    interface_up(&sock, "lo")
+}
+
+/// A datagram socket to issue interface ioctls on.
+fn ioctl_socket() -> std::io::Result<std::os::fd::OwnedFd> {
     // SAFETY: socket has no memory-safety preconditions.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: `fd` is a socket we just opened and own; OwnedFd closes it exactly once.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// An ifreq naming `name` (at most IFNAMSIZ - 1 bytes), otherwise zeroed.
+fn ifreq(name: &str) -> std::io::Result<libc::ifreq> {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
+    if name.is_empty() || name.len() >= req.ifr_name.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?}"),
+        ));
     }
-    // SAFETY: `req` is a valid ifreq naming "lo"; SIOCGIFFLAGS writes only its flags field.
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    Ok(req)
+}
+
+fn interface_up(sock: &std::os::fd::OwnedFd, name: &str) -> std::io::Result<()> {
+    let mut req = ifreq(name)?;
+    // SAFETY: `req` is a valid ifreq naming the interface; SIOCGIFFLAGS writes only its flags.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -186,6 +221,124 @@ fn loopback_up() -> std::io::Result<()> {
     // SAFETY: `req` is a valid ifreq with the name and the new flags.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
         return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets an IPv4 address (`SIOCSIFADDR`) or netmask (`SIOCSIFNETMASK`) of an interface.
+fn set_ipv4(
+    sock: &std::os::fd::OwnedFd,
+    name: &str,
+    request: libc::Ioctl,
+    addr: Ipv4Addr,
+) -> std::io::Result<()> {
+    let mut req = ifreq(name)?;
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in fits in the sockaddr union member (16 bytes each); we write it whole
+    // into the union, which is what the kernel reads for these requests.
+    unsafe {
+        std::ptr::write(
+            std::ptr::addr_of_mut!(req.ifr_ifru.ifru_addr).cast::<libc::sockaddr_in>(),
+            sin,
+        );
+    }
+    // SAFETY: `req` is a valid ifreq with the name and an AF_INET address.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), request, &req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The network the host asked for with `hvbench_ip=IFACE:ADDR/PREFIX` (IFACE may be `auto`:
+/// the first interface other than `lo`).
+#[derive(Debug, PartialEq)]
+struct NetRequest {
+    iface: Option<String>,
+    addr: Ipv4Addr,
+    prefix: u8,
+}
+
+fn parse_net_request(spec: &str) -> Result<NetRequest, String> {
+    let bad =
+        || format!("bad hvbench_ip {spec:?}: expected IFACE:ADDR/PREFIX, e.g. auto:10.0.2.15/24");
+    let (iface, cidr) = spec.split_once(':').ok_or_else(bad)?;
+    let (addr, prefix) = cidr.split_once('/').ok_or_else(bad)?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    if prefix > 32 || iface.is_empty() {
+        return Err(bad());
+    }
+    Ok(NetRequest {
+        iface: (iface != "auto").then(|| iface.to_string()),
+        addr,
+        prefix,
+    })
+}
+
+/// Waits (bounded) for the network interface to appear, then gives it its address.
+fn configure_network(spec: &str) -> Result<String, String> {
+    let req = parse_net_request(spec)?;
+    let deadline = Instant::now() + DEVICE_WAIT;
+    let iface = loop {
+        let found = match &req.iface {
+            Some(name) => Path::new("/sys/class/net")
+                .join(name)
+                .exists()
+                .then(|| name.clone()),
+            None => first_interface(),
+        };
+        if let Some(name) = found {
+            break name;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no network interface{} appeared within {DEVICE_WAIT:?}: the guest kernel lacks the NIC's driver",
+                req.iface.as_deref().map(|n| format!(" {n}")).unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mask = if req.prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(req.prefix))
+    };
+    let sock = ioctl_socket().map_err(|e| format!("socket: {e}"))?;
+    set_ipv4(&sock, &iface, libc::SIOCSIFADDR, req.addr)
+        .and_then(|()| set_ipv4(&sock, &iface, libc::SIOCSIFNETMASK, Ipv4Addr::from(mask)))
+        .and_then(|()| interface_up(&sock, &iface))
+        .map_err(|e| format!("cannot configure {iface}: {e}"))?;
+    Ok(format!("{iface} {}/{}", req.addr, req.prefix))
+}
+
+fn first_interface() -> Option<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n != "lo")
+        .collect();
+    names.sort();
+    names.into_iter().next()
+}
+
+/// Waits (bounded) for the disk device the host attached (`hvbench_disk=/dev/vda`): drivers
+/// probe asynchronously, and a workload must not find the device missing by racing them.
+fn wait_for_disk(path: &str) -> Result<(), String> {
+    let deadline = Instant::now() + DEVICE_WAIT;
+    while !Path::new(path).exists() {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the disk {path} did not appear within {DEVICE_WAIT:?}: the guest kernel lacks the disk model's driver"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
 }
@@ -308,6 +461,37 @@ mod tests {
         let mut notes = Vec::new();
         load_modules(Path::new("/nonexistent-hvbench-modules"), &mut notes);
         assert!(notes[0].contains("no /modules/order"));
+    }
+
+    #[test]
+    fn network_requests_are_parsed_and_checked() {
+        assert_eq!(
+            parse_net_request("auto:10.0.2.15/24").unwrap(),
+            NetRequest {
+                iface: None,
+                addr: Ipv4Addr::new(10, 0, 2, 15),
+                prefix: 24
+            }
+        );
+        assert_eq!(
+            parse_net_request("vec0:10.77.0.2/30")
+                .unwrap()
+                .iface
+                .as_deref(),
+            Some("vec0")
+        );
+        for bad in [
+            "10.0.2.15/24",
+            "auto:10.0.2.15",
+            "auto:10.0.2/24",
+            "auto:1.2.3.4/33",
+            ":1.2.3.4/8",
+        ] {
+            assert!(
+                parse_net_request(bad).unwrap_err().contains("hvbench_ip"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

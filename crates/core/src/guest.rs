@@ -132,6 +132,8 @@ pub struct Guest {
     console_log: Option<PathBuf>,
     meter: Option<CpuMeter>,
     next_job: u64,
+    /// The guest's disk and network endpoint; its namespaces are deleted when it is dropped.
+    attached: crate::devices::Attached,
 }
 
 impl Guest {
@@ -180,6 +182,7 @@ impl Guest {
             console_log: launched.console_log,
             meter,
             next_job: 1,
+            attached: launched.attached,
         };
         match guest.next_event(t0 + hello_timeout) {
             Ok(Event::Message(AgentMessage::Hello(h))) => {
@@ -204,6 +207,11 @@ impl Guest {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// The devices attached to the guest, as its agent sees them.
+    pub fn attached(&self) -> &crate::devices::Attached {
+        &self.attached
     }
 
     /// Host CPU time consumed by this guest's processes so far.

@@ -158,6 +158,7 @@ fn spec(wd: &WorkDir, label: &str) -> GuestSpec {
         agent: agent(),
         workdir,
         label: label.into(),
+        devices: Default::default(),
     }
 }
 

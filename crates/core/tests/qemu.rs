@@ -62,6 +62,7 @@ fn spec(workdir: &Path, label: &str) -> GuestSpec {
         agent: agent(),
         workdir: workdir.to_path_buf(),
         label: label.into(),
+        devices: Default::default(),
     }
 }
 

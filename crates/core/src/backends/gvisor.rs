@@ -16,6 +16,8 @@
 //! runsc version in every result. The sandbox dies with `runsc run` (it is started attached),
 //! which is what the process-group kill of [`crate::guest`] reaches.
 
+use crate::devices::{Attached, NetEndpoint, GUEST_PORT};
+use crate::netns::{self, VethPair};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -208,16 +210,43 @@ const CAPABILITIES: &[&str] = &[
     "CAP_WAKE_ALARM",
 ];
 
+/// What a sandbox gets beyond the host's root: the `io` suite's disk, the `net` suite's
+/// network namespace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SandboxDevices {
+    /// A file bind-mounted at its own path (through the overlay, writes reach the file), and
+    /// whether it is read-only.
+    pub disk: Option<(PathBuf, bool)>,
+    /// A network namespace of hvbench's, whose interfaces gVisor's netstack takes over
+    /// (`--network=sandbox`).
+    pub netns: Option<PathBuf>,
+}
+
 /// The OCI runtime spec (config.json) that runs `args` in a sandbox over the host's root.
-pub fn oci_spec(args: &[String], hostname: &str, overlay: bool) -> serde_json::Value {
+pub fn oci_spec(
+    args: &[String],
+    hostname: &str,
+    overlay: bool,
+    dev: &SandboxDevices,
+) -> serde_json::Value {
     let path = std::env::var("PATH")
         .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     let caps = serde_json::json!(CAPABILITIES);
     // /proc, /sys and /dev are gVisor's own; it mounts them itself.
-    let mounts = if overlay {
+    let mut mounts = if overlay {
         serde_json::json!([])
     } else {
         serde_json::json!([{ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs" }])
+    };
+    if let (Some((path, read_only)), Some(list)) = (&dev.disk, mounts.as_array_mut()) {
+        let mode = if *read_only { "ro" } else { "rw" };
+        list.push(serde_json::json!({
+            "destination": path, "type": "bind", "source": path, "options": ["bind", mode]
+        }));
+    }
+    let net = match &dev.netns {
+        Some(p) => serde_json::json!({ "type": "network", "path": p }),
+        None => serde_json::json!({ "type": "network" }),
     };
     serde_json::json!({
         "ociVersion": "1.0.0",
@@ -237,7 +266,7 @@ pub fn oci_spec(args: &[String], hostname: &str, overlay: bool) -> serde_json::V
         "mounts": mounts,
         "linux": {
             "namespaces": [
-                { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
+                { "type": "pid" }, net, { "type": "ipc" },
                 { "type": "uts" }, { "type": "mount" }
             ]
         }
@@ -264,13 +293,24 @@ pub fn container_id(label: &str) -> String {
 }
 
 /// The command line that runs the bundle in `dir` (`dir/bundle`, state in `dir/runsc-root`).
-pub fn command_line(runsc: &Path, dir: &Path, id: &str, choice: &Choice) -> Vec<String> {
+pub fn command_line(
+    runsc: &Path,
+    dir: &Path,
+    id: &str,
+    choice: &Choice,
+    network: bool,
+) -> Vec<String> {
     let mut v = vec![
         runsc.display().to_string(),
         format!("--root={}", dir.join("runsc-root").display()),
-        // No network device: `--network=sandbox` would add a veth pair and routes on the
-        // host, which a killed guest could leave behind. gVisor's own loopback is there.
-        "--network=none".to_string(),
+        // No network device unless the `net` suite asks: then gVisor's netstack takes the
+        // interfaces of a namespace hvbench made (a veth to a host-side namespace), never the
+        // host's own. Otherwise gVisor's own loopback is there.
+        if network {
+            "--network=sandbox".to_string()
+        } else {
+            "--network=none".to_string()
+        },
         format!("--platform={}", choice.platform),
     ];
     v.extend(choice.overlay.iter().cloned());
@@ -291,23 +331,31 @@ fn prepare(
     label: &str,
     choice: &Choice,
     args: &[String],
+    dev: &SandboxDevices,
 ) -> Result<Vec<String>, String> {
     let bundle = dir.join("bundle");
     for d in [&bundle, &dir.join("runsc-root")] {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     let id = container_id(label);
-    let spec = oci_spec(args, &id, choice.overlay.is_some());
+    let spec = oci_spec(args, &id, choice.overlay.is_some(), dev);
     let config = bundle.join("config.json");
     std::fs::write(&config, spec.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
-    Ok(command_line(runsc, dir, &id, choice))
+    Ok(command_line(runsc, dir, &id, choice, dev.netns.is_some()))
 }
 
 /// Starts the agent's `--version` in a sandbox; Ok(elapsed) when it printed its name.
 fn try_platform(runsc: &Path, choice: &Choice, agent: &AgentBinary) -> Result<Duration, String> {
     let wd = WorkDir::new("gvisor-probe").map_err(|e| format!("work directory: {e}"))?;
     let args = [agent.path.display().to_string(), "--version".to_string()];
-    let argv = prepare(runsc, wd.path(), "probe", choice, &args)?;
+    let argv = prepare(
+        runsc,
+        wd.path(),
+        "probe",
+        choice,
+        &args,
+        &SandboxDevices::default(),
+    )?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).current_dir(wd.path());
     match run_bounded(&mut cmd, Stdio::null(), PLATFORM_PROBE_TIMEOUT) {
@@ -470,7 +518,23 @@ impl Backend for Gvisor {
         let console = spec.workdir.join("runsc.stderr");
         let stderr = open_console(&console)?;
         let args = [spec.agent.path.display().to_string()];
-        let argv = prepare(&runsc, &spec.workdir, &spec.label, &choice, &args)
+        let mut dev = SandboxDevices::default();
+        let mut attached = Attached::default();
+        if let Some(d) = &spec.devices.disk {
+            dev.disk = Some((d.image.clone(), !d.writable));
+            attached.disk = Some(d.image.display().to_string());
+        }
+        if spec.devices.net.is_some() {
+            let pair = VethPair::create(&spec.label).map_err(BackendError::Setup)?;
+            dev.netns = Some(pair.guest.path());
+            attached.net = Some(NetEndpoint {
+                listen: format!("0.0.0.0:{GUEST_PORT}"),
+                connect: std::net::SocketAddr::from((netns::GUEST_ADDR, GUEST_PORT)),
+                netns: Some(pair.host.path()),
+            });
+            attached.keep.push(Box::new(pair));
+        }
+        let argv = prepare(&runsc, &spec.workdir, &spec.label, &choice, &args, &dev)
             .map_err(BackendError::Setup)?;
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]).current_dir(&spec.workdir);
@@ -487,10 +551,18 @@ impl Backend for Gvisor {
         if let Some(v) = probed.version {
             versions.insert("runsc".to_string(), v);
         }
-        let settings = BTreeMap::from([
+        let mut settings = BTreeMap::from([
             ("platform".to_string(), choice.platform.clone()),
             ("platform_choice".to_string(), choice.how.clone()),
-            ("network".to_string(), "none (gVisor loopback only)".into()),
+            (
+                "network".to_string(),
+                if dev.netns.is_some() {
+                    "sandbox: gVisor's netstack on a veth to a host-side namespace of hvbench's"
+                        .into()
+                } else {
+                    "none (gVisor loopback only)".into()
+                },
+            ),
             (
                 "filesystem".to_string(),
                 match &choice.overlay {
@@ -507,6 +579,15 @@ impl Backend for Gvisor {
                 "none: host CPUs and memory are shared".into(),
             ),
         ]);
+        if let Some(d) = &spec.devices.disk {
+            settings.insert(
+                "disk".into(),
+                format!(
+                    "{} bind-mounted through gVisor's gofer (host file I/O by the sandbox)",
+                    d.image.display()
+                ),
+            );
+        }
         Ok(Launched {
             processes: vec![child],
             reader,
@@ -518,6 +599,7 @@ impl Backend for Gvisor {
                 settings,
                 ..Default::default()
             },
+            attached,
         })
     }
 }
@@ -579,6 +661,7 @@ mod tests {
             Path::new("/tmp/w x/gvisor-0"),
             "hvbench-gvisor-0",
             &choice,
+            false,
         );
         assert_eq!(
             v,
@@ -609,7 +692,7 @@ mod tests {
     #[test]
     fn spec_runs_the_agent_as_root_over_the_host_root() {
         let args = strings(&["/opt/hvbench-agent", "--version"]);
-        let spec = oci_spec(&args, "hvbench-g", true);
+        let spec = oci_spec(&args, "hvbench-g", true, &SandboxDevices::default());
         assert_eq!(spec["process"]["args"], serde_json::json!(args));
         assert_eq!(spec["process"]["user"]["uid"], 0);
         assert_eq!(spec["root"]["path"], "/");
@@ -625,7 +708,7 @@ mod tests {
         let env = spec["process"]["env"].to_string();
         assert!(!env.contains("hvbench_init"), "{env}");
         // Without an overlay the root stays read-only and /tmp is a tmpfs.
-        let spec = oci_spec(&args, "hvbench-g", false);
+        let spec = oci_spec(&args, "hvbench-g", false, &SandboxDevices::default());
         assert_eq!(spec["root"]["readonly"], true);
         assert_eq!(spec["mounts"][0]["destination"], "/tmp");
     }

@@ -152,6 +152,7 @@ impl MicroVm {
             agent: agent.clone(),
             workdir: workdir.path().to_path_buf(),
             label: format!("{}-probe", self.name()),
+            devices: Default::default(),
         };
         match Guest::start(self, &spec, Duration::from_secs(10)) {
             Ok(g) => {
@@ -252,6 +253,7 @@ impl Backend for MicroVm {
             writer,
             console_log: Some(log),
             config,
+            attached: Default::default(),
         })
     }
 }
@@ -272,6 +274,7 @@ mod tests {
             },
             workdir: "/w".into(),
             label: "t".into(),
+            devices: Default::default(),
         }
     }
 

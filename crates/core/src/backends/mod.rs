@@ -14,6 +14,7 @@ use std::process::Child;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentBinary;
+pub use crate::devices::{Attached, Devices};
 
 pub mod gvisor;
 pub mod host_tool;
@@ -59,6 +60,8 @@ pub struct GuestSpec {
     pub workdir: PathBuf,
     /// A short label, unique within the run (`qemu-tcg-0`).
     pub label: String,
+    /// The disk and network to attach (the `io` and `net` suites); none by default.
+    pub devices: Devices,
 }
 
 /// The exact configuration a guest ran with, recorded in the result so anyone can repeat it.
@@ -88,6 +91,8 @@ pub struct Launched {
     /// Where the guest's console (or the agent's stderr) goes.
     pub console_log: Option<PathBuf>,
     pub config: BackendConfig,
+    /// The devices as the guest sees them, and what must live as long as the guest.
+    pub attached: Attached,
 }
 
 /// Why a guest could not be started.

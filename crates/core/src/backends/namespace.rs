@@ -21,7 +21,9 @@ use std::time::Duration;
 use super::host_tool::{is_root, open_console, run_bounded, version_line, which};
 use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launched};
 use crate::agent::AgentBinary;
+use crate::devices::{Attached, NetEndpoint, GUEST_PORT};
 use crate::guest::spawn_in_own_group;
+use crate::netns::{self, VethPair};
 
 /// How long the probe's trivial sandbox may take; a working one takes milliseconds.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +63,9 @@ pub struct Plan {
     /// `ip` for bringing loopback up inside the new network namespace (unshare only: bwrap
     /// does it itself). Needs `sh` too. `None` leaves loopback down.
     pub ip: Option<PathBuf>,
+    /// Join this existing network namespace (one hvbench made, with a veth to the host side)
+    /// instead of making an empty one: the `net` suite's guest network.
+    pub join_net: Option<PathBuf>,
 }
 
 impl Plan {
@@ -84,7 +89,15 @@ impl Plan {
 
 /// The command that runs `program args...` (the agent) in the namespaces of `plan`.
 pub fn command_line(plan: &Plan, program: &Path, args: &[&str]) -> Vec<String> {
-    let mut v = vec![plan.program.display().to_string()];
+    let mut v = Vec::new();
+    if let Some(ns) = &plan.join_net {
+        v.extend([
+            "nsenter".to_string(),
+            format!("--net={}", ns.display()),
+            "--".to_string(),
+        ]);
+    }
+    v.push(plan.program.display().to_string());
     let s = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     match plan.tool {
         Tool::Unshare => {
@@ -100,11 +113,11 @@ pub fn command_line(plan: &Plan, program: &Path, args: &[&str]) -> Vec<String> {
                 "--kill-child",
                 "--mount-proc",
                 "--mount",
-                "--net",
-                "--uts",
-                "--ipc",
-                "--",
             ]));
+            if plan.join_net.is_none() {
+                v.push("--net".into());
+            }
+            v.extend(s(&["--uts", "--ipc", "--"]));
             if let Some(ip) = &plan.ip {
                 // Loopback starts down in a new network namespace. `exec` keeps the agent PID 1.
                 v.extend(s(&[
@@ -173,6 +186,7 @@ pub fn choose(
                 } else {
                     None
                 },
+                join_net: None,
             });
         }
     }
@@ -335,6 +349,26 @@ impl Backend for Namespace {
                 return Err(BackendError::Setup("namespace probe found no tool".into()))
             }
         };
+        let mut plan = plan;
+        let mut attached = Attached::default();
+        if let Some(d) = &spec.devices.disk {
+            attached.disk = Some(d.image.display().to_string());
+        }
+        if spec.devices.net.is_some() {
+            if plan.tool != Tool::Unshare {
+                return Err(BackendError::Setup(
+                    "the namespace guest's network (a veth pair between namespaces hvbench creates) needs root and unshare; run as root".into(),
+                ));
+            }
+            let pair = VethPair::create(&spec.label).map_err(BackendError::Setup)?;
+            plan.join_net = Some(pair.guest.path());
+            attached.net = Some(NetEndpoint {
+                listen: format!("0.0.0.0:{GUEST_PORT}"),
+                connect: std::net::SocketAddr::from((netns::GUEST_ADDR, GUEST_PORT)),
+                netns: Some(pair.host.path()),
+            });
+            attached.keep.push(Box::new(pair));
+        }
         let console = spec.workdir.join("agent.stderr");
         let stderr = open_console(&console)?;
         let argv = command_line(&plan, &spec.agent.path, &[]);
@@ -353,7 +387,7 @@ impl Backend for Namespace {
         if let Some(v) = probed.version {
             versions.insert(plan.tool.name().to_string(), v);
         }
-        let settings = BTreeMap::from([
+        let mut settings = BTreeMap::from([
             ("tool".to_string(), plan.tool.name().to_string()),
             ("namespaces".to_string(), plan.namespaces()),
             ("loopback".to_string(), plan.loopback().to_string()),
@@ -366,6 +400,21 @@ impl Backend for Namespace {
                 "none: host CPUs and memory are shared".into(),
             ),
         ]);
+        if let Some(d) = &spec.devices.disk {
+            settings.insert(
+                "disk".into(),
+                format!(
+                    "{} on the host's file system (same kernel)",
+                    d.image.display()
+                ),
+            );
+        }
+        if plan.join_net.is_some() {
+            settings.insert(
+                "net".into(),
+                "veth pair between a guest and a host-side network namespace of hvbench's".into(),
+            );
+        }
         Ok(Launched {
             processes: vec![child],
             reader,
@@ -377,6 +426,7 @@ impl Backend for Namespace {
                 settings,
                 ..Default::default()
             },
+            attached,
         })
     }
 }
@@ -391,6 +441,7 @@ mod tests {
             program: PathBuf::from(format!("/usr/bin/{}", tool.name())),
             user_ns,
             ip: ip.then(|| PathBuf::from("/usr/sbin/ip")),
+            join_net: None,
         }
     }
 

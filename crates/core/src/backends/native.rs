@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 
 use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launched};
 use crate::agent::AgentBinary;
+use crate::devices::{free_loopback_port, Attached, NetEndpoint};
 use crate::guest::spawn_in_own_group;
 
 pub struct Native;
@@ -45,6 +46,27 @@ impl Backend for Native {
         })?;
         let writer = Box::new(child.stdin.take().expect("stdin was piped"));
         let reader = Box::new(child.stdout.take().expect("stdout was piped"));
+        let mut attached = Attached::default();
+        let mut settings = std::collections::BTreeMap::new();
+        if let Some(d) = &spec.devices.disk {
+            attached.disk = Some(d.image.display().to_string());
+            settings.insert(
+                "disk".to_string(),
+                format!("{} on the host's file system", d.image.display()),
+            );
+        }
+        if spec.devices.net.is_some() {
+            let port = free_loopback_port().map_err(|e| BackendError::Spawn {
+                what: "a loopback port for the network workloads".into(),
+                source: e,
+            })?;
+            attached.net = Some(NetEndpoint {
+                listen: format!("127.0.0.1:{port}"),
+                connect: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                netns: None,
+            });
+            settings.insert("net".to_string(), "host loopback".to_string());
+        }
         Ok(Launched {
             processes: vec![child],
             reader,
@@ -52,8 +74,10 @@ impl Backend for Native {
             console_log: Some(console),
             config: BackendConfig {
                 command_line,
+                settings,
                 ..Default::default()
             },
+            attached,
         })
     }
 }

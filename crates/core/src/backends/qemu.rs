@@ -17,6 +17,7 @@
 //! about 0.4 s of in-guest decompression; the kernel command line skips the crypto self-tests
 //! (about 0.5 s); the machine is `q35` (`pc` is no faster; `microvm` did not boot reliably).
 
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,8 +26,12 @@ use std::time::{Duration, Instant};
 
 use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launched};
 use crate::agent::AgentBinary;
+use crate::devices::{
+    free_loopback_port, Attached, DiskModel, NetEndpoint, NetMode, NicModel, GUEST_PORT,
+};
 use crate::guest::spawn_in_own_group;
 use crate::image::{self, vmlinux, ImageError, Initramfs, KernelImage};
+use crate::netns;
 
 /// The QEMU binary, looked up on PATH.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -98,7 +103,36 @@ pub struct QemuConfig {
     /// Appended to the command line as they are (experiments and tests: `-S` makes a guest
     /// that never runs).
     pub extra_args: Vec<String>,
+    /// The disk for the `io` suite.
+    pub disk: Option<QemuDisk>,
+    /// The network for the `net` suite.
+    pub net: Option<QemuNet>,
+    /// Runs QEMU inside a network namespace (`nsenter --net=... --`), for `--net tap`.
+    pub prefix: Vec<String>,
 }
+
+/// A raw disk image attached with the host page cache bypassed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QemuDisk {
+    pub path: PathBuf,
+    pub model: DiskModel,
+    pub read_only: bool,
+    /// QEMU's asynchronous I/O engine on the host: `io_uring` when QEMU links liburing,
+    /// else `native` (Linux AIO; both need `cache=none`, that is O_DIRECT on the host).
+    pub aio: &'static str,
+}
+
+/// A NIC and how it reaches the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QemuNet {
+    pub nic: NicModel,
+    pub mode: NetMode,
+    /// User mode: the host loopback port forwarded to the agent's port in the guest.
+    pub host_port: u16,
+}
+
+/// The guest address of QEMU's user-mode network (its built-in DHCP range starts there).
+pub const SLIRP_GUEST_ADDR: &str = "10.0.2.15";
 
 impl QemuConfig {
     /// The standard configuration for `accel` in `workdir`.
@@ -119,6 +153,9 @@ impl QemuConfig {
             console_log: spec.workdir.join("console.log"),
             socket: spec.workdir.join("agent.sock"),
             extra_args: Vec::new(),
+            disk: None,
+            net: None,
+            prefix: Vec::new(),
         }
     }
 }
@@ -132,7 +169,7 @@ impl QemuConfig {
 /// measurement when the host is busy; the `i8042.*` flags skip probing a keyboard controller
 /// nothing is attached to. CPU vulnerability mitigations are left as the kernel chooses: they
 /// are part of what a guest costs.
-pub fn kernel_append(_cfg: &QemuConfig) -> String {
+pub fn kernel_append(cfg: &QemuConfig) -> String {
     let mut a = [
         "console=ttyS0",
         // Fewer console writes: every character is an emulated UART access.
@@ -150,6 +187,17 @@ pub fn kernel_append(_cfg: &QemuConfig) -> String {
     .join(" ");
     a.push_str(" hvbench_init=1 hvbench_channel=virtio:");
     a.push_str(PORT_NAME);
+    if let Some(d) = &cfg.disk {
+        a.push_str(" hvbench_disk=");
+        a.push_str(d.model.guest_path());
+    }
+    if let Some(n) = &cfg.net {
+        let addr = match n.mode {
+            NetMode::User => SLIRP_GUEST_ADDR.to_string(),
+            NetMode::Tap => netns::GUEST_ADDR.to_string(),
+        };
+        a.push_str(&format!(" hvbench_ip=auto:{addr}/24"));
+    }
     a
 }
 
@@ -215,8 +263,68 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
         "-device",
         &format!("virtserialport,chardev=agent,name={PORT_NAME}"),
     ]);
+    if let Some(d) = &cfg.disk {
+        let mut drive = format!(
+            "file={},format=raw,if=none,id=hd0,cache=none,aio={}",
+            opt_escape(&d.path.display().to_string()),
+            d.aio
+        );
+        if d.read_only {
+            drive.push_str(",readonly=on");
+        }
+        v.extend(["-drive".to_string(), drive]);
+        let devices: &[&str] = match d.model {
+            DiskModel::Virtio => &["virtio-blk-pci,drive=hd0"],
+            // A PIIX3 IDE controller added to the q35 machine (Linux drives it with ata_piix).
+            DiskModel::Ide => &["piix3-ide,id=pata", "ide-hd,drive=hd0,bus=pata.0"],
+            // The AHCI controller q35 has built in.
+            DiskModel::Ahci => &["ide-hd,drive=hd0,bus=ide.0"],
+        };
+        for dev in devices {
+            v.extend(["-device".to_string(), dev.to_string()]);
+        }
+    }
+    if let Some(n) = &cfg.net {
+        let netdev = match n.mode {
+            // restrict=on: the guest reaches nothing but the forwarded port.
+            NetMode::User => format!(
+                "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{}-{SLIRP_GUEST_ADDR}:{GUEST_PORT}",
+                n.host_port
+            ),
+            NetMode::Tap => format!(
+                "tap,id=n0,ifname={},script=no,downscript=no",
+                netns::TAP_NAME
+            ),
+        };
+        v.extend([
+            "-netdev".to_string(),
+            netdev,
+            "-device".to_string(),
+            format!("{},netdev=n0", n.nic.qemu_device()),
+        ]);
+    }
     v.extend(cfg.extra_args.iter().cloned());
-    v
+    if cfg.prefix.is_empty() {
+        v
+    } else {
+        cfg.prefix.iter().cloned().chain(v).collect()
+    }
+}
+
+/// `io_uring` when this QEMU links liburing, else `native`.
+fn qemu_aio(binary: &Path) -> &'static str {
+    static AIO: OnceLock<&'static str> = OnceLock::new();
+    AIO.get_or_init(|| {
+        let out = Command::new("ldd")
+            .arg(binary)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if String::from_utf8_lossy(&o.stdout).contains("liburing") => "io_uring",
+            _ => "native",
+        }
+    })
 }
 
 /// Finds a program on PATH.
@@ -311,10 +419,14 @@ impl PrepareError {
     }
 }
 
-fn prepare(agent: &AgentBinary, kernel: Option<&Path>) -> Result<Prepared, PrepareError> {
+fn prepare(
+    agent: &AgentBinary,
+    kernel: Option<&Path>,
+    drivers: &[&str],
+) -> Result<Prepared, PrepareError> {
     let binary = which(QEMU_BINARY).ok_or(PrepareError::NoQemu)?;
-    let kernel = KernelImage::find(kernel).map_err(PrepareError::Image)?;
-    let image = image::build_initramfs(agent, &kernel, &[]).map_err(PrepareError::Image)?;
+    let kernel = KernelImage::find_with_drivers(kernel, drivers).map_err(PrepareError::Image)?;
+    let image = image::build_initramfs(agent, &kernel, drivers).map_err(PrepareError::Image)?;
     // The PVH entry saves the in-guest decompression and real-mode start (about 0.4 s under
     // TCG here); any kernel it cannot handle boots as the bzImage it is.
     let (boot_kernel, entry) = match vmlinux::pvh_kernel(&kernel, &image::cache_dir()) {
@@ -409,6 +521,32 @@ fn launch_qemu(cfg: &QemuConfig, prepared: &Prepared) -> Result<Launched, Backen
         ),
         ("modules", prepared.image.modules.join(" ")),
     ];
+    let mut settings: std::collections::BTreeMap<String, String> = settings
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    if let Some(d) = &cfg.disk {
+        settings.insert("disk_model".into(), d.model.name().into());
+        settings.insert(
+            "disk_cache".into(),
+            "none (O_DIRECT on the host: no host page cache)".into(),
+        );
+        settings.insert("disk_aio".into(), d.aio.into());
+        settings.insert("disk".into(), d.path.display().to_string());
+    }
+    if let Some(n) = &cfg.net {
+        settings.insert("nic".into(), n.nic.name().into());
+        settings.insert(
+            "net".into(),
+            match n.mode {
+                NetMode::User => "user (slirp, restrict=on, port forwarded from loopback)".into(),
+                NetMode::Tap => format!(
+                    "tap {} in a network namespace of hvbench's (no vhost-net)",
+                    netns::TAP_NAME
+                ),
+            },
+        );
+    }
     Ok(Launched {
         processes: vec![child],
         reader: Box::new(reader),
@@ -419,11 +557,9 @@ fn launch_qemu(cfg: &QemuConfig, prepared: &Prepared) -> Result<Launched, Backen
             vcpus: Some(cfg.vcpus),
             memory_mib: Some(cfg.memory_mib),
             versions,
-            settings: settings
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            settings,
         },
+        attached: Default::default(),
     })
 }
 
@@ -485,12 +621,64 @@ fn launch(
     spec: &GuestSpec,
     adjust: impl FnOnce(&mut QemuConfig),
 ) -> Result<Launched, BackendError> {
-    let prepared =
-        prepare(&spec.agent, spec.kernel.as_deref()).map_err(|e| e.into_backend_error(backend))?;
+    let mut drivers: Vec<&str> = Vec::new();
+    if let Some(d) = &spec.devices.disk {
+        drivers.extend(d.model.modules());
+    }
+    if let Some(n) = &spec.devices.net {
+        drivers.extend(n.nic.modules());
+    }
+    let prepared = prepare(&spec.agent, spec.kernel.as_deref(), &drivers)
+        .map_err(|e| e.into_backend_error(backend))?;
     let mut cfg = QemuConfig::new(accel, spec, &prepared.boot_kernel, &prepared.image.path);
     cfg.binary = prepared.binary.clone();
+    let mut attached = Attached::default();
+    if let Some(d) = &spec.devices.disk {
+        cfg.disk = Some(QemuDisk {
+            path: d.image.clone(),
+            model: d.model,
+            read_only: !d.writable,
+            aio: qemu_aio(&prepared.binary),
+        });
+        attached.disk = Some(d.model.guest_path().to_string());
+    }
+    if let Some(n) = &spec.devices.net {
+        let (host_port, endpoint) = match n.mode {
+            NetMode::User => {
+                let port = free_loopback_port().map_err(|e| BackendError::Spawn {
+                    what: "a loopback port to forward into the guest".into(),
+                    source: e,
+                })?;
+                let ep = NetEndpoint {
+                    listen: format!("0.0.0.0:{GUEST_PORT}"),
+                    connect: SocketAddr::from(([127, 0, 0, 1], port)),
+                    netns: None,
+                };
+                (port, ep)
+            }
+            NetMode::Tap => {
+                let ns = netns::tap_namespace(&spec.label).map_err(BackendError::Setup)?;
+                cfg.prefix = ns.enter_prefix();
+                let ep = NetEndpoint {
+                    listen: format!("0.0.0.0:{GUEST_PORT}"),
+                    connect: SocketAddr::from((netns::GUEST_ADDR, GUEST_PORT)),
+                    netns: Some(ns.path()),
+                };
+                attached.keep.push(Box::new(ns));
+                (0, ep)
+            }
+        };
+        cfg.net = Some(QemuNet {
+            nic: n.nic,
+            mode: n.mode,
+            host_port,
+        });
+        attached.net = Some(endpoint);
+    }
     adjust(&mut cfg);
-    launch_qemu(&cfg, &prepared)
+    let mut launched = launch_qemu(&cfg, &prepared)?;
+    launched.attached = attached;
+    Ok(launched)
 }
 
 /// A QEMU backend whose configuration is adjusted before launch: for tests (a guest that
@@ -525,7 +713,7 @@ impl Backend for QemuCustom {
 /// What the probes report when QEMU, the kernel and the image are all there. Building the
 /// image here also means the first guest's boot time does not include it.
 fn probe_detail(agent: &AgentBinary) -> Result<String, Availability> {
-    let p = prepare(agent, None).map_err(|e| e.availability())?;
+    let p = prepare(agent, None, &[]).map_err(|e| e.availability())?;
     let qemu = qemu_version(&p.binary).unwrap_or_else(|| "of unknown version".into());
     let entry = p.entry.split(' ').next().unwrap_or_default();
     Ok(format!(
@@ -652,6 +840,7 @@ fn probe_boot(backend: &QemuKvm, agent: &AgentBinary) -> Result<Duration, String
         agent: agent.clone(),
         workdir: workdir.path().to_path_buf(),
         label: "qemu-kvm-probe".into(),
+        devices: Default::default(),
     };
     use crate::guest::{Guest, GuestError};
     match Guest::start(backend, &spec, KVM_PROBE_TIMEOUT) {
@@ -715,6 +904,7 @@ mod tests {
             },
             workdir: PathBuf::from("/tmp/w"),
             label: "qemu-tcg-0".into(),
+            devices: Default::default(),
         }
     }
 

@@ -448,6 +448,7 @@ impl Backend for Ssh {
                 settings,
                 ..Default::default()
             },
+            attached: Default::default(),
         })
     }
 }

@@ -59,6 +59,8 @@
 //! group even after its leader died. Debian's UML 6.1 is uniprocessor (`CONFIG_NR_CPUS=1`): a
 //! guest always runs one CPU, and asking for more is recorded as such in the configuration.
 
+use crate::devices::{Attached, NetEndpoint, GUEST_PORT};
+use crate::netns;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -186,7 +188,21 @@ pub struct UmlConfig {
     pub quiet: bool,
     /// Appended to the command line as they are (experiments and tests).
     pub extra_args: Vec<String>,
+    /// A disk as `ubd0` (the symlink [`DISK_NAME`] in the work directory), read-only or not.
+    pub disk: Option<bool>,
+    /// A vector NIC on the tap device of a namespace hvbench created.
+    pub net: bool,
+    /// Runs UML inside a network namespace (`nsenter --net=... --`).
+    pub prefix: Vec<String>,
 }
+
+/// The disk image's name in the guest's work directory (a symlink to the real file: UML splits
+/// its command line at spaces, so no path the user chose goes on it).
+pub const DISK_NAME: &str = "disk.img";
+/// The disk as the UML guest sees it.
+pub const GUEST_DISK: &str = "/dev/ubda";
+/// UML names its first vector interface `vec0`.
+pub const GUEST_NIC: &str = "vec0";
 
 impl UmlConfig {
     /// The standard configuration for `spec` on `kernel`.
@@ -201,6 +217,9 @@ impl UmlConfig {
             legacy_ptys: Some(0),
             quiet: true,
             extra_args: Vec::new(),
+            disk: None,
+            net: false,
+            prefix: Vec::new(),
         }
     }
 }
@@ -261,10 +280,32 @@ pub fn command_line(cfg: &UmlConfig) -> Vec<String> {
             cfg.skip_initcalls.join(",")
         ));
     }
+    if let Some(read_only) = cfg.disk {
+        // No `s` flag: UML's ubd driver writes through the host's page cache (it has no
+        // O_DIRECT mode), which the result records.
+        let flags = if read_only { "r" } else { "" };
+        v.push(format!("ubd0{flags}={DISK_NAME}"));
+        v.push(format!("hvbench_disk={GUEST_DISK}"));
+    }
+    if cfg.net {
+        v.push(format!(
+            "{GUEST_NIC}:transport=tap,ifname={}",
+            netns::TAP_NAME
+        ));
+        v.push(format!(
+            "hvbench_ip={GUEST_NIC}:{}/{}",
+            netns::GUEST_ADDR,
+            netns::PREFIX
+        ));
+    }
     v.push("hvbench_init=1".into());
     v.push(format!("hvbench_channel={AGENT_TTY}"));
     v.extend(cfg.extra_args.iter().cloned());
-    v
+    if cfg.prefix.is_empty() {
+        v
+    } else {
+        cfg.prefix.iter().cloned().chain(v).collect()
+    }
 }
 
 /// Where UML's memory file goes, and why: the work directory when it is a tmpfs, else
@@ -472,6 +513,7 @@ fn launch_uml(
             versions,
             settings,
         },
+        attached: Default::default(),
     })
 }
 
@@ -627,6 +669,7 @@ fn probe_boot(agent: &AgentBinary) -> Result<Duration, String> {
         agent: agent.clone(),
         workdir: workdir.path().to_path_buf(),
         label: "uml-probe".into(),
+        devices: Default::default(),
     };
     let t0 = Instant::now();
     match crate::guest::Guest::start(&Uml::new(), &spec, PROBE_TIMEOUT) {
@@ -680,8 +723,50 @@ impl Backend for Uml {
         let image = image::build_image(&spec.agent, &ModuleSet::none())
             .map_err(|e| BackendError::Setup(e.to_string()))?;
         let mut cfg = UmlConfig::new(&kernel, spec);
+        let mut attached = Attached::default();
+        if let Some(d) = &spec.devices.disk {
+            let link = spec.workdir.join(DISK_NAME);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&d.image, &link).map_err(|e| BackendError::Spawn {
+                what: format!("the disk link {}", link.display()),
+                source: e,
+            })?;
+            cfg.disk = Some(!d.writable);
+            attached.disk = Some(GUEST_DISK.into());
+        }
+        if spec.devices.net.is_some() {
+            let ns = netns::tap_namespace(&spec.label).map_err(BackendError::Setup)?;
+            cfg.prefix = ns.enter_prefix();
+            cfg.net = true;
+            attached.net = Some(NetEndpoint {
+                listen: format!("0.0.0.0:{GUEST_PORT}"),
+                connect: std::net::SocketAddr::from((netns::GUEST_ADDR, GUEST_PORT)),
+                netns: Some(ns.path()),
+            });
+            attached.keep.push(Box::new(ns));
+        }
         (self.adjust)(&mut cfg);
-        launch_uml(&cfg, &kernel, &image, spec)
+        let mut launched = launch_uml(&cfg, &kernel, &image, spec)?;
+        if let Some(d) = &spec.devices.disk {
+            launched.config.settings.insert(
+                "disk".into(),
+                format!(
+                    "ubd0 -> {} (UML's ubd does host I/O through the host page cache: no O_DIRECT on the host)",
+                    d.image.display()
+                ),
+            );
+        }
+        if cfg.net {
+            launched.config.settings.insert(
+                "net".into(),
+                format!(
+                    "vector transport on tap {} in a network namespace of hvbench's",
+                    netns::TAP_NAME
+                ),
+            );
+        }
+        launched.attached = attached;
+        Ok(launched)
     }
 
     fn hello_timeout(&self) -> Duration {
@@ -716,6 +801,7 @@ mod tests {
             },
             workdir: PathBuf::from("/tmp/w"),
             label: "uml-0".into(),
+            devices: Default::default(),
         }
     }
 

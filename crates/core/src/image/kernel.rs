@@ -55,6 +55,78 @@ impl KernelImage {
     }
 }
 
+impl KernelImage {
+    /// As [`KernelImage::find`], for a guest whose devices need `drivers`: without `explicit`,
+    /// the newest kernel that has them all (built in or as modules), so that the small cloud
+    /// kernel boots paravirtual guests and a generic kernel boots guests with emulated devices.
+    pub fn find_with_drivers(
+        explicit: Option<&Path>,
+        drivers: &[&str],
+    ) -> Result<KernelImage, ImageError> {
+        Self::find_with_drivers_in(
+            explicit,
+            drivers,
+            Path::new(BOOT_DIR),
+            Path::new(MODULES_ROOT),
+        )
+    }
+
+    pub fn find_with_drivers_in(
+        explicit: Option<&Path>,
+        drivers: &[&str],
+        boot: &Path,
+        modules_root: &Path,
+    ) -> Result<KernelImage, ImageError> {
+        let missing_in = |k: &KernelImage| -> Vec<String> {
+            let db = super::modules::ModuleDb::load(&k.modules_dir).unwrap_or_default();
+            drivers
+                .iter()
+                .filter(|d| !db.has(d))
+                .map(|d| d.to_string())
+                .collect()
+        };
+        let first = Self::find_in(explicit, boot, modules_root)?;
+        if drivers.is_empty() {
+            return Ok(first);
+        }
+        let missing = missing_in(&first);
+        if missing.is_empty() {
+            return Ok(first);
+        }
+        if explicit.is_none() {
+            for path in all_in(boot) {
+                let Ok(k) = Self::find_in(Some(&path), boot, modules_root) else {
+                    continue;
+                };
+                if missing_in(&k).is_empty() {
+                    return Ok(k);
+                }
+            }
+        }
+        Err(ImageError::MissingDrivers {
+            kernel: first.version,
+            drivers: missing,
+        })
+    }
+}
+
+/// Every `vmlinuz-*` in `boot`, newest first.
+fn all_in(boot: &Path) -> Vec<PathBuf> {
+    let mut candidates: Vec<(String, PathBuf)> = std::fs::read_dir(boot)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_str()?.to_string();
+                    let version = name.strip_prefix("vmlinuz-")?.to_string();
+                    (!version.is_empty() && e.path().is_file()).then(|| (version, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.sort_by(|a, b| version_cmp(&b.0, &a.0));
+    candidates.into_iter().map(|(_, p)| p).collect()
+}
+
 /// The newest readable `vmlinuz-*` in `boot`.
 fn newest_in(boot: &Path) -> Result<PathBuf, ImageError> {
     let mut candidates: Vec<(String, PathBuf)> = std::fs::read_dir(boot)

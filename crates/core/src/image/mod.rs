@@ -67,6 +67,11 @@ pub enum ImageError {
         name: String,
         needed_by: Option<String>,
     },
+    #[error("kernel {kernel} has no driver for {}, which the guest's devices need: install a kernel that has them (`apt-get install linux-image-amd64`) or pass --kernel /boot/vmlinuz-<release> of one", drivers.join(", "))]
+    MissingDrivers {
+        kernel: String,
+        drivers: Vec<String>,
+    },
     #[error("cannot use kernel module {path}: {reason}; reinstall the kernel's modules package")]
     BadModule { path: PathBuf, reason: String },
     #[error("the initramfs would be {size} bytes, over the {limit}-byte limit: build the agent with `cargo build --release`")]

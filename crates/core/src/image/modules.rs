@@ -79,6 +79,12 @@ impl ModuleDb {
         Ok(ModuleDb::parse(&dep, &builtin))
     }
 
+    /// Whether the kernel has the driver, built in or as a module.
+    pub fn has(&self, name: &str) -> bool {
+        let name = name.replace('-', "_");
+        self.is_builtin(&name) || self.deps.contains_key(&name)
+    }
+
     pub fn is_builtin(&self, name: &str) -> bool {
         self.builtin.contains(&name.replace('-', "_"))
     }

@@ -419,6 +419,7 @@ fn ensure_guest(
         agent: agent.clone(),
         workdir: dir,
         label: label.clone(),
+        devices: Default::default(),
     };
     match Guest::start(slot.backend, &spec, slot.backend.hello_timeout()) {
         Ok(g) => {

@@ -163,6 +163,7 @@ impl GuestTemplate<'_> {
             agent: self.agent.clone(),
             workdir: dir,
             label: label.into(),
+            devices: Default::default(),
         };
         Guest::start(self.backend, &spec, self.backend.hello_timeout())
     }

@@ -1,0 +1,367 @@
+//! The disk and the network a guest gets for the `io` and `net` suites, and the rules that keep
+//! a user's data safe.
+//!
+//! hvbench writes only to a disk image it created itself (in the run's work directory, fully
+//! written with pseudo-random data first, so that reads hit allocated blocks and nothing is a
+//! hole or a zero page). A user's own file or device (`--disk PATH`) is read-only unless
+//! `--allow-destructive-writes` is given too; a mounted block device is refused outright.
+//! Both refusals happen on the host before any guest starts; the agent refuses writes without
+//! `allow_write` as a second line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The emulated or paravirtual disk controller a QEMU guest sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskModel {
+    /// virtio-blk: a paravirtual queue, `/dev/vda`.
+    #[default]
+    Virtio,
+    /// An emulated PIIX3 IDE controller, `/dev/sda` through `ata_piix`.
+    Ide,
+    /// The emulated AHCI (SATA) controller of the q35 machine, `/dev/sda` through `ahci`.
+    Ahci,
+}
+
+impl DiskModel {
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskModel::Virtio => "virtio",
+            DiskModel::Ide => "ide",
+            DiskModel::Ahci => "ahci",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DiskModel> {
+        match s {
+            "virtio" => Some(DiskModel::Virtio),
+            "ide" => Some(DiskModel::Ide),
+            "ahci" | "sata" => Some(DiskModel::Ahci),
+            _ => None,
+        }
+    }
+
+    /// Guest kernel modules the model needs (beyond what every guest loads).
+    pub fn modules(self) -> &'static [&'static str] {
+        match self {
+            DiskModel::Virtio => &["virtio_blk"],
+            DiskModel::Ide => &["ata_piix", "sd_mod"],
+            DiskModel::Ahci => &["ahci", "sd_mod"],
+        }
+    }
+
+    /// The device node the first disk of this model gets in a guest kernel.
+    pub fn guest_path(self) -> &'static str {
+        match self {
+            DiskModel::Virtio => "/dev/vda",
+            DiskModel::Ide | DiskModel::Ahci => "/dev/sda",
+        }
+    }
+}
+
+/// The network card a QEMU guest sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NicModel {
+    /// virtio-net: paravirtual.
+    #[default]
+    Virtio,
+    /// An emulated Intel 82540EM (e1000).
+    E1000,
+}
+
+impl NicModel {
+    pub fn name(self) -> &'static str {
+        match self {
+            NicModel::Virtio => "virtio",
+            NicModel::E1000 => "e1000",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NicModel> {
+        match s {
+            "virtio" => Some(NicModel::Virtio),
+            "e1000" => Some(NicModel::E1000),
+            _ => None,
+        }
+    }
+
+    pub fn modules(self) -> &'static [&'static str] {
+        match self {
+            NicModel::Virtio => &["virtio_net"],
+            NicModel::E1000 => &["e1000"],
+        }
+    }
+
+    pub fn qemu_device(self) -> &'static str {
+        match self {
+            NicModel::Virtio => "virtio-net-pci",
+            NicModel::E1000 => "e1000",
+        }
+    }
+}
+
+/// How a QEMU or UML guest's network reaches the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetMode {
+    /// QEMU's user-mode stack (slirp) with a port forwarded from the host's loopback: no
+    /// privileges needed, but every packet goes through a user-space TCP/IP stack.
+    #[default]
+    User,
+    /// A tap device in a network namespace hvbench creates (root only): the kernel's bridge
+    /// path, as production hosts use.
+    Tap,
+}
+
+impl NetMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            NetMode::User => "user",
+            NetMode::Tap => "tap",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NetMode> {
+        match s {
+            "user" | "slirp" => Some(NetMode::User),
+            "tap" => Some(NetMode::Tap),
+            _ => None,
+        }
+    }
+}
+
+/// The disk a guest gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskSpec {
+    /// The file (or device) on the host.
+    pub image: PathBuf,
+    /// Whether the guest may write to it.
+    pub writable: bool,
+    pub model: DiskModel,
+}
+
+/// The network a guest gets.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct NetSpec {
+    pub nic: NicModel,
+    pub mode: NetMode,
+}
+
+/// Devices to attach to a guest; both absent by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Devices {
+    pub disk: Option<DiskSpec>,
+    pub net: Option<NetSpec>,
+}
+
+/// Where the network workloads meet: the agent listens on `listen` inside the guest; the host
+/// peer connects to `connect`, from inside `netns` when set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetEndpoint {
+    pub listen: String,
+    pub connect: SocketAddr,
+    pub netns: Option<PathBuf>,
+}
+
+/// What a backend attached, as the workloads see it.
+#[derive(Default)]
+pub struct Attached {
+    /// The disk's path inside the guest (`/dev/vda`, `/hvbench/disk.img`).
+    pub disk: Option<String>,
+    pub net: Option<NetEndpoint>,
+    /// Resources that live as long as the guest (network namespaces), dropped with it.
+    pub keep: Vec<Box<dyn Send>>,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attached")
+            .field("disk", &self.disk)
+            .field("net", &self.net)
+            .field("keep", &self.keep.len())
+            .finish()
+    }
+}
+
+/// Why a disk cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DiskError {
+    #[error("--disk {path}: {reason}")]
+    Unusable { path: PathBuf, reason: String },
+    #[error("refusing to write to {path}: hvbench writes only to disk images it creates; {workloads} would overwrite its contents. Pass --allow-destructive-writes if its data may be destroyed, or leave out --disk to let hvbench create a scratch image")]
+    WritesRefused { path: PathBuf, workloads: String },
+    #[error("refusing to use {path}: it is mounted at {mountpoint}; unmount it or choose another device")]
+    Mounted { path: PathBuf, mountpoint: String },
+    #[error("cannot create the disk image {path}: {reason}")]
+    Create { path: PathBuf, reason: String },
+}
+
+/// Where a run's disk comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiskSource {
+    /// A scratch image hvbench creates in the work directory, this many bytes.
+    Scratch { size: u64 },
+    /// The user's file or device.
+    User { path: PathBuf, allow_writes: bool },
+}
+
+/// Checks a user's disk before anything runs: it exists, is a regular file or a block device,
+/// is not mounted, and is written only with explicit permission.
+pub fn check_user_disk(
+    path: &Path,
+    allow_writes: bool,
+    writing_workloads: &[&str],
+) -> Result<(), DiskError> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(path).map_err(|e| DiskError::Unusable {
+        path: path.to_path_buf(),
+        reason: format!("{e}"),
+    })?;
+    let ft = meta.file_type();
+    if !(ft.is_file() || ft.is_block_device()) {
+        return Err(DiskError::Unusable {
+            path: path.to_path_buf(),
+            reason: "not a regular file or a block device".into(),
+        });
+    }
+    if ft.is_block_device() {
+        use std::os::unix::fs::MetadataExt;
+        let rdev = meta.rdev();
+        let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if let Some(mp) = mounted_at(&mountinfo, major, minor, &holders_and_parts(path)) {
+            return Err(DiskError::Mounted {
+                path: path.to_path_buf(),
+                mountpoint: mp,
+            });
+        }
+    }
+    if !writing_workloads.is_empty() && !allow_writes {
+        return Err(DiskError::WritesRefused {
+            path: path.to_path_buf(),
+            workloads: writing_workloads.join(", "),
+        });
+    }
+    Ok(())
+}
+
+/// `major:minor` of the partitions of a whole-disk device (a mounted partition makes the disk
+/// unsafe too), from sysfs.
+fn holders_and_parts(dev: &Path) -> Vec<String> {
+    let Ok(real) = std::fs::canonicalize(dev) else {
+        return Vec::new();
+    };
+    let Some(name) = real.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let dir = Path::new("/sys/class/block").join(name);
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let p = e.path().join("dev");
+            if let Ok(d) = std::fs::read_to_string(&p) {
+                out.push(d.trim().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The mount point of device `major:minor` (or of one of `also`), from /proc/self/mountinfo.
+pub fn mounted_at(mountinfo: &str, major: u32, minor: u32, also: &[String]) -> Option<String> {
+    let dev = format!("{major}:{minor}");
+    mountinfo.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (_, _, d, _, mp) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+        (d == dev || also.iter().any(|a| a == d)).then(|| mp.to_string())
+    })
+}
+
+/// Creates the scratch image `dir/disk.img`, fully written.
+pub fn create_scratch(dir: &Path, size: u64) -> Result<DiskSpec, DiskError> {
+    let path = dir.join("disk.img");
+    hvbench_workloads::io::create_target_file(&path, size).map_err(|e| DiskError::Create {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(DiskSpec {
+        image: path,
+        writable: true,
+        model: DiskModel::Virtio,
+    })
+}
+
+/// A free TCP port on the host's loopback, for an agent that runs on the host's network
+/// (native) or behind a forwarded port (QEMU user-mode networking).
+pub fn free_loopback_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The port the agent listens on inside a guest with a network of its own.
+pub const GUEST_PORT: u16 = 5201;
+
+/// Records the devices a guest got in its configuration (`disk`, `disk_cache`, `nic`, ...).
+pub fn record_settings(
+    settings: &mut std::collections::BTreeMap<String, String>,
+    entries: &[(&str, String)],
+) {
+    for (k, v) in entries {
+        settings.insert((*k).to_string(), v.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        for m in [DiskModel::Virtio, DiskModel::Ide, DiskModel::Ahci] {
+            assert_eq!(DiskModel::parse(m.name()), Some(m));
+        }
+        for n in [NicModel::Virtio, NicModel::E1000] {
+            assert_eq!(NicModel::parse(n.name()), Some(n));
+        }
+        for n in [NetMode::User, NetMode::Tap] {
+            assert_eq!(NetMode::parse(n.name()), Some(n));
+        }
+        assert_eq!(DiskModel::parse("scsi"), None);
+    }
+
+    #[test]
+    fn mounted_devices_are_found_by_number_or_partition() {
+        let mi = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                  30 22 0:5 / /dev rw - devtmpfs udev rw\n";
+        assert_eq!(mounted_at(mi, 8, 1, &[]).as_deref(), Some("/"));
+        assert_eq!(mounted_at(mi, 8, 0, &[]), None);
+        assert_eq!(
+            mounted_at(mi, 8, 0, &["8:1".to_string()]).as_deref(),
+            Some("/")
+        );
+    }
+
+    #[test]
+    fn a_user_file_is_read_only_without_permission() {
+        let dir = std::env::temp_dir().join(format!("hvb-devtest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("mine.img");
+        std::fs::write(&f, vec![7u8; 8192]).unwrap();
+        assert_eq!(check_user_disk(&f, false, &[]), Ok(()));
+        let e = check_user_disk(&f, false, &["io.randwrite"]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("--allow-destructive-writes"), "{text}");
+        assert!(text.contains("io.randwrite"), "{text}");
+        assert_eq!(check_user_disk(&f, true, &["io.randwrite"]), Ok(()));
+        assert_eq!(std::fs::read(&f).unwrap(), vec![7u8; 8192]);
+        let missing = check_user_disk(&dir.join("nope.img"), false, &[]).unwrap_err();
+        assert!(missing.to_string().contains("nope.img"));
+        let not_file = check_user_disk(&dir, false, &[]).unwrap_err();
+        assert!(not_file.to_string().contains("not a regular file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
