@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use hvbench_workloads::WorkloadInfo;
 use serde::{Deserialize, Serialize};
 
 /// The emulated or paravirtual disk controller a QEMU guest sees.
@@ -315,9 +316,190 @@ pub fn record_settings(
     }
 }
 
+/// Whether a workload needs the guest's disk.
+pub fn uses_disk(w: &WorkloadInfo) -> bool {
+    w.suites.contains(&"io")
+}
+
+/// Whether a workload writes to the guest's disk (and so needs a disk it may destroy).
+pub fn writes_disk(w: &WorkloadInfo) -> bool {
+    uses_disk(w) && w.name.contains("write")
+}
+
+/// Whether a workload needs the guest's network and a host peer.
+pub fn uses_net(w: &WorkloadInfo) -> bool {
+    w.suites.contains(&"net")
+}
+
+/// The devices of a run: what the selected workloads need, and the user's choices.
+#[derive(Debug, Clone, Default)]
+pub struct DevicePlan {
+    /// `Some` when a disk workload is selected.
+    pub disk: Option<DiskSource>,
+    pub disk_model: DiskModel,
+    /// Queue depth of the disk workloads (1 = synchronous calls).
+    pub iodepth: u32,
+    /// `Some` when a network workload is selected.
+    pub net: Option<NetSpec>,
+}
+
+impl DevicePlan {
+    /// The plan for `workloads`, after the data-safety checks of a user's disk.
+    pub fn for_workloads(
+        workloads: &[&WorkloadInfo],
+        disk: DiskSource,
+        disk_model: DiskModel,
+        iodepth: u32,
+        net: NetSpec,
+    ) -> Result<DevicePlan, DiskError> {
+        let needs_disk = workloads.iter().any(|w| uses_disk(w));
+        if let (true, DiskSource::User { path, allow_writes }) = (needs_disk, &disk) {
+            let writing: Vec<&str> = workloads
+                .iter()
+                .filter(|w| writes_disk(w))
+                .map(|w| w.name)
+                .collect();
+            check_user_disk(path, *allow_writes, &writing)?;
+        }
+        Ok(DevicePlan {
+            disk: needs_disk.then_some(disk),
+            disk_model,
+            iodepth: iodepth.max(1),
+            net: workloads.iter().any(|w| uses_net(w)).then_some(net),
+        })
+    }
+
+    /// What goes into the result's settings.
+    pub fn settings(&self) -> std::collections::BTreeMap<String, String> {
+        let mut m = std::collections::BTreeMap::new();
+        match &self.disk {
+            Some(DiskSource::Scratch { size }) => {
+                m.insert(
+                    "disk".into(),
+                    format!(
+                        "scratch image of {} MiB per backend, created by hvbench and fully written first",
+                        size >> 20
+                    ),
+                );
+            }
+            Some(DiskSource::User { path, allow_writes }) => {
+                m.insert(
+                    "disk".into(),
+                    format!(
+                        "{} (the user's; {})",
+                        path.display(),
+                        if *allow_writes {
+                            "destructive writes allowed"
+                        } else {
+                            "read-only"
+                        }
+                    ),
+                );
+            }
+            None => {}
+        }
+        if self.disk.is_some() {
+            m.insert("disk_model".into(), self.disk_model.name().into());
+            m.insert("iodepth".into(), self.iodepth.to_string());
+        }
+        if let Some(n) = &self.net {
+            m.insert("nic".into(), n.nic.name().into());
+            m.insert("net".into(), n.mode.name().into());
+        }
+        m
+    }
+
+    /// The devices `backend`'s guests get; creates its scratch image in `workdir`.
+    pub fn devices_for(&self, backend: &str, workdir: &Path) -> Result<Devices, DiskError> {
+        let disk = match &self.disk {
+            None => None,
+            Some(DiskSource::Scratch { size }) => {
+                let dir = workdir.join(format!("{backend}-disk"));
+                std::fs::create_dir_all(&dir).map_err(|e| DiskError::Create {
+                    path: dir.clone(),
+                    reason: e.to_string(),
+                })?;
+                let mut d = create_scratch(&dir, *size)?;
+                d.model = self.disk_model;
+                Some(d)
+            }
+            Some(DiskSource::User { path, allow_writes }) => Some(DiskSpec {
+                image: path.clone(),
+                writable: *allow_writes,
+                model: self.disk_model,
+            }),
+        };
+        Ok(Devices {
+            disk,
+            net: self.net,
+        })
+    }
+
+    /// A job's parameters for `w` in `guest`: the disk's path, whether it may be written, the
+    /// queue depth; the agent's listening address.
+    pub fn params(
+        &self,
+        w: &WorkloadInfo,
+        guest: &crate::guest::Guest,
+        base: &hvbench_workloads::Params,
+    ) -> hvbench_workloads::Params {
+        let mut p = base.clone();
+        let attached = guest.attached();
+        if uses_disk(w) {
+            if let Some(path) = &attached.disk {
+                p.insert("path".into(), path.clone().into());
+                let writable = match &self.disk {
+                    Some(DiskSource::Scratch { .. }) => true,
+                    Some(DiskSource::User { allow_writes, .. }) => *allow_writes,
+                    None => false,
+                };
+                p.insert("allow_write".into(), writable.into());
+                p.insert("iodepth".into(), self.iodepth.into());
+            }
+        }
+        if uses_net(w) {
+            if let Some(ep) = &attached.net {
+                p.insert("listen".into(), ep.listen.clone().into());
+            }
+        }
+        p
+    }
+}
+
+/// Starts the host side of the network workloads for a guest's endpoint.
+pub fn start_peer(ep: &NetEndpoint) -> std::io::Result<hvbench_workloads::net::peer::Peer> {
+    let ns = match &ep.netns {
+        Some(p) => Some(std::fs::File::open(p)?),
+        None => None,
+    };
+    hvbench_workloads::net::peer::Peer::start(ep.connect, ns)
+}
+
+/// Parses a size such as `1G`, `256M`, `4096K` or a number of bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&s[..i], 1 << 20),
+        (i, 'g' | 'G') => (&s[..i], 1 << 30),
+        (i, 't' | 'T') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("256M"), Some(256 << 20));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(""), None);
+    }
 
     #[test]
     fn names_parse_back() {

@@ -54,6 +54,7 @@ fn settings(workloads: &[&str], reps: u32) -> Settings {
         confidence: 0.95,
         bootstrap_resamples: 1000,
         bootstrap_seed: 1,
+        devices: Default::default(),
     }
 }
 

@@ -8,6 +8,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use hvbench_core::agent::AgentBinary;
 use hvbench_core::backends::{self, Availability, Backend};
+use hvbench_core::devices::{
+    parse_size, DevicePlan, DiskModel, DiskSource, NetMode, NetSpec, NicModel,
+};
 
 use super::backend_args::BackendArgs;
 use hvbench_core::results::Settings;
@@ -25,7 +28,8 @@ pub struct RunArgs {
     /// Workload to run (repeatable); default: the suite's workloads. See `hvbench list`.
     #[arg(long = "workload", value_name = "NAME")]
     workloads: Vec<String>,
-    /// Suite: quick (short repetitions), full (longer repetitions), or a group: cpu, mem, kernel.
+    /// Suite: quick (short repetitions), full (longer repetitions), or a group: cpu, mem,
+    /// kernel, io (disk: a scratch image per backend), net (TCP between guest and host).
     #[arg(long, default_value = "quick")]
     suite: String,
     /// Measured repetitions per workload and backend (at least 2).
@@ -62,6 +66,30 @@ pub struct RunArgs {
     /// workload's set-up bound and the repetition length).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
+    /// Size of the scratch disk image hvbench creates for each backend (io suite): 1G, 512M...
+    #[arg(long, default_value = "1G", value_name = "SIZE")]
+    disk_size: String,
+    /// Use this file or block device as the disk instead of a scratch image. Read-only: the
+    /// write workloads are refused unless --allow-destructive-writes is given too.
+    #[arg(long, value_name = "PATH")]
+    disk: Option<PathBuf>,
+    /// Let the write workloads overwrite the --disk file or device (its data is destroyed).
+    #[arg(long, requires = "disk")]
+    allow_destructive_writes: bool,
+    /// Disk controller of QEMU guests: virtio (paravirtual), ide or ahci (emulated).
+    #[arg(long, default_value = "virtio", value_name = "MODEL")]
+    disk_model: String,
+    /// Queue depth of the disk workloads: 1 = one synchronous call at a time; more uses
+    /// io_uring (or threads, where io_uring is unavailable: recorded in the result).
+    #[arg(long, default_value_t = 1)]
+    iodepth: u32,
+    /// Network card of QEMU guests: virtio (paravirtual) or e1000 (emulated).
+    #[arg(long, default_value = "virtio", value_name = "MODEL")]
+    nic: String,
+    /// How QEMU guests reach the host: user (slirp, a forwarded loopback port) or tap (a tap
+    /// device in a network namespace hvbench creates; root only). UML always uses tap.
+    #[arg(long, default_value = "user", value_name = "MODE")]
+    net: String,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -167,6 +195,48 @@ pub fn probe_all(
     })
 }
 
+/// The disk and network the selected workloads need, after the data-safety checks: this
+/// refuses, before anything starts, to write to a disk hvbench did not create.
+fn device_plan(args: &RunArgs, workloads: &[&'static WorkloadInfo]) -> anyhow::Result<DevicePlan> {
+    let disk_model = DiskModel::parse(&args.disk_model).with_context(|| {
+        format!(
+            "unknown --disk-model {:?}; valid: virtio, ide, ahci",
+            args.disk_model
+        )
+    })?;
+    let nic = NicModel::parse(&args.nic)
+        .with_context(|| format!("unknown --nic {:?}; valid: virtio, e1000", args.nic))?;
+    let mode = NetMode::parse(&args.net)
+        .with_context(|| format!("unknown --net {:?}; valid: user, tap", args.net))?;
+    if args.iodepth == 0 || args.iodepth > 1024 {
+        bail!("--iodepth must be between 1 and 1024 (got {})", args.iodepth);
+    }
+    let disk = match &args.disk {
+        Some(path) => DiskSource::User {
+            path: path.clone(),
+            allow_writes: args.allow_destructive_writes,
+        },
+        None => {
+            let size = parse_size(&args.disk_size)
+                .filter(|&s| s >= 1 << 20)
+                .with_context(|| {
+                    format!(
+                        "--disk-size {:?} is not a size of at least 1M (e.g. 1G, 256M)",
+                        args.disk_size
+                    )
+                })?;
+            DiskSource::Scratch { size }
+        }
+    };
+    Ok(DevicePlan::for_workloads(
+        workloads,
+        disk,
+        disk_model,
+        args.iodepth,
+        NetSpec { nic, mode },
+    )?)
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.reps < 2 {
         bail!(
@@ -210,6 +280,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let workloads = select_workloads(&args)?;
+    let devices = device_plan(&args, &workloads)?;
     let (chosen, explicit) = select_backends(&args)?;
     check_writable(&args.out)?;
     let agent = AgentBinary::locate()?;
@@ -253,6 +324,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         confidence: hvbench_core::stats::CONFIDENCE,
         bootstrap_resamples: hvbench_core::stats::BOOTSTRAP_RESAMPLES,
         bootstrap_seed: hvbench_core::stats::SEED,
+        devices: Default::default(),
     };
     let plan = Plan {
         backends: probed,
@@ -262,6 +334,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         out_dir: args.out.clone(),
         command_line: std::env::args().collect(),
         timeout,
+        devices,
     };
     let bar = Bar::new(args.quiet);
     let finished = efficiency::run(plan, &agent, &bar)?;

@@ -156,6 +156,7 @@ pub(crate) fn settings(
         confidence: hvbench_core::stats::CONFIDENCE,
         bootstrap_resamples: hvbench_core::stats::BOOTSTRAP_RESAMPLES,
         bootstrap_seed: hvbench_core::stats::SEED,
+        devices: Default::default(),
     }
 }
 

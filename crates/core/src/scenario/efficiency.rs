@@ -14,6 +14,7 @@ use serde_json::json;
 use super::Progress;
 use crate::agent::AgentBinary;
 use crate::backends::{Availability, Backend, GuestSpec};
+use crate::devices::{DevicePlan, Devices};
 use crate::guest::{with_timeout, Guest, GuestError, HostSample, JobEnd};
 use crate::host::HostInfo;
 use crate::results::*;
@@ -33,6 +34,8 @@ pub struct Plan {
     pub command_line: Vec<String>,
     /// Bound on a guest's silence during a job; `None` derives it from the workload.
     pub timeout: Option<Duration>,
+    /// The disk and network for the `io` and `net` workloads.
+    pub devices: DevicePlan,
 }
 
 /// Why a scenario could not run at all (problems of single guests are results, not errors).
@@ -47,6 +50,8 @@ pub enum ScenarioError {
     WorkDir(std::io::Error),
     #[error("the first backend must be the baseline (native)")]
     NoBaseline,
+    #[error("{0}")]
+    Disk(#[from] crate::devices::DiskError),
 }
 
 /// The finished run.
@@ -62,6 +67,8 @@ struct Slot<'a> {
     record: BackendRecord,
     guest: Option<Guest>,
     launches: u32,
+    /// The devices this backend's guests get (its own scratch disk image).
+    devices: Devices,
 }
 
 /// The measurements of one workload on one backend, as they accumulate.
@@ -102,7 +109,8 @@ pub fn run(
         &json!({"type": "start", "run_id": run_id, "host": host, "settings": plan.settings}),
     );
 
-    let settings = plan.settings.clone();
+    let mut settings = plan.settings.clone();
+    settings.devices = plan.devices.settings();
     let mut slots: Vec<Slot> = plan
         .backends
         .iter()
@@ -116,8 +124,16 @@ pub fn run(
             },
             guest: None,
             launches: 0,
+            devices: Devices::default(),
         })
         .collect();
+    for slot in slots.iter_mut() {
+        if slot.record.availability.is_available() {
+            slot.devices = plan
+                .devices
+                .devices_for(slot.backend.name(), workdir.path())?;
+        }
+    }
     let runnable: Vec<usize> = (0..slots.len())
         .filter(|&i| slots[i].record.availability.is_available())
         .collect();
@@ -160,7 +176,7 @@ pub fn run(
             let job = Job {
                 id: 0,
                 workload: w.name.into(),
-                params: params.clone(),
+                params: plan.devices.params(w, guest, &params),
                 iterations: None,
                 target_s: settings.target_s,
                 warmup: settings.warmup,
@@ -168,7 +184,7 @@ pub fn run(
                 copies: settings.copies,
             };
             let backend = slot.record.name.clone();
-            let result = guest.run_job(job, timeout, |s| {
+            let result = run_with_peer(w, guest, job, timeout, |s| {
                 journal.append(&json!({"type": "warmup", "backend": backend, "workload": w.name, "value": s.msg.value,
                     "iterations": s.msg.iterations}));
             });
@@ -236,7 +252,7 @@ pub fn run(
                 let job = Job {
                     id: 0,
                     workload: w.name.into(),
-                    params: params.clone(),
+                    params: plan.devices.params(w, guest, &params),
                     iterations: acc.iterations,
                     target_s: settings.target_s,
                     warmup: 0,
@@ -244,7 +260,7 @@ pub fn run(
                     copies: settings.copies,
                 };
                 let mut got: Option<HostSample> = None;
-                let result = guest.run_job(job, timeout, |s| got = Some(s));
+                let result = run_with_peer(w, guest, job, timeout, |s| got = Some(s));
                 progress.step();
                 match result {
                     Ok(JobEnd::Done { .. }) => match got {
@@ -363,6 +379,38 @@ pub fn run(
     })
 }
 
+/// Runs a job; for a network workload with a host peer that drives the other end of the
+/// agent's connections for as long as the job lasts.
+pub(crate) fn run_with_peer(
+    w: &WorkloadInfo,
+    guest: &mut Guest,
+    job: Job,
+    timeout: Duration,
+    on_sample: impl FnMut(HostSample),
+) -> Result<JobEnd, GuestError> {
+    let peer = if crate::devices::uses_net(w) {
+        match guest.attached().net.as_ref() {
+            Some(ep) => match crate::devices::start_peer(ep) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    return Ok(JobEnd::Error {
+                        kind: ErrorKind::Failed,
+                        message: format!("cannot start the host side of {}: {e}", w.name),
+                    })
+                }
+            },
+            None => None,
+        }
+    } else {
+        None
+    };
+    let result = guest.run_job(job, timeout, on_sample);
+    if let Some(p) = peer {
+        p.stop();
+    }
+    result
+}
+
 fn progress_skip(progress: &dyn Progress, reps: u32) {
     for _ in 0..reps {
         progress.step();
@@ -419,7 +467,7 @@ fn ensure_guest(
         agent: agent.clone(),
         workdir: dir,
         label: label.clone(),
-        devices: Default::default(),
+        devices: slot.devices.clone(),
     };
     match Guest::start(slot.backend, &spec, slot.backend.hello_timeout()) {
         Ok(g) => {
