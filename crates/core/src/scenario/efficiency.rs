@@ -648,7 +648,9 @@ pub fn host_cpu_per_op(
     details: &[SampleDetail],
     works: &[f64],
 ) -> Option<HostCpuPerOp> {
-    let per_mb = w.unit.contains("MB");
+    // Byte streams (MB/s, Gbit/s: work in bytes) cost per MB; everything else per operation
+    // (an I/O, a transaction, a loop).
+    let per_mb = w.unit.contains("MB") || w.unit.ends_with("bit/s");
     let mut per_op = Vec::new();
     let mut busy = Vec::new();
     for (d, &work) in details.iter().zip(works) {
