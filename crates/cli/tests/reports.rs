@@ -263,3 +263,136 @@ fn run_writes_the_html_report_beside_the_document() {
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("id=\"chart-workload-sys-getppid\""));
 }
+
+/// A scalability document as `hvbench scale` writes it (no runs, the tables in `scenario_data`),
+/// on the native fixture's host: 1, 2 and 4 guests, one of the four did not return.
+fn scale_document(dir: &Path) -> PathBuf {
+    use hvbench_core::results::{GuestResult, RunStatus, ScalabilityData, ScaleStep, ScenarioData};
+    let guest = |label: String, throughput: Option<f64>| GuestResult {
+        label,
+        status: if throughput.is_some() {
+            RunStatus::Ok
+        } else {
+            RunStatus::Failed
+        },
+        reason: throughput
+            .is_none()
+            .then(|| "did not return (DNR): no sample within 30 s".to_string()),
+        console_tail: throughput
+            .is_none()
+            .then(|| "Out of memory: Killed process 1 (init)".to_string()),
+        boot_s: Some(0.5),
+        iterations: Some(1000),
+        samples: throughput
+            .map(|t| vec![t - 5.0, t, t + 5.0])
+            .unwrap_or_default(),
+        summary: None,
+        throughput,
+        host_cpu_s: None,
+    };
+    let step = |n: u32, per: Vec<Option<f64>>| {
+        let per_guest: Vec<GuestResult> = per
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| guest(format!("native-n{n}-g{i}"), t))
+            .collect();
+        ScaleStep {
+            guests: n,
+            aggregate: Some(per_guest.iter().filter_map(|g| g.throughput).sum()),
+            failed: per_guest.iter().filter(|g| g.throughput.is_none()).count() as u32,
+            per_guest,
+            scaling_efficiency: None,
+            startup_s: Some(0.1),
+        }
+    };
+    let data = ScenarioData::Scalability(ScalabilityData {
+        backend: "native".into(),
+        workload: "cpu.primes".into(),
+        unit: "events/s".into(),
+        higher_is_better: true,
+        aggregate_unit: "events/s".into(),
+        vcpus: 1,
+        memory_mib: 64,
+        reps: 3,
+        launch_parallelism: 8,
+        steps: vec![
+            step(1, vec![Some(1000.0)]),
+            step(2, vec![Some(990.0), Some(980.0)]),
+            step(4, vec![Some(500.0), None, Some(510.0), Some(490.0)]),
+        ],
+        saturation_guests: Some(2),
+        rise_threshold: 0.05,
+        notes: vec![],
+    });
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("native.json")).unwrap()).unwrap();
+    doc["scenario"] = "scalability".into();
+    doc["run_id"] = "20261201-120000-scalability".into();
+    doc["runs"] = serde_json::json!([]);
+    doc["efficiency"] = serde_json::json!([]);
+    doc["scenario_data"] = serde_json::to_value(&data).unwrap();
+    let path = dir.join("scale.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn report_renders_the_tables_of_a_scenario_document() {
+    let dir = tmpdir("scenario");
+    let doc = scale_document(&dir);
+
+    let o = run(&["report", path_str(&doc)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("Scalability: cpu.primes on native"), "{out}");
+    assert!(out.contains("aggregate events/s"), "{out}");
+    let four = out.lines().find(|l| l.starts_with("4 ")).expect(&out);
+    assert_eq!(
+        four.split_whitespace().take(4).collect::<Vec<_>>(),
+        ["4", "3", "1", "1500"],
+        "{four}"
+    );
+    assert!(out.contains("beyond 2 guest(s)"), "{out}");
+    assert!(
+        out.contains("native-n4-g1, step of 4: did not return (DNR)"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Efficiency of") && !out.contains("Scores on"),
+        "{out}"
+    );
+
+    let o = run(&["report", path_str(&doc), "--markdown"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = stdout(&o);
+    assert!(md.contains("## Scalability"), "{md}");
+    assert!(md.contains("| 4 | 3 | 1 | 1500 |"), "{md}");
+    assert!(
+        md.contains("| 4 | native-n4-g1 | DNR | - | DNR | 0.500 | - |"),
+        "{md}"
+    );
+
+    let o = run(&["report", path_str(&doc), "--csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = stdout(&o);
+    assert!(
+        csv.starts_with("scenario,backend,step,guest,role,metric,unit,rep,value,status,reason\n"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 1 + 6 * 3 + 1, "{csv}");
+    assert!(csv.contains(
+        "scalability,native,4,native-n4-g1,,cpu.primes,events/s,,,DNR,did not return (DNR): no \
+         sample within 30 s\n"
+    ));
+
+    let out = dir.join("page");
+    let o = run(&["report", path_str(&doc), "--html", path_str(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("<section id=\"scalability\">"));
+    assert!(html.contains("<svg id=\"chart-scalability\" class=\"chart\""));
+    assert!(html.contains("title=\"did not return (DNR): no sample within 30 s\">DNR</td>"));
+
+    let o = run(&["report", "--help"]);
+    assert!(stdout(&o).contains("status DNR"), "{}", stdout(&o));
+}

@@ -7,13 +7,15 @@
 //! The HTML page is also opened in headless Chromium, when it is installed, to check that a real
 //! browser lays out its SVG charts; under CI (`CI=true`) a missing Chromium fails the test.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hvbench_core::backends::{Availability, BackendConfig};
 use hvbench_core::report::{self, compare};
-use hvbench_core::results::{RunDocument, RunStatus};
+use hvbench_core::results::*;
 
 fn tests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
@@ -517,4 +519,891 @@ fn expected_chart_ids_in_page_order(doc: &RunDocument) -> Vec<String> {
     let boot = ids.remove(1);
     ids.push(boot);
     ids
+}
+
+// ---- scenario documents (lifecycle, scalability, isolation) ----
+//
+// Built here from fixed values (not measurements): the native fixture's host, agent and settings
+// with the scenario's own tables, as `hvbench lifecycle`, `scale` and `isolation` write them
+// (no runs, no efficiency).
+
+fn summary(values: &[f64]) -> hvbench_core::stats::Summary {
+    let s = hvbench_core::stats::Samples::new(values.to_vec()).unwrap();
+    hvbench_core::stats::summarize(&s)
+}
+
+fn guest_record(label: &str, boot_s: Option<f64>, failure: Option<&str>) -> GuestRecord {
+    GuestRecord {
+        label: label.into(),
+        config: BackendConfig::default(),
+        boot_s,
+        guest_uptime_s: boot_s.map(|b| b * 0.8),
+        kernel: boot_s.map(|_| "6.18.44 #1 SMP".to_string()),
+        cpus: boot_s.map(|_| 1),
+        mem_total_kib: boot_s.map(|_| 60_000),
+        clocksource: None,
+        cpu_accounting: "cgroup2 cpu.stat".into(),
+        setup_notes: Vec::new(),
+        failure: failure.map(String::from),
+    }
+}
+
+/// A document of `scenario` on one backend, with `data` as its tables.
+fn scenario_document(
+    scenario: &str,
+    backend: &str,
+    guests: Vec<GuestRecord>,
+    data: ScenarioData,
+    warnings: Vec<String>,
+) -> RunDocument {
+    let mut doc = fixture("native.json");
+    doc.run_id = format!("20261201-120000-{scenario}");
+    doc.scenario = scenario.into();
+    doc.command_line = vec!["hvbench".into(), scenario.into()];
+    doc.runs.clear();
+    doc.efficiency.clear();
+    doc.backends = vec![BackendRecord {
+        name: backend.into(),
+        technique: format!("{backend} technique"),
+        availability: Availability::Available {
+            detail: "fixed test document".into(),
+        },
+        guests,
+    }];
+    doc.warnings = warnings;
+    doc.scenario_data = Some(data);
+    doc
+}
+
+const OOM_TAIL: &str = "[    0.51] Run /init as init process\n\
+                        [    2.10] Out of memory: Killed process 1 (init)\n\
+                        [    2.11] Kernel panic - not syncing: Attempted to kill init!\n";
+
+fn scale_guest(label: &str, samples: &[f64]) -> GuestResult {
+    GuestResult {
+        label: label.into(),
+        status: RunStatus::Ok,
+        reason: None,
+        console_tail: None,
+        boot_s: Some(0.5),
+        iterations: Some(1000),
+        samples: samples.to_vec(),
+        summary: Some(summary(samples)),
+        throughput: Some(samples[1]),
+        host_cpu_s: Some(0.9),
+    }
+}
+
+fn scale_dnr(label: &str) -> GuestResult {
+    GuestResult {
+        label: label.into(),
+        status: RunStatus::Failed,
+        reason: Some("did not return (DNR): no sample within 30 s".into()),
+        console_tail: Some(OOM_TAIL.into()),
+        boot_s: Some(0.6),
+        iterations: Some(1000),
+        samples: Vec::new(),
+        summary: None,
+        throughput: None,
+        host_cpu_s: None,
+    }
+}
+
+fn step(guests: u32, per_guest: Vec<GuestResult>, single: f64) -> ScaleStep {
+    let returned: Vec<f64> = per_guest.iter().filter_map(|g| g.throughput).collect();
+    let aggregate = (!returned.is_empty()).then(|| returned.iter().sum::<f64>());
+    ScaleStep {
+        guests,
+        failed: per_guest
+            .iter()
+            .filter(|g| g.status == RunStatus::Failed)
+            .count() as u32,
+        scaling_efficiency: aggregate.map(|a| a / (returned.len() as f64 * single)),
+        aggregate,
+        per_guest,
+        startup_s: Some(0.4 * f64::from(guests)),
+    }
+}
+
+/// 1, 2, 4 and 8 guests of cpu.primes: the aggregate stops rising beyond 4; one guest of the
+/// 4-guest step did not return, and every guest of a 16-guest step failed to start.
+fn scalability_document() -> RunDocument {
+    let g = |n: u32, i: u32| format!("native-n{n}-g{i}");
+    let steps = vec![
+        step(
+            1,
+            vec![scale_guest(&g(1, 0), &[990.0, 1000.0, 1010.0])],
+            1000.0,
+        ),
+        step(
+            2,
+            vec![
+                scale_guest(&g(2, 0), &[970.0, 980.0, 990.0]),
+                scale_guest(&g(2, 1), &[960.0, 970.0, 980.0]),
+            ],
+            1000.0,
+        ),
+        step(
+            4,
+            vec![
+                scale_guest(&g(4, 0), &[990.0, 1000.0, 1005.0]),
+                scale_dnr(&g(4, 1)),
+                scale_guest(&g(4, 2), &[995.0, 1000.0, 1002.0]),
+                scale_guest(&g(4, 3), &[998.0, 1000.0, 1001.0]),
+            ],
+            1000.0,
+        ),
+        step(
+            8,
+            (0..8)
+                .map(|i| scale_guest(&g(8, i), &[370.0, 380.0, 390.0]))
+                .collect(),
+            1000.0,
+        ),
+        step(
+            16,
+            (0..16)
+                .map(|i| {
+                    let mut r = scale_dnr(&g(16, i));
+                    r.reason =
+                        Some("did not return (DNR): did not start: no hello within 60 s".into());
+                    r.boot_s = None;
+                    r
+                })
+                .collect(),
+            1000.0,
+        ),
+    ];
+    let guests = steps
+        .iter()
+        .flat_map(|s| &s.per_guest)
+        .map(|r| guest_record(&r.label, r.boot_s, r.reason.as_deref()))
+        .collect();
+    let data = ScenarioData::Scalability(ScalabilityData {
+        backend: "native".into(),
+        workload: "cpu.primes".into(),
+        unit: "events/s".into(),
+        higher_is_better: true,
+        aggregate_unit: "events/s".into(),
+        vcpus: 1,
+        memory_mib: 64,
+        reps: 3,
+        launch_parallelism: 8,
+        steps,
+        saturation_guests: Some(4),
+        rise_threshold: 0.05,
+        notes: vec!["the host has 2 CPU(s): beyond 2 busy vCPUs in all, guests share them".into()],
+    });
+    scenario_document(
+        "scalability",
+        "native",
+        guests,
+        data,
+        vec!["17 guest(s) did not return (DNR); see their console tails".into()],
+    )
+}
+
+fn iso_guest(label: &str, role: &str, primes: f64, getppid: f64) -> IsolationGuest {
+    IsolationGuest {
+        label: label.into(),
+        role: role.into(),
+        status: RunStatus::Ok,
+        reason: None,
+        console_tail: None,
+        medians: [
+            ("cpu.primes".to_string(), primes),
+            ("sys.getppid".to_string(), getppid),
+        ]
+        .into_iter()
+        .collect(),
+        samples: [
+            (
+                "cpu.primes".to_string(),
+                vec![primes - 1.0, primes, primes + 1.0],
+            ),
+            ("sys.getppid".to_string(), vec![getppid, getppid, getppid]),
+        ]
+        .into_iter()
+        .collect(),
+        stress_extras: BTreeMap::new(),
+    }
+}
+
+fn iso_dnr(label: &str, role: &str) -> IsolationGuest {
+    IsolationGuest {
+        label: label.into(),
+        role: role.into(),
+        status: RunStatus::Failed,
+        reason: Some("did not return (DNR): the guest died (exit status 137)".into()),
+        console_tail: Some(OOM_TAIL.into()),
+        medians: BTreeMap::new(),
+        samples: BTreeMap::new(),
+        stress_extras: BTreeMap::new(),
+    }
+}
+
+fn baseline3() -> Vec<IsolationGuest> {
+    (0..3)
+        .map(|i| iso_guest(&format!("native-g{i}"), "baseline", 1000.0, 100.0))
+        .collect()
+}
+
+/// A steady workload's degradation: the stressed guest's, then each normal guest's.
+type PerWorkload = (&'static str, Option<f64>, Vec<Option<f64>>);
+
+fn iso_row(
+    stressor: &str,
+    guests: Vec<IsolationGuest>,
+    per: Vec<PerWorkload>,
+    stressed_pct: Option<f64>,
+    normal_pct: Option<f64>,
+) -> IsolationRow {
+    IsolationRow {
+        stressor: stressor.into(),
+        status: StressStatus::Ran,
+        reason: None,
+        note: None,
+        stressed_pct,
+        stressed_dnr: guests[0].status == RunStatus::Failed,
+        normal_pct,
+        normal_dnr: guests[1..]
+            .iter()
+            .filter(|g| g.status == RunStatus::Failed)
+            .count() as u32,
+        per_workload: per
+            .into_iter()
+            .map(|(w, s, n)| WorkloadDegradation {
+                workload: w.into(),
+                stressed_pct: s,
+                normal_pct: {
+                    let ok: Vec<f64> = n.iter().flatten().copied().collect();
+                    (!ok.is_empty()).then(|| ok.iter().sum::<f64>() / ok.len() as f64)
+                },
+                normal_per_guest: n,
+            })
+            .collect(),
+        guests,
+        baseline: baseline3(),
+    }
+}
+
+/// Three guests, two steady workloads: memory degrades the stressed guest, fork kills the
+/// stressed guest and one normal guest (DNR), cpu degrades the stressed guest only, net-send
+/// cannot run.
+fn isolation_document() -> RunDocument {
+    let mut memory = iso_row(
+        "memory",
+        vec![
+            iso_guest("native-g0", "stressed", 880.0, 112.0),
+            iso_guest("native-g1", "normal", 990.0, 101.0),
+            iso_guest("native-g2", "normal", 985.0, 102.0),
+        ],
+        vec![
+            ("cpu.primes", Some(12.0), vec![Some(1.0), Some(1.5)]),
+            ("sys.getppid", Some(12.0), vec![Some(1.0), Some(2.0)]),
+        ],
+        Some(12.0),
+        Some(1.375),
+    );
+    memory.note = Some("the stressed guest maps and keeps touching 48 MiB".into());
+    let fork = iso_row(
+        "fork",
+        vec![
+            iso_dnr("native-g0", "stressed"),
+            iso_guest("native-g1", "normal", 966.0, 103.0),
+            iso_dnr("native-g2", "normal"),
+        ],
+        vec![
+            ("cpu.primes", None, vec![Some(3.4), None]),
+            ("sys.getppid", None, vec![Some(3.0), None]),
+        ],
+        None,
+        Some(3.2),
+    );
+    let cpu = iso_row(
+        "cpu",
+        vec![
+            iso_guest("native-g0", "stressed", 544.0, 150.0),
+            iso_guest("native-g1", "normal", 1000.0, 100.0),
+            iso_guest("native-g2", "normal", 1021.0, 100.0),
+        ],
+        vec![
+            ("cpu.primes", Some(45.6), vec![Some(0.0), Some(-2.1)]),
+            ("sys.getppid", Some(50.0), vec![Some(0.0), Some(0.0)]),
+        ],
+        Some(47.8),
+        Some(-0.525),
+    );
+    let net = IsolationRow {
+        stressor: "net-send".into(),
+        status: StressStatus::Skipped,
+        reason: Some("guests have no network device yet".into()),
+        note: None,
+        stressed_pct: None,
+        stressed_dnr: false,
+        normal_pct: None,
+        normal_dnr: 0,
+        per_workload: Vec::new(),
+        guests: Vec::new(),
+        baseline: Vec::new(),
+    };
+    let guests = (0..3)
+        .map(|i| guest_record(&format!("native-g{i}-0"), Some(0.01), None))
+        .collect();
+    let data = ScenarioData::Isolation(IsolationData {
+        backend: "native".into(),
+        guests: 3,
+        vcpus: 1,
+        memory_mib: 64,
+        reps: 3,
+        steady: vec![
+            SteadyWorkload {
+                name: "cpu.primes".into(),
+                unit: "events/s".into(),
+                higher_is_better: true,
+            },
+            SteadyWorkload {
+                name: "sys.getppid".into(),
+                unit: "ns/op".into(),
+                higher_is_better: false,
+            },
+        ],
+        baseline: baseline3(),
+        rows: vec![memory, fork, cpu, net],
+        notes: vec![
+            "guest 0 is the stressed guest; every guest is compared with its own \
+                     baseline, measured right before each stressor"
+                .into(),
+        ],
+    });
+    scenario_document(
+        "isolation",
+        "native",
+        guests,
+        data,
+        vec!["fork: 2 guest(s) did not return (DNR)".into()],
+    )
+}
+
+fn boot(label: &str, boot_s: f64) -> BootRecord {
+    BootRecord {
+        label: label.into(),
+        boot_s: Some(boot_s),
+        guest_uptime_s: Some(boot_s * 0.7),
+        cpus: Some(1),
+        failure: None,
+    }
+}
+
+/// qemu-tcg with 1 and 2 vCPUs, three boots each; one boot with 2 vCPUs failed, and with 4
+/// vCPUs no guest booted.
+fn lifecycle_document() -> RunDocument {
+    let row = |vcpus: u32, boots: Vec<BootRecord>, idle: Option<IdleRecord>, memory| {
+        let ok: Vec<f64> = boots.iter().filter_map(|b| b.boot_s).collect();
+        let up: Vec<f64> = boots.iter().filter_map(|b| b.guest_uptime_s).collect();
+        LifecycleRow {
+            vcpus,
+            memory_mib: 256,
+            boot_s: (ok.len() > 1).then(|| summary(&ok)),
+            guest_uptime_s: (up.len() > 1).then(|| summary(&up)),
+            failed_boots: boots.iter().filter(|b| b.failure.is_some()).count() as u32,
+            boots,
+            idle,
+            memory,
+            notes: Vec::new(),
+        }
+    };
+    let idle = |pct: f64| IdleRecord {
+        window_s: 10.02,
+        cpu_s: pct / 100.0 * 10.02,
+        cpu_pct_of_core: pct,
+        slices_pct: vec![pct - 0.1, pct, pct + 0.1],
+        summary: Some(summary(&[pct - 0.1, pct, pct + 0.1])),
+        method: "cgroup2 cpu.stat".into(),
+    };
+    let memory = |rss: u64, pss: u64| MemoryRecord {
+        host_pids: vec![4242, 4243],
+        host_rss_kib: rss,
+        host_pss_kib: pss,
+        configured_mib: 256,
+        guest_mem_total_kib: Some(230_000),
+        guest_used_kib: Some(20_480),
+        overhead_kib: Some(pss as i64 - 20_480),
+        note: Some("overhead = host PSS − (MemTotal − MemAvailable inside)".into()),
+    };
+    let failed = |label: &str| {
+        BootRecord {
+        label: label.into(),
+        boot_s: None,
+        guest_uptime_s: None,
+        cpus: None,
+        failure: Some(
+            "the guest exited before its hello (exit status 1); console tail:\nqemu: cannot allocate memory"
+                .into(),
+        ),
+    }
+    };
+    let rows = vec![
+        row(
+            1,
+            vec![
+                boot("qemu-tcg-v1-b0", 1.20),
+                boot("qemu-tcg-v1-b1", 1.25),
+                boot("qemu-tcg-v1-b2", 1.31),
+            ],
+            Some(idle(2.5)),
+            Some(memory(300_000, 280_000)),
+        ),
+        row(
+            2,
+            vec![
+                boot("qemu-tcg-v2-b0", 1.60),
+                failed("qemu-tcg-v2-b1"),
+                boot("qemu-tcg-v2-b2", 1.70),
+            ],
+            Some(idle(4.75)),
+            Some(memory(320_000, 296_000)),
+        ),
+        {
+            let mut r = row(
+                4,
+                vec![failed("qemu-tcg-v4-b0"), failed("qemu-tcg-v4-b1")],
+                None,
+                None,
+            );
+            r.notes
+                .push("no guest booted: no idle or memory measurement".into());
+            r
+        },
+    ];
+    let guests = rows
+        .iter()
+        .flat_map(|r| &r.boots)
+        .map(|b| guest_record(&b.label, b.boot_s, b.failure.as_deref()))
+        .collect();
+    let data = ScenarioData::Lifecycle(LifecycleData {
+        backend: "qemu-tcg".into(),
+        boots: 3,
+        settle_s: 2.0,
+        idle_window_s: 10.0,
+        rows,
+        notes: Vec::new(),
+    });
+    scenario_document(
+        "lifecycle",
+        "qemu-tcg",
+        guests,
+        data,
+        vec![
+            "1 of 3 boots with 2 vCPU failed".into(),
+            "2 of 2 boots with 4 vCPU failed".into(),
+        ],
+    )
+}
+
+fn scenario_documents() -> [(&'static str, RunDocument); 3] {
+    [
+        ("isolation", isolation_document()),
+        ("scalability", scalability_document()),
+        ("lifecycle", lifecycle_document()),
+    ]
+}
+
+#[test]
+fn scenario_reports_match_their_snapshots() {
+    for (name, doc) in scenario_documents() {
+        snapshot(&format!("{name}.txt"), &report::terminal(&doc));
+        snapshot(&format!("{name}.md"), &report::markdown::render(&doc));
+        snapshot(&format!("{name}.csv"), &report::csv::render(&doc));
+    }
+}
+
+/// The part of a Markdown report under `### title`, up to the next heading.
+fn md_section<'a>(md: &'a str, title: &str) -> &'a str {
+    let start = md
+        .find(&format!("### {title}\n"))
+        .unwrap_or_else(|| panic!("no section {title} in:\n{md}"));
+    let rest = &md[start + 4 + title.len()..];
+    &rest[..rest.find("\n#").unwrap_or(rest.len())]
+}
+
+fn md_row<'a>(section: &'a str, first_cells: &str) -> &'a str {
+    section
+        .lines()
+        .find(|l| l.starts_with(&format!("| {first_cells} |")))
+        .unwrap_or_else(|| panic!("no row {first_cells} in:\n{section}"))
+}
+
+#[test]
+fn the_terminal_report_of_a_scenario_prints_its_tables_without_empty_efficiency_sections() {
+    for (name, doc) in scenario_documents() {
+        let text = report::terminal(&doc);
+        // The tables the scenario command printed, as they were printed.
+        let tables = render_scenario_data(doc.scenario_data.as_ref().unwrap());
+        assert!(text.contains(&tables), "{name}:\n{text}");
+        for efficiency in [
+            "Scores on",
+            "Efficiency of",
+            "Virtualization efficiency",
+            "rep(s) after",
+        ] {
+            assert!(
+                !text.contains(efficiency),
+                "{name} has {efficiency}:\n{text}"
+            );
+        }
+        assert!(text.contains("Backends\n"), "{name}");
+        // The warnings come last.
+        assert!(
+            text.find(&tables).unwrap() < text.find("Notes:\n").unwrap(),
+            "{name}"
+        );
+    }
+    let text = report::terminal(&scalability_document());
+    assert!(text.contains("Aggregate throughput stops rising (by more than 5%) beyond 4 guest(s)."));
+    let step16 = text.lines().find(|l| l.starts_with("16 ")).unwrap();
+    assert!(step16.contains("DNR"), "{step16}");
+    assert!(!step16.contains(" 0.0"), "{step16}");
+}
+
+#[test]
+fn markdown_isolation_shows_degradation_per_stressor_and_dnr() {
+    let md = report::markdown::render(&isolation_document());
+    assert!(md.contains("## Performance isolation\n"), "{md}");
+    let main = md_section(&md, "Degradation under each stressor");
+    assert!(main.contains("| stressor | stressed guest | normal guests | note |"));
+    assert_eq!(
+        md_row(main, "memory"),
+        "| memory | 12.0% | 1.4% | the stressed guest maps and keeps touching 48 MiB |"
+    );
+    assert_eq!(md_row(main, "cpu"), "| cpu | 47.8% | -0.5% |  |");
+    // The stressed guest and one normal guest did not return under fork: DNR, never 0.
+    assert_eq!(
+        md_row(main, "fork"),
+        "| fork | DNR | DNR (1 of 2), others 3.2% |  |"
+    );
+    assert!(md_row(main, "net-send").starts_with("| net-send | skipped | skipped | guests have"));
+    let detail = md_section(
+        &md,
+        "Per workload: stressed guest, then each normal guest (%)",
+    );
+    assert_eq!(
+        md_row(detail, "fork | cpu.primes"),
+        "| fork | cpu.primes | DNR | 3.4 / DNR |"
+    );
+    // Why each DNR: the guest, where, the reason and its console.
+    let dnr = md_section(&md, "Guests that did not return (DNR)");
+    assert!(dnr.contains(
+        "- native-g0 under fork (stressed): did not return (DNR): the guest died (exit status 137)"
+    ));
+    assert!(dnr.contains("- native-g2 under fork (normal): did not return (DNR)"));
+    assert!(dnr.contains("  - console: [    2.10] Out of memory: Killed process 1 (init)"));
+    // No efficiency section, no efficiency settings sentence.
+    assert!(!md.contains("## Efficiency") && !md.contains("## Scores"));
+    assert!(!md.contains("repetition(s) after"), "{md}");
+}
+
+#[test]
+fn markdown_scalability_shows_every_guest_count_guest_aggregate_and_failures() {
+    let md = report::markdown::render(&scalability_document());
+    let main = md_section(
+        &md,
+        "Aggregate throughput by guest count (DNR: guests that did not return)",
+    );
+    assert!(main.contains(
+        "| guests | returned | DNR | aggregate events/s | per guest events/s | range | scaling | start-up s |"
+    ));
+    assert_eq!(
+        md_row(main, "2"),
+        "| 2 | 2 | 0 | 1950 | 975.0 | 970.0–980.0 | 98% | 0.8 |"
+    );
+    // One guest of four did not return: the aggregate is of the three that did.
+    assert_eq!(
+        md_row(main, "4"),
+        "| 4 | 3 | 1 | 3000 | 1000 | 1000–1000 | 100% | 1.6 |"
+    );
+    assert_eq!(
+        md_row(main, "16"),
+        "| 16 | 0 | 16 | DNR | DNR | DNR | - | 6.4 |"
+    );
+    assert!(md.contains("Aggregate throughput stops rising (by more than 5%) beyond 4 guest(s)."));
+    let guests = md_section(&md, "Each guest's result");
+    assert_eq!(
+        md_row(guests, "2 | native-n2-g1"),
+        "| 2 | native-n2-g1 | 970.0 | 1.0% | 970.0 | 0.500 | 0.900 |"
+    );
+    assert_eq!(
+        md_row(guests, "4 | native-n4-g1"),
+        "| 4 | native-n4-g1 | DNR | - | DNR | 0.600 | - |"
+    );
+    assert_eq!(guests.lines().filter(|l| l.starts_with("| 8 |")).count(), 8);
+    let dnr = md_section(&md, "Guests that did not return (DNR) or were not measured");
+    assert!(dnr.contains("- native-n4-g1, step of 4: did not return (DNR): no sample within 30 s"));
+    assert!(dnr.contains(
+        "- 16 guests (native-n16-g0 … native-n16-g15), step of 16: did not return (DNR): did not \
+         start: no hello within 60 s"
+    ));
+}
+
+#[test]
+fn markdown_lifecycle_shows_boot_times_idle_cpu_and_memory() {
+    let md = report::markdown::render(&lifecycle_document());
+    let boot = md_section(&md, "Boot time, seconds: median [95% interval]");
+    assert_eq!(
+        md_row(boot, "1"),
+        "| 1 | 3/3 | 1.25 [1.20, 1.31] | 1.20–1.31 | 0.88 [0.84, 0.92] |"
+    );
+    assert!(md_row(boot, "2").starts_with("| 2 | 2/3 | 1.65 "));
+    // No guest booted with 4 vCPUs: DNR, not a blank or a zero.
+    assert_eq!(md_row(boot, "4"), "| 4 | 0/2 | DNR | DNR | DNR |");
+    let idle = md_section(&md, "Idle guest: host CPU, % of one core");
+    assert!(md_row(idle, "2").starts_with("| 2 | 4.75 | 4.75 [4.65, 4.85] | 10.0 |"));
+    assert!(md_row(idle, "4").starts_with("| 4 | DNR | DNR |"));
+    let memory = md_section(&md, "Memory, MiB");
+    assert!(memory.contains("| host RSS | host PSS | overhead |"));
+    assert_eq!(
+        md_row(memory, "1"),
+        "| 1 | 256 | 224.6 | 20.00 | 293.0 | 273.4 | 253.4 | 2 |"
+    );
+    assert_eq!(
+        md_row(memory, "4"),
+        "| 4 | 256 | - | - | DNR | DNR | DNR | - |"
+    );
+    let every = md_section(&md, "Every boot");
+    assert_eq!(
+        md_row(every, "2 | qemu-tcg-v2-b1"),
+        "| 2 | qemu-tcg-v2-b1 | DNR | DNR | - |"
+    );
+    let failed = md_section(&md, "Boots that failed (DNR)");
+    assert!(failed.contains(
+        "- qemu-tcg-v2-b1: did not boot: the guest exited before its hello (exit status 1)\n  \
+         - console: qemu: cannot allocate memory"
+    ));
+}
+
+#[test]
+fn html_scalability_has_a_chart_of_the_aggregate_and_dnr_with_reasons() {
+    let doc = scalability_document();
+    let html = report::html::render(&doc);
+    assert!(html.contains("<section id=\"scalability\">"));
+    assert!(
+        !html.contains("has no charts for"),
+        "the placeholder is gone"
+    );
+    assert!(!html.contains("measured repetition(s) of each workload"));
+    assert_eq!(
+        html.matches("<svg id=\"chart-scalability\" class=\"chart\"")
+            .count(),
+        1
+    );
+    let chart = &html[html.find("id=\"chart-scalability\"").unwrap()..];
+    let chart = &chart[..chart.find("</svg>").unwrap()];
+    for text in [
+        "stops rising beyond 4",
+        "1 DNR",
+        "DNR (16 of 16)",
+        "3040",
+        "aggregate throughput, events/s",
+        "guests running at once (log scale)",
+    ] {
+        assert!(chart.contains(text), "{text} not in the chart");
+    }
+    // Every guest count is a tick of the horizontal axis.
+    for n in ["1", "2", "4", "8", "16"] {
+        assert!(chart.contains(&format!(">\n{n}\n</text>")), "tick {n}");
+    }
+    assert!(html.contains(
+        "<td class=\"num status-bad\" title=\"no guest returned a result: did not return (DNR): \
+         did not start: no hello within 60 s\">DNR</td>"
+    ));
+    assert!(html.contains(
+        "<td class=\"num status-bad\" title=\"did not return (DNR): no sample within 30 s\">DNR</td>"
+    ));
+    assert!(html.contains("<summary>Each guest&#39;s result (31 rows)</summary>"));
+    assert!(html.contains("<pre class=\"failure\">[    0.51] Run /init as init process"));
+}
+
+#[test]
+fn html_isolation_and_lifecycle_have_their_tables_with_dnr_reasons() {
+    let html = report::html::render(&isolation_document());
+    assert!(html.contains("<section id=\"isolation\">"));
+    assert!(html.contains("<caption>Degradation under each stressor</caption>"));
+    assert!(html.contains(
+        "<tr><td>fork</td><td class=\"num status-bad\" title=\"native-g0: did not return (DNR): \
+         the guest died (exit status 137)\">DNR</td><td class=\"num status-bad\" \
+         title=\"native-g2: did not return (DNR): the guest died (exit status 137)\">DNR (1 of 2), \
+         others 3.2%</td><td></td></tr>"
+    ));
+    assert!(html.contains("<td class=\"num\">47.8%</td>"));
+
+    let html = report::html::render(&lifecycle_document());
+    assert!(html.contains("<section id=\"lifecycle\">"));
+    assert!(html.contains("<svg id=\"chart-boot\" class=\"chart\""));
+    for caption in [
+        "Boot time, seconds: median [95% interval]",
+        "Idle guest: host CPU, % of one core",
+        "Memory, MiB",
+    ] {
+        assert!(
+            html.contains(&format!("<caption>{caption}</caption>")),
+            "{caption}"
+        );
+    }
+    assert!(html.contains("<td class=\"num\">273.4</td>"));
+    assert!(html.contains(
+        "title=\"no guest booted: the guest exited before its hello (exit status 1)\">DNR</td>"
+    ));
+}
+
+#[test]
+fn every_string_of_a_scenario_document_is_escaped() {
+    let evil = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>|";
+    let mut docs = scenario_documents().map(|(_, d)| d);
+    for doc in &mut docs {
+        match doc.scenario_data.as_mut().unwrap() {
+            ScenarioData::Isolation(d) => {
+                d.backend = evil.into();
+                d.steady[0].name = evil.into();
+                d.steady[0].unit = evil.into();
+                d.rows[0].stressor = evil.into();
+                d.rows[0].note = Some(evil.into());
+                d.rows[1].guests[0].reason = Some(evil.into());
+                d.rows[1].guests[0].console_tail = Some(evil.into());
+                d.rows[3].reason = Some(evil.into());
+                d.notes.push(evil.into());
+            }
+            ScenarioData::Scalability(d) => {
+                d.backend = evil.into();
+                d.workload = evil.into();
+                d.unit = evil.into();
+                d.aggregate_unit = evil.into();
+                d.steps[2].per_guest[1].label = evil.into();
+                d.steps[2].per_guest[1].reason = Some(evil.into());
+                d.steps[2].per_guest[1].console_tail = Some(evil.into());
+                d.notes.push(evil.into());
+            }
+            ScenarioData::Lifecycle(d) => {
+                d.backend = evil.into();
+                d.rows[1].boots[1].label = evil.into();
+                d.rows[1].boots[1].failure = Some(format!("{evil}; console tail:\n{evil}"));
+                d.rows[0].idle.as_mut().unwrap().method = evil.into();
+                d.notes.push(evil.into());
+            }
+        }
+        let html = report::html::render(doc);
+        assert!(
+            !html.contains("<script"),
+            "unescaped script in {}",
+            doc.scenario
+        );
+        assert!(
+            !html.contains("<img"),
+            "unescaped element in {}",
+            doc.scenario
+        );
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&gt;"));
+        let md = report::markdown::render(doc);
+        assert!(!md.contains("<script"), "unescaped script in Markdown");
+        assert!(md.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        // A pipe in a cell does not break its table.
+        assert!(!md.contains("&gt;|"), "unescaped pipe in Markdown");
+    }
+}
+
+#[test]
+fn csv_of_a_scenario_has_one_row_per_measurement_and_dnr_rows_without_values() {
+    let doc = scalability_document();
+    let csv = report::csv::render(&doc);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "scenario,backend,step,guest,role,metric,unit,rep,value,status,reason"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let Some(ScenarioData::Scalability(d)) = &doc.scenario_data else {
+        unreachable!()
+    };
+    let samples: usize = d
+        .steps
+        .iter()
+        .flat_map(|s| &s.per_guest)
+        .map(|g| g.samples.len())
+        .sum();
+    let dnr: usize = d.steps.iter().map(|s| s.failed as usize).sum();
+    assert_eq!(rows.len(), samples + dnr);
+    for row in &rows {
+        assert_eq!(row.len(), 11, "{row:?}");
+        let g = d
+            .steps
+            .iter()
+            .find(|s| s.guests.to_string() == row[2])
+            .and_then(|s| s.per_guest.iter().find(|g| g.label == row[3]))
+            .unwrap();
+        if g.status == RunStatus::Failed {
+            assert_eq!((row[7], row[8], row[9]), ("", "", "DNR"), "{row:?}");
+            assert!(row[10].contains("did not return"), "{row:?}");
+        } else {
+            let rep: usize = row[7].parse().unwrap();
+            assert_eq!(row[8].parse::<f64>().unwrap(), g.samples[rep]);
+            assert_eq!(row[9], "ok");
+        }
+    }
+
+    let csv = report::csv::render(&isolation_document());
+    assert!(csv
+        .lines()
+        .any(|l| l == "isolation,native,net-send,,,,,,,skipped,guests have no network device yet"));
+    assert!(csv.lines().any(|l| l.starts_with(
+        "isolation,native,fork,native-g0,stressed,cpu.primes,events/s,,,DNR,did not return (DNR)"
+    )));
+    assert!(csv
+        .lines()
+        .any(|l| l == "isolation,native,cpu,native-g0,stressed,cpu.primes,events/s,1,544,ok,"));
+
+    let csv = report::csv::render(&lifecycle_document());
+    assert!(csv
+        .lines()
+        .any(|l| l == "lifecycle,qemu-tcg,1,qemu-tcg-v1-b1,,boot_s,s,1,1.25,ok,"));
+    assert!(csv.lines().any(|l| l
+        == "lifecycle,qemu-tcg,2,qemu-tcg-v2-b1,,boot_s,s,1,,DNR,the guest exited before its hello (exit status 1)"));
+    assert!(csv
+        .lines()
+        .any(|l| l == "lifecycle,qemu-tcg,1,qemu-tcg-v1-b0,,host_pss_kib,KiB,,280000,ok,"));
+}
+
+#[test]
+fn an_efficiency_document_renders_as_before_whatever_the_scenario_code() {
+    // The snapshots of native and guests were taken before scenario tables existed; an explicit
+    // `scenario_data: None` changes nothing.
+    let mut doc = fixture("guests.json");
+    doc.scenario_data = None;
+    snapshot("guests.txt", &report::terminal(&doc));
+    snapshot("guests.md", &report::markdown::render(&doc));
+    snapshot("guests.csv", &report::csv::render(&doc));
+    snapshot("guests.html", &report::html::render(&doc));
+}
+
+#[test]
+fn the_scalability_chart_renders_in_headless_chromium() {
+    let Some(browser) = find_chromium() else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("chromium is not installed, and under CI this test must run");
+        }
+        eprintln!("skipped: chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let dir = tmpdir("chromium-scale");
+    let page = report::html::write(&scalability_document(), &dir.join("report")).unwrap();
+    let dom = dump_dom(&browser, &page, &dir.join("profile"));
+    assert!(dom.contains("</html>"), "no DOM from chromium: {dom:.200}");
+    let chart = dom
+        .split("<svg id=\"chart-scalability\"")
+        .nth(1)
+        .and_then(|s| s.split("</svg>").next())
+        .unwrap_or_else(|| panic!("no scalability chart in the DOM"));
+    assert!(chart.contains("stops rising beyond 4"));
+    assert!(
+        chart.matches("<circle").count() >= 4,
+        "a point per measured step"
+    );
 }

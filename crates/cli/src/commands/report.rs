@@ -11,15 +11,30 @@ use hvbench_core::results::RunDocument;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// A result document written by `hvbench run`.
+    /// A result document written by `hvbench run`, `lifecycle`, `scale` or `isolation`.
     document: PathBuf,
-    /// Write a self-contained HTML page with SVG charts to DIR/index.html.
+    /// Write a self-contained HTML page with SVG charts to DIR/index.html (with the scenario's
+    /// tables, and aggregate throughput against guest count for `scale`).
     #[arg(long, value_name = "DIR")]
     html: Option<PathBuf>,
     /// Print the tables as Markdown (for a README, an issue or a pull request).
     #[arg(long, conflicts_with = "csv")]
     markdown: bool,
-    /// Print every raw sample as CSV, one row per repetition (for spreadsheets).
+    /// Print every raw sample as CSV, one row per repetition (for spreadsheets; of each guest at
+    /// each step for lifecycle, scale and isolation documents: --help lists the columns).
+    ///
+    /// `hvbench run` documents: backend, workload, unit, higher_is_better, rep, value,
+    /// guest_elapsed_s, host_elapsed_s, host_cpu_s, clock_flag; one row per repetition of each
+    /// workload on each backend (runs that did not return have none).
+    ///
+    /// `lifecycle`, `scale` and `isolation` documents: scenario, backend, step, guest, role,
+    /// metric, unit, rep, value, status, reason; one row per measurement of each guest at each
+    /// step (step: the guest count, the stressor or `baseline`, the vCPU count). scale: each
+    /// guest's repetitions; isolation: each steady workload's repetitions of each guest (role
+    /// baseline, stressed or normal); lifecycle: boot_s and guest_uptime_s per boot,
+    /// idle_cpu_pct_of_core per one-second slice, host_rss_kib, host_pss_kib, guest_used_kib and
+    /// overhead_kib. A guest that did not return is a row with status DNR, its reason and an
+    /// empty value (never 0); a stressor that could not run, a row with status skipped.
     #[arg(long)]
     csv: bool,
 }

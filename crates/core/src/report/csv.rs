@@ -7,8 +7,30 @@
 //! holds (shortest round-trip form); a missing value is an empty cell. Runs that were skipped or
 //! did not return have no samples and so no rows. Fields are quoted as RFC 4180 says; lines end
 //! with a plain LF, which every spreadsheet reads and which line-based tools (`cut`, `awk`) want.
+//!
+//! A lifecycle, scalability or isolation document (one with `scenario_data`) has no runs; its
+//! CSV has other columns ([`SCENARIO_COLUMNS`]), one row per measurement of each guest:
+//! `scenario, backend, step, guest, role, metric, unit, rep, value, status, reason`.
+//!
+//! - scalability: `step` is the guest count; one row per repetition of each guest (`metric` the
+//!   workload, `value` its raw metric value).
+//! - isolation: `step` is `baseline` (the first baseline) or the stressor; `role` is `baseline`
+//!   (the baseline measured right before the stressor), `stressed` or `normal`; one row per
+//!   repetition of each steady workload of each guest. A stressor that could not run is one row
+//!   with status `skipped` (or `interrupted`) and its reason.
+//! - lifecycle: `step` is the vCPU count; per boot, `boot_s` and `guest_uptime_s` (`rep` is the
+//!   boot's index); per idle window, `idle_cpu_pct_of_core` (`rep` is the one-second slice);
+//!   `host_rss_kib`, `host_pss_kib`, `guest_used_kib` and `overhead_kib` of the idle guest.
+//!
+//! `status` is `ok`, `DNR` (the guest did not return; its reason given), `skipped` or
+//! `interrupted`. A guest that did not return has one row per metric with status `DNR`, its
+//! reason, and an empty `value`: never a zero.
 
-use crate::results::RunDocument;
+use crate::results::{
+    GuestResult, IsolationData, IsolationGuest, LifecycleData, RunDocument, RunStatus,
+    ScalabilityData, ScenarioData, StressStatus,
+};
+use crate::scenario::scale::first_line;
 
 /// The header row's column names, in order.
 pub const COLUMNS: [&str; 10] = [
@@ -24,8 +46,18 @@ pub const COLUMNS: [&str; 10] = [
     "clock_flag",
 ];
 
-/// Renders every sample of a document as CSV, header first.
+/// The header row of a scenario document's CSV, in order.
+pub const SCENARIO_COLUMNS: [&str; 11] = [
+    "scenario", "backend", "step", "guest", "role", "metric", "unit", "rep", "value", "status",
+    "reason",
+];
+
+/// Renders every sample of a document as CSV, header first; for a lifecycle, scalability or
+/// isolation document, every measurement of its guests ([`SCENARIO_COLUMNS`]).
 pub fn render(doc: &RunDocument) -> String {
+    if let Some(data) = &doc.scenario_data {
+        return scenario(data);
+    }
     let mut out = String::new();
     push_row(&mut out, COLUMNS.iter().map(|c| c.to_string()));
     for r in &doc.runs {
@@ -55,6 +87,207 @@ pub fn render(doc: &RunDocument) -> String {
         }
     }
     out
+}
+
+/// One row of a scenario's CSV.
+#[derive(Default)]
+struct Row<'a> {
+    step: String,
+    guest: &'a str,
+    role: &'a str,
+    metric: &'a str,
+    unit: &'a str,
+    rep: Option<usize>,
+    value: Option<f64>,
+    status: &'a str,
+    reason: Option<String>,
+}
+
+fn scenario(data: &ScenarioData) -> String {
+    let mut out = String::new();
+    push_row(&mut out, SCENARIO_COLUMNS.iter().map(|c| c.to_string()));
+    let (kind, backend) = match data {
+        ScenarioData::Lifecycle(d) => ("lifecycle", d.backend.as_str()),
+        ScenarioData::Scalability(d) => ("scalability", d.backend.as_str()),
+        ScenarioData::Isolation(d) => ("isolation", d.backend.as_str()),
+    };
+    let mut emit = |r: Row| {
+        push_row(
+            &mut out,
+            [
+                kind.to_string(),
+                backend.to_string(),
+                r.step,
+                r.guest.to_string(),
+                r.role.to_string(),
+                r.metric.to_string(),
+                r.unit.to_string(),
+                r.rep.map(|i| i.to_string()).unwrap_or_default(),
+                r.value.map(number).unwrap_or_default(),
+                r.status.to_string(),
+                r.reason.unwrap_or_default(),
+            ]
+            .into_iter(),
+        )
+    };
+    match data {
+        ScenarioData::Scalability(d) => scalability_rows(d, &mut emit),
+        ScenarioData::Isolation(d) => isolation_rows(d, &mut emit),
+        ScenarioData::Lifecycle(d) => lifecycle_rows(d, &mut emit),
+    }
+    out
+}
+
+/// `ok`, `DNR` or `skipped`.
+fn status(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Ok => "ok",
+        RunStatus::Failed => "DNR",
+        RunStatus::Skipped => "skipped",
+    }
+}
+
+fn scalability_rows<'a>(d: &'a ScalabilityData, emit: &mut dyn FnMut(Row<'a>)) {
+    for st in &d.steps {
+        for g in &st.per_guest {
+            let base = |g: &'a GuestResult| Row {
+                step: st.guests.to_string(),
+                guest: &g.label,
+                metric: &d.workload,
+                unit: &d.unit,
+                status: status(g.status),
+                reason: g.reason.clone(),
+                ..Row::default()
+            };
+            if g.status != RunStatus::Ok || g.samples.is_empty() {
+                emit(base(g));
+                continue;
+            }
+            for (rep, v) in g.samples.iter().enumerate() {
+                emit(Row {
+                    rep: Some(rep),
+                    value: Some(*v),
+                    ..base(g)
+                });
+            }
+        }
+    }
+}
+
+fn isolation_rows<'a>(d: &'a IsolationData, emit: &mut dyn FnMut(Row<'a>)) {
+    let phase = |step: &str, guests: &'a [IsolationGuest], emit: &mut dyn FnMut(Row<'a>)| {
+        for g in guests {
+            for w in &d.steady {
+                let base = || Row {
+                    step: step.to_string(),
+                    guest: &g.label,
+                    role: &g.role,
+                    metric: &w.name,
+                    unit: &w.unit,
+                    status: status(g.status),
+                    reason: g.reason.clone(),
+                    ..Row::default()
+                };
+                let samples = g.samples.get(&w.name).filter(|_| g.status == RunStatus::Ok);
+                match samples.filter(|s| !s.is_empty()) {
+                    Some(samples) => {
+                        for (rep, v) in samples.iter().enumerate() {
+                            emit(Row {
+                                rep: Some(rep),
+                                value: Some(*v),
+                                ..base()
+                            });
+                        }
+                    }
+                    None => emit(base()),
+                }
+            }
+        }
+    };
+    phase("baseline", &d.baseline, emit);
+    for r in &d.rows {
+        if r.guests.is_empty() && r.baseline.is_empty() {
+            emit(Row {
+                step: r.stressor.clone(),
+                status: match r.status {
+                    StressStatus::Skipped => "skipped",
+                    StressStatus::Interrupted => "interrupted",
+                    StressStatus::Ran => "ok",
+                },
+                reason: r.reason.clone(),
+                ..Row::default()
+            });
+            continue;
+        }
+        phase(&r.stressor, &r.baseline, emit);
+        phase(&r.stressor, &r.guests, emit);
+    }
+}
+
+fn lifecycle_rows<'a>(d: &'a LifecycleData, emit: &mut dyn FnMut(Row<'a>)) {
+    for r in &d.rows {
+        let step = r.vcpus.to_string();
+        for (i, b) in r.boots.iter().enumerate() {
+            let reason = b.failure.as_deref().map(first_line);
+            let state = if b.failure.is_some() { "DNR" } else { "ok" };
+            for (metric, value) in [("boot_s", b.boot_s), ("guest_uptime_s", b.guest_uptime_s)] {
+                if value.is_none() && b.failure.is_none() {
+                    continue;
+                }
+                emit(Row {
+                    step: step.clone(),
+                    guest: &b.label,
+                    metric,
+                    unit: "s",
+                    rep: Some(i),
+                    value,
+                    status: state,
+                    reason: reason.clone(),
+                    ..Row::default()
+                });
+            }
+        }
+        // The idle and memory measurements are of the first guest that booted.
+        let guest = r
+            .boots
+            .iter()
+            .find(|b| b.boot_s.is_some())
+            .map_or("", |b| b.label.as_str());
+        if let Some(idle) = &r.idle {
+            for (i, v) in idle.slices_pct.iter().enumerate() {
+                emit(Row {
+                    step: step.clone(),
+                    guest,
+                    metric: "idle_cpu_pct_of_core",
+                    unit: "%",
+                    rep: Some(i),
+                    value: Some(*v),
+                    status: "ok",
+                    ..Row::default()
+                });
+            }
+        }
+        if let Some(m) = &r.memory {
+            for (metric, value) in [
+                ("host_rss_kib", Some(m.host_rss_kib as f64)),
+                ("host_pss_kib", Some(m.host_pss_kib as f64)),
+                ("guest_used_kib", m.guest_used_kib.map(|v| v as f64)),
+                ("overhead_kib", m.overhead_kib.map(|v| v as f64)),
+            ] {
+                if let Some(v) = value {
+                    emit(Row {
+                        step: step.clone(),
+                        guest,
+                        metric,
+                        unit: "KiB",
+                        value: Some(v),
+                        status: "ok",
+                        ..Row::default()
+                    });
+                }
+            }
+        }
+    }
 }
 
 fn number(v: f64) -> String {

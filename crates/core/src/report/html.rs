@@ -8,8 +8,8 @@
 //!
 //! The page is a list of sections. The ones every document has (overview, host, settings,
 //! backends) are built here; the scenario's own sections come from the scenario's module
-//! ([`efficiency`]), so the isolation, scalability and lifecycle scenarios add a module and a
-//! match arm in [`scenario_sections`], not a new page.
+//! ([`efficiency`]; [`scenario`] for the isolation, scalability and lifecycle scenarios, whose
+//! documents carry `scenario_data`), chosen in [`scenario_sections`].
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use crate::results::{GuestRecord, RunDocument};
 
 mod charts;
 mod efficiency;
+mod scenario;
 
 /// The file name `write` gives the page inside its directory.
 pub const INDEX: &str = "index.html";
@@ -45,6 +46,9 @@ pub fn render(doc: &RunDocument) -> String {
 
 /// The scenario's own sections: charts and tables of what it measured.
 fn scenario_sections(doc: &RunDocument) -> Vec<Section> {
+    if let Some(data) = &doc.scenario_data {
+        return scenario::sections(doc, data);
+    }
     match doc.scenario.as_str() {
         "efficiency" => efficiency::sections(doc),
         other => vec![Section {
@@ -268,18 +272,32 @@ fn overview(doc: &RunDocument) -> Section {
         );
     }
     let s = &doc.settings;
-    let _ = writeln!(
-        body,
-        "<p>{} measured repetition(s) of each workload after {} warm-up(s), {} s each, {} \
-         cop{}; repetitions interleaved across backends. Intervals are {:.0}% bootstrap \
-         intervals of the median.</p>",
-        s.reps,
-        s.warmup,
-        s.target_s,
-        s.copies,
-        if s.copies == 1 { "y" } else { "ies" },
-        s.confidence * 100.0,
-    );
+    match doc.scenario_data.as_ref().filter(|_| doc.runs.is_empty()) {
+        None => {
+            let _ = writeln!(
+                body,
+                "<p>{} measured repetition(s) of each workload after {} warm-up(s), {} s each, \
+                 {} cop{}; repetitions interleaved across backends. Intervals are {:.0}% \
+                 bootstrap intervals of the median.</p>",
+                s.reps,
+                s.warmup,
+                s.target_s,
+                s.copies,
+                if s.copies == 1 { "y" } else { "ies" },
+                s.confidence * 100.0,
+            );
+        }
+        Some(data) => {
+            let v = super::scenario::view(data);
+            let _ = writeln!(
+                body,
+                "<p>{}<br>\nThe tables are in <a href=\"#{}\">{}</a>.</p>",
+                v.intro.first().map(|l| escape(l)).unwrap_or_default(),
+                escape(v.id),
+                escape(&v.title),
+            );
+        }
+    }
     let _ = writeln!(
         body,
         "<p>Command line: <code>{}</code></p>",

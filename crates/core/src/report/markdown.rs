@@ -1,5 +1,6 @@
 //! The Markdown report: the terminal report's tables as GitHub-flavoured Markdown, for a README,
-//! an issue or a pull request (`hvbench report RUN.json --markdown`).
+//! an issue or a pull request (`hvbench report RUN.json --markdown`), the tables of a lifecycle,
+//! scalability or isolation document included.
 //!
 //! Cells are escaped for Markdown tables (`|`, line breaks) and for inline HTML (`<`, `&`), since
 //! renderers of issues and READMEs accept HTML and document strings (console tails, reasons) may
@@ -7,6 +8,7 @@
 
 use std::fmt::Write;
 
+use super::scenario::{self, Block, ScenarioView};
 use super::view::{self, TableView};
 use crate::results::RunDocument;
 
@@ -47,19 +49,22 @@ pub fn render(doc: &RunDocument) -> String {
         },
     );
     let s = &doc.settings;
-    let _ = writeln!(
-        out,
-        "{} repetition(s) after {} warm-up(s), {} s each, {} cop{}; intervals are {:.0}% bootstrap \
-         intervals of the median ({} resamples, seed {:#x}).\n",
-        s.reps,
-        s.warmup,
-        s.target_s,
-        s.copies,
-        if s.copies == 1 { "y" } else { "ies" },
-        s.confidence * 100.0,
-        s.bootstrap_resamples,
-        s.bootstrap_seed,
-    );
+    // A scenario document without runs describes its own settings with its tables.
+    if doc.scenario_data.is_none() || !doc.runs.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} repetition(s) after {} warm-up(s), {} s each, {} cop{}; intervals are {:.0}% \
+             bootstrap intervals of the median ({} resamples, seed {:#x}).\n",
+            s.reps,
+            s.warmup,
+            s.target_s,
+            s.copies,
+            if s.copies == 1 { "y" } else { "ies" },
+            s.confidence * 100.0,
+            s.bootstrap_resamples,
+            s.bootstrap_seed,
+        );
+    }
     out.push_str(&table(&view::backends_table(doc)));
     for b in &doc.backends {
         if b.availability.is_available() && doc.runs.iter().any(|r| r.backend == b.name) {
@@ -68,6 +73,9 @@ pub fn render(doc: &RunDocument) -> String {
     }
     for b in view::guest_backends(doc) {
         out.push_str(&table(&view::efficiency_table(doc, &b.name)));
+    }
+    if let Some(data) = &doc.scenario_data {
+        out.push_str(&scenario_md(&scenario::view(data)));
     }
     if !doc.warnings.is_empty() {
         out.push_str("## Notes\n\n");
@@ -82,14 +90,21 @@ pub fn render(doc: &RunDocument) -> String {
 /// A `##` heading and a pipe table, numbers right-aligned.
 fn table(t: &TableView) -> String {
     let mut out = format!("## {}\n\n", cell(&t.title));
+    out.push_str(&pipe_table(&t.header, &t.right, &t.rows));
+    out.push('\n');
+    out
+}
+
+/// A pipe table, numbers right-aligned.
+fn pipe_table(header: &[String], right: &[bool], rows: &[Vec<String>]) -> String {
     let line = |cells: &[String]| {
         let cells: Vec<String> = cells.iter().map(|c| cell(c)).collect();
         format!("| {} |\n", cells.join(" | "))
     };
-    out.push_str(&line(&t.header));
-    let rule: Vec<&str> = (0..t.header.len())
+    let mut out = line(header);
+    let rule: Vec<&str> = (0..header.len())
         .map(|i| {
-            if t.right.get(i).copied().unwrap_or(false) {
+            if right.get(i).copied().unwrap_or(false) {
                 "---:"
             } else {
                 "---"
@@ -97,11 +112,58 @@ fn table(t: &TableView) -> String {
         })
         .collect();
     let _ = writeln!(out, "| {} |", rule.join(" | "));
-    for row in &t.rows {
+    for row in rows {
         out.push_str(&line(row));
     }
-    out.push('\n');
     out
+}
+
+/// The tables of a lifecycle, scalability or isolation document: a `##` heading, what was run,
+/// a `###` heading and a pipe table per table, then the guests that did not return with why
+/// (a `DNR` cell's reason is there), and the scenario's notes.
+fn scenario_md(v: &ScenarioView) -> String {
+    let mut out = format!("## {}\n\n", cell(&v.title));
+    let intro: Vec<String> = v.intro.iter().map(|l| sentence(&cell(l))).collect();
+    let _ = writeln!(out, "{}\n", intro.join(" "));
+    for b in &v.blocks {
+        match b {
+            Block::Table(t) => {
+                let _ = writeln!(out, "### {}\n", cell(&t.title));
+                out.push_str(&pipe_table(&t.header, &t.right, &t.rows));
+                out.push('\n');
+            }
+            Block::Sentence(x) => {
+                let _ = writeln!(out, "{}\n", cell(x));
+            }
+            Block::Failures { title, items } => {
+                let _ = writeln!(out, "### {}\n", cell(title));
+                for f in items {
+                    let _ = writeln!(out, "- {}: {}", cell(&f.who), cell(&f.reason));
+                    for l in &f.tail {
+                        let _ = writeln!(out, "  - console: {}", cell(l));
+                    }
+                }
+                out.push('\n');
+            }
+            Block::Notes(notes) => {
+                out.push_str("### Notes on these tables\n\n");
+                for n in notes {
+                    let _ = writeln!(out, "- {}", cell(n));
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// A line ending with a full stop.
+fn sentence(s: &str) -> String {
+    if s.ends_with(['.', '!', '?', ':']) {
+        s.to_string()
+    } else {
+        format!("{s}.")
+    }
 }
 
 /// Text made safe for one Markdown table cell: no line breaks, no unescaped pipes or HTML.

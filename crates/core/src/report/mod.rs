@@ -4,6 +4,7 @@ pub mod compare;
 pub mod csv;
 pub mod html;
 pub mod markdown;
+pub(crate) mod scenario;
 mod table;
 pub mod text;
 mod view;

@@ -1,8 +1,9 @@
-//! The terminal report: what `hvbench run` prints and `hvbench report` prints again.
+//! The terminal report: what `hvbench run` prints and `hvbench report` prints again; for a
+//! lifecycle, scalability or isolation document, the tables its command printed.
 
 use std::fmt::Write;
 
-use super::{fmt_pct, fmt_sig, Table};
+use super::{fmt_pct, fmt_sig, scenario, Table};
 use crate::backends::Availability;
 use crate::results::{RunDocument, RunStatus, Verdict};
 
@@ -33,16 +34,22 @@ pub fn terminal(doc: &RunDocument) -> String {
         },
     );
     let s = &doc.settings;
-    let _ = writeln!(
-        out,
-        "{} rep(s) after {} warm-up(s), {:.2} s each, {} cop{}; CI {:.0}% bootstrap of the median\n",
-        s.reps,
-        s.warmup,
-        s.target_s,
-        s.copies,
-        if s.copies == 1 { "y" } else { "ies" },
-        s.confidence * 100.0
-    );
+    // A scenario document without runs describes its own settings above its tables (its
+    // repetitions may be boots, its duration an idle window).
+    if doc.scenario_data.is_none() || !doc.runs.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} rep(s) after {} warm-up(s), {:.2} s each, {} cop{}; CI {:.0}% bootstrap of the median\n",
+            s.reps,
+            s.warmup,
+            s.target_s,
+            s.copies,
+            if s.copies == 1 { "y" } else { "ies" },
+            s.confidence * 100.0
+        );
+    } else {
+        out.push('\n');
+    }
     out.push_str(&backends_table(doc));
     out.push('\n');
     for b in &doc.backends {
@@ -71,6 +78,11 @@ pub fn terminal(doc: &RunDocument) -> String {
         .collect();
     if !compared.is_empty() {
         out.push_str(&efficiency_matrix(doc, &compared));
+        out.push('\n');
+    }
+    // The lifecycle, scalability and isolation tables, as their commands printed them.
+    if let Some(data) = &doc.scenario_data {
+        out.push_str(&scenario::text(&scenario::view(data)));
         out.push('\n');
     }
     if !doc.warnings.is_empty() {

@@ -29,8 +29,8 @@ use serde_json::json;
 
 use super::efficiency::{failed_guest, median, silence_bound, Finished, ScenarioError};
 use super::scale::{
-    calibrate, first_line, guest_record, keep_load_until, measure, num, shutdown_all, table,
-    GuestTemplate, Measure, MeasureEnd, Measured, Output, StartHook,
+    calibrate, first_line, guest_record, keep_load_until, measure, shutdown_all, GuestTemplate,
+    Measure, MeasureEnd, Measured, Output, StartHook,
 };
 use super::Progress;
 use crate::agent::AgentBinary;
@@ -628,128 +628,8 @@ fn run_phase(
     })
 }
 
-/// A degradation cell: `DNR`, `failed`, or the percentage.
-fn cell(pct: Option<f64>, dnr: bool) -> String {
-    match (dnr, pct) {
-        (true, _) => "DNR".into(),
-        (false, Some(p)) => format!("{p:.1}%"),
-        (false, None) => "-".into(),
-    }
-}
-
-/// The isolation table, as in the source: % degradation of the stressed and the normal guests.
+/// The isolation table, as in the source: % degradation of the stressed and the normal guests
+/// (built in `report::scenario`, which the reports share).
 pub fn render(d: &IsolationData) -> String {
-    let steady: Vec<&str> = d.steady.iter().map(|w| w.name.as_str()).collect();
-    let mut s = format!(
-        "Performance isolation on {}: {} guests ({} vCPU, {} MiB), steady workloads {}; {} repetitions\n\
-         % degradation against each guest's baseline (higher is worse; DNR: did not return)\n\n",
-        d.backend,
-        d.guests,
-        d.vcpus,
-        d.memory_mib,
-        steady.join(", "),
-        d.reps
-    );
-    let rows: Vec<Vec<String>> = d
-        .rows
-        .iter()
-        .map(|r| match r.status {
-            StressStatus::Skipped => vec![
-                r.stressor.clone(),
-                "skipped".into(),
-                "skipped".into(),
-                r.reason.clone().unwrap_or_default(),
-            ],
-            _ => vec![
-                r.stressor.clone(),
-                cell(r.stressed_pct, r.stressed_dnr),
-                if r.normal_dnr > 0 {
-                    format!("DNR ({})", r.normal_dnr)
-                } else {
-                    cell(r.normal_pct, false)
-                },
-                [
-                    (r.status == StressStatus::Interrupted).then(|| "interrupted".to_string()),
-                    r.note.clone(),
-                ]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join("; "),
-            ],
-        })
-        .collect();
-    s.push_str(&table(
-        &["stressor", "stressed guest", "normal guests", "note"],
-        &rows,
-    ));
-    // Per workload detail.
-    let mut detail = Vec::new();
-    for r in d.rows.iter().filter(|r| r.status != StressStatus::Skipped) {
-        for w in &r.per_workload {
-            detail.push(vec![
-                r.stressor.clone(),
-                w.workload.clone(),
-                cell(w.stressed_pct, r.stressed_dnr),
-                w.normal_per_guest
-                    .iter()
-                    .map(|v| v.map_or("DNR".into(), |p| format!("{p:.1}")))
-                    .collect::<Vec<_>>()
-                    .join(" / "),
-            ]);
-        }
-    }
-    if !detail.is_empty() {
-        s.push_str("\nPer workload: stressed guest, then each normal guest (%)\n");
-        s.push_str(&table(
-            &["stressor", "workload", "stressed", "normal guests"],
-            &detail,
-        ));
-    }
-    let base: Vec<Vec<String>> = d
-        .baseline
-        .iter()
-        .map(|g| {
-            let mut row = vec![g.label.clone()];
-            for w in &d.steady {
-                row.push(if is_dnr(g) {
-                    "DNR".into()
-                } else {
-                    g.medians.get(&w.name).map_or("-".into(), |&v| num(v))
-                });
-            }
-            row
-        })
-        .collect();
-    if !base.is_empty() {
-        let heads: Vec<String> = d
-            .steady
-            .iter()
-            .map(|w| format!("{} {}", w.name, w.unit))
-            .collect();
-        let mut h: Vec<&str> = vec!["baseline"];
-        h.extend(heads.iter().map(|x| x.as_str()));
-        s.push('\n');
-        s.push_str(&table(&h, &base));
-    }
-    for r in &d.rows {
-        for g in r.guests.iter().filter(|g| is_dnr(g)) {
-            s.push_str(&format!(
-                "  {} under {} ({}): {}\n",
-                g.label,
-                r.stressor,
-                g.role,
-                g.reason.as_deref().unwrap_or("")
-            ));
-            if let Some(t) = g.console_tail.as_deref() {
-                for l in super::scale::tail_excerpt(t) {
-                    s.push_str(&format!("      | {l}\n"));
-                }
-            }
-        }
-    }
-    for n in &d.notes {
-        s.push_str(&format!("Note: {n}\n"));
-    }
-    s
+    crate::report::scenario::text(&crate::report::scenario::isolation(d))
 }
