@@ -209,7 +209,10 @@ fn device_plan(args: &RunArgs, workloads: &[&'static WorkloadInfo]) -> anyhow::R
     let mode = NetMode::parse(&args.net)
         .with_context(|| format!("unknown --net {:?}; valid: user, tap", args.net))?;
     if args.iodepth == 0 || args.iodepth > 1024 {
-        bail!("--iodepth must be between 1 and 1024 (got {})", args.iodepth);
+        bail!(
+            "--iodepth must be between 1 and 1024 (got {})",
+            args.iodepth
+        );
     }
     let disk = match &args.disk {
         Some(path) => DiskSource::User {

@@ -217,9 +217,11 @@ pub struct SandboxDevices {
     /// A file bind-mounted at its own path (through the overlay, writes reach the file), and
     /// whether it is read-only.
     pub disk: Option<(PathBuf, bool)>,
-    /// A network namespace of hvbench's, whose interfaces gVisor's netstack takes over
-    /// (`--network=sandbox`).
+    /// A network namespace of hvbench's that runsc runs in: gVisor's netstack takes over its
+    /// interfaces (`--network=sandbox`), or with `hostinet` the sandbox uses the host kernel's
+    /// stack in that namespace (`--network=host`).
     pub netns: Option<PathBuf>,
+    pub hostinet: bool,
 }
 
 /// The OCI runtime spec (config.json) that runs `args` in a sandbox over the host's root.
@@ -244,10 +246,16 @@ pub fn oci_spec(
             "destination": path, "type": "bind", "source": path, "options": ["bind", mode]
         }));
     }
-    let net = match &dev.netns {
-        Some(p) => serde_json::json!({ "type": "network", "path": p }),
-        None => serde_json::json!({ "type": "network" }),
-    };
+    // With a network, runsc itself is started inside the namespace (see `command_line`):
+    // `runsc run` takes the interfaces of the namespace it runs in, not of an OCI path.
+    // With hostinet the sandbox must stay in that namespace: no new one for the container.
+    let mut namespaces = vec![serde_json::json!({ "type": "pid" })];
+    if !dev.hostinet {
+        namespaces.push(serde_json::json!({ "type": "network" }));
+    }
+    for t in ["ipc", "uts", "mount"] {
+        namespaces.push(serde_json::json!({ "type": t }));
+    }
     serde_json::json!({
         "ociVersion": "1.0.0",
         "process": {
@@ -265,10 +273,7 @@ pub fn oci_spec(
         "hostname": hostname,
         "mounts": mounts,
         "linux": {
-            "namespaces": [
-                { "type": "pid" }, net, { "type": "ipc" },
-                { "type": "uts" }, { "type": "mount" }
-            ]
+            "namespaces": namespaces
         }
     })
 }
@@ -298,7 +303,7 @@ pub fn command_line(
     dir: &Path,
     id: &str,
     choice: &Choice,
-    network: bool,
+    network: &str,
 ) -> Vec<String> {
     let mut v = vec![
         runsc.display().to_string(),
@@ -306,11 +311,7 @@ pub fn command_line(
         // No network device unless the `net` suite asks: then gVisor's netstack takes the
         // interfaces of a namespace hvbench made (a veth to a host-side namespace), never the
         // host's own. Otherwise gVisor's own loopback is there.
-        if network {
-            "--network=sandbox".to_string()
-        } else {
-            "--network=none".to_string()
-        },
+        format!("--network={network}"),
         format!("--platform={}", choice.platform),
     ];
     v.extend(choice.overlay.iter().cloned());
@@ -341,21 +342,57 @@ fn prepare(
     let spec = oci_spec(args, &id, choice.overlay.is_some(), dev);
     let config = bundle.join("config.json");
     std::fs::write(&config, spec.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
-    Ok(command_line(runsc, dir, &id, choice, dev.netns.is_some()))
+    let network = match (&dev.netns, dev.hostinet) {
+        (None, _) => "none",
+        (Some(_), false) => "sandbox",
+        (Some(_), true) => "host",
+    };
+    let argv = command_line(runsc, dir, &id, choice, network);
+    Ok(match &dev.netns {
+        Some(ns) => [
+            "nsenter".to_string(),
+            format!("--net={}", ns.display()),
+            "--".into(),
+        ]
+        .into_iter()
+        .chain(argv)
+        .collect(),
+        None => argv,
+    })
 }
 
 /// Starts the agent's `--version` in a sandbox; Ok(elapsed) when it printed its name.
 fn try_platform(runsc: &Path, choice: &Choice, agent: &AgentBinary) -> Result<Duration, String> {
+    try_sandbox(runsc, choice, agent, &SandboxDevices::default())
+}
+
+/// Whether gVisor's own network stack can take over a namespace's veth here. Some runsc
+/// releases cannot on newer host kernels: they take every namespace for the root one
+/// (`cannot run with network enabled in root network namespace`). Probed once per process.
+fn netstack_works(runsc: &Path, choice: &Choice, agent: &AgentBinary) -> Result<(), String> {
+    static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
+    RESULT
+        .get_or_init(|| {
+            let pair = VethPair::create("gvisor-netprobe")?;
+            let dev = SandboxDevices {
+                disk: None,
+                netns: Some(pair.guest.path()),
+                hostinet: false,
+            };
+            try_sandbox(runsc, choice, agent, &dev).map(|_| ())
+        })
+        .clone()
+}
+
+fn try_sandbox(
+    runsc: &Path,
+    choice: &Choice,
+    agent: &AgentBinary,
+    dev: &SandboxDevices,
+) -> Result<Duration, String> {
     let wd = WorkDir::new("gvisor-probe").map_err(|e| format!("work directory: {e}"))?;
     let args = [agent.path.display().to_string(), "--version".to_string()];
-    let argv = prepare(
-        runsc,
-        wd.path(),
-        "probe",
-        choice,
-        &args,
-        &SandboxDevices::default(),
-    )?;
+    let argv = prepare(runsc, wd.path(), "probe", choice, &args, dev)?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).current_dir(wd.path());
     match run_bounded(&mut cmd, Stdio::null(), PLATFORM_PROBE_TIMEOUT) {
@@ -519,12 +556,17 @@ impl Backend for Gvisor {
         let stderr = open_console(&console)?;
         let args = [spec.agent.path.display().to_string()];
         let mut dev = SandboxDevices::default();
+        let mut hostinet_why = None;
         let mut attached = Attached::default();
         if let Some(d) = &spec.devices.disk {
             dev.disk = Some((d.image.clone(), !d.writable));
             attached.disk = Some(d.image.display().to_string());
         }
         if spec.devices.net.is_some() {
+            if let Err(why) = netstack_works(&runsc, &choice, &spec.agent) {
+                dev.hostinet = true;
+                hostinet_why = Some(why);
+            }
             let pair = VethPair::create(&spec.label).map_err(BackendError::Setup)?;
             dev.netns = Some(pair.guest.path());
             attached.net = Some(NetEndpoint {
@@ -556,11 +598,15 @@ impl Backend for Gvisor {
             ("platform_choice".to_string(), choice.how.clone()),
             (
                 "network".to_string(),
-                if dev.netns.is_some() {
-                    "sandbox: gVisor's netstack on a veth to a host-side namespace of hvbench's"
-                        .into()
-                } else {
-                    "none (gVisor loopback only)".into()
+                match (&dev.netns, &hostinet_why) {
+                    (None, _) => "none (gVisor loopback only)".into(),
+                    (Some(_), None) => {
+                        "sandbox: gVisor's netstack on a veth to a host-side namespace of hvbench's"
+                            .into()
+                    }
+                    (Some(_), Some(why)) => format!(
+                        "host (hostinet: socket calls go to the host kernel's stack, in a namespace of hvbench's with a veth to a host-side one); gVisor's own netstack (--network=sandbox) failed here: {why}"
+                    ),
                 },
             ),
             (
@@ -661,7 +707,7 @@ mod tests {
             Path::new("/tmp/w x/gvisor-0"),
             "hvbench-gvisor-0",
             &choice,
-            false,
+            "none",
         );
         assert_eq!(
             v,
