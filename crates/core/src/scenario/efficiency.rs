@@ -324,6 +324,14 @@ pub fn run(
             CLOCK_TOLERANCE * 100.0
         ));
     }
+    // A workload that could not run as asked (no io_uring, no direct I/O) says so.
+    for r in &runs {
+        for key in ["fallback", "direct_fallback"] {
+            if let Some(why) = r.labels.get(key) {
+                warnings.push(format!("{} {}: {key}: {why}", r.backend, r.workload));
+            }
+        }
+    }
     // One line per backend, so that a noisy machine does not bury the other notes.
     for b in &slots {
         let noisy: Vec<String> = runs
