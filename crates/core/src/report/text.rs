@@ -210,8 +210,9 @@ fn efficiency_table(doc: &RunDocument, backend: &str, baseline: &str) -> String 
             &format!("{backend} score"),
             &format!("{baseline} score"),
             "Unit",
+            "Host CPU/op",
         ],
-        &[false, true, true, false, true, true, false],
+        &[false, true, true, false, true, true, false, true],
     );
     for r in doc.runs.iter().filter(|r| r.backend == backend) {
         let host = doc.run(baseline, &r.workload);
@@ -253,12 +254,34 @@ fn efficiency_table(doc: &RunDocument, backend: &str, baseline: &str) -> String 
             score(Some(r)),
             score(host),
             r.unit.clone(),
+            cpu_cost_ratio(r, host),
         ]);
     }
     format!(
         "Efficiency of {backend} (guest score / host score; for times host / guest)\n{}",
         t.render()
     )
+}
+
+/// Host CPU per operation in the guest against on the host (`4.2×`): the cost a near-native
+/// throughput can hide.
+fn cpu_cost_ratio(
+    guest: &crate::results::RunRecord,
+    host: Option<&crate::results::RunRecord>,
+) -> String {
+    let g = guest
+        .host_cpu_per_op
+        .as_ref()
+        .filter(|_| guest.status == RunStatus::Ok);
+    let h = host
+        .filter(|h| h.status == RunStatus::Ok)
+        .and_then(|h| h.host_cpu_per_op.as_ref());
+    match (g, h) {
+        (Some(g), Some(h)) if h.value > 0.0 && g.unit == h.unit => {
+            format!("{}×", fmt_sig(g.value / h.value))
+        }
+        _ => "-".into(),
+    }
 }
 
 /// One table, one column per guest backend: the efficiency of every workload at a glance.
