@@ -215,7 +215,17 @@ enum Served {
 
 fn serve_loop(addr: SocketAddr, shared: &Shared) -> PeerStats {
     let mut stats = PeerStats::default();
+    // Real, distinct bytes, as iperf3 sends: a zeroed buffer of this size is mapped to the
+    // kernel's one zero page, and copying from one cache-hot page made host-to-guest streams
+    // look 20-25% faster than iperf3's on loopback here.
     let mut buf = vec![0u8; BUF_LEN];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for b in buf.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 24) as u8;
+    }
     while !shared.stopping() {
         let stream = match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
             Ok(s) => s,
