@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use hvbench_core::agent::AgentBinary;
 use hvbench_core::backends::native::Native;
-use hvbench_core::backends::{Availability, Backend};
+use hvbench_core::backends::{Availability, Backend, BackendError, GuestSpec, Launched};
 use hvbench_core::results::*;
 use hvbench_core::scenario::isolation::{self, degradation, degradation_pct, IsolationPlan};
 use hvbench_core::scenario::lifecycle::{
@@ -306,7 +307,7 @@ fn a_normal_guest_killed_mid_isolation_is_dnr_and_is_restarted_for_the_next_phas
         backend,
         availability,
         guests: 3,
-        stressors: vec!["cpu".into(), "net-send".into()],
+        stressors: vec!["cpu".into()],
         steady: vec![hvbench_workloads::find("cpu.primes").unwrap()],
         settings: settings(&["cpu.primes"], 2),
         kernel: None,
@@ -316,6 +317,7 @@ fn a_normal_guest_killed_mid_isolation_is_dnr_and_is_restarted_for_the_next_phas
         launch_parallelism: 3,
         // Killed before the baseline: its baseline is DNR.
         on_start: Some(Box::new(|guests| kill_all(&guests[2].1))),
+        net: Default::default(),
     };
     let finished = isolation::run(plan, &agent(), &NoProgress).unwrap();
     let doc = RunDocument::read(&finished.path).unwrap();
@@ -337,12 +339,137 @@ fn a_normal_guest_killed_mid_isolation_is_dnr_and_is_restarted_for_the_next_phas
     assert!(cpu.per_workload[0].normal_per_guest[1].is_some());
     assert!(cpu.stressed_pct.is_some());
     assert!(cpu.per_workload[0].normal_per_guest[0].is_some());
-    let net = d.rows.iter().find(|r| r.stressor == "net-send").unwrap();
-    assert_eq!(net.status, StressStatus::Skipped);
-    assert!(net.stressed_pct.is_none() && net.normal_pct.is_none());
     // Four launches: three, then the killed one again.
     assert_eq!(doc.backends[0].guests.len(), 4);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+fn net_isolation_plan(
+    backend: Box<dyn Backend>,
+    stressors: &[&str],
+    dir: &std::path::Path,
+) -> IsolationPlan {
+    IsolationPlan {
+        backend,
+        availability: Availability::Available {
+            detail: "the host".into(),
+        },
+        guests: 2,
+        stressors: stressors.iter().map(|s| s.to_string()).collect(),
+        steady: vec![hvbench_workloads::find("cpu.primes").unwrap()],
+        settings: settings(&["cpu.primes"], 2),
+        kernel: None,
+        out_dir: dir.to_path_buf(),
+        command_line: vec!["test".into()],
+        timeout: None,
+        launch_parallelism: 2,
+        on_start: None,
+        net: Default::default(),
+    }
+}
+
+fn isolation_data(finished: &hvbench_core::scenario::efficiency::Finished) -> IsolationData {
+    let doc = RunDocument::read(&finished.path).unwrap();
+    match doc.scenario_data {
+        Some(ScenarioData::Isolation(d)) => d,
+        _ => panic!("no isolation data"),
+    }
+}
+
+/// Native guests get the host's loopback: the net stressors stream to a host peer for real.
+#[test]
+fn net_stressors_stream_between_the_stressed_guest_and_a_host_peer() {
+    let dir = out_dir("isolation-net");
+    let plan = net_isolation_plan(Box::new(Native), &["net-send", "net-recv"], &dir);
+    let finished = isolation::run(plan, &agent(), &NoProgress).unwrap();
+    let d = isolation_data(&finished);
+    for name in ["net-send", "net-recv"] {
+        let row = d.rows.iter().find(|r| r.stressor == name).unwrap();
+        assert_eq!(row.status, StressStatus::Ran, "{name}: {:?}", row.reason);
+        assert!(!row.stressed_dnr, "{name}: {:?}", row.guests[0].reason);
+        assert!(
+            row.stressed_pct.is_some() && row.normal_pct.is_some(),
+            "{name}"
+        );
+        let extras = &row.guests[0].stress_extras;
+        assert!(extras["stress_net_bytes"] > 0.0, "{name}: {extras:?}");
+        assert!(row.note.as_deref().unwrap().contains("Gbit/s"), "{name}");
+        // Only the stressed guest streams.
+        assert!(!row.guests[1].stress_extras.contains_key("stress_net_bytes"));
+    }
+    // One host peer per net stressor, for the stressed guest only.
+    let journal = std::fs::read_to_string(&finished.journal).unwrap();
+    assert_eq!(journal.matches("\"type\":\"peer\"").count(), 2, "{journal}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Native guests whose network set-up fails (as namespaces and taps do without root), or that
+/// ignore the request (as backends without a network do).
+struct NetlessNative {
+    fail: bool,
+}
+
+impl Backend for NetlessNative {
+    fn name(&self) -> &'static str {
+        "netless"
+    }
+    fn technique(&self) -> &'static str {
+        "native guests without a network (test)"
+    }
+    fn probe(&self, agent: &AgentBinary) -> Availability {
+        Native.probe(agent)
+    }
+    fn launch(&self, spec: &GuestSpec) -> Result<Launched, BackendError> {
+        if spec.devices.net.is_none() {
+            return Native.launch(spec);
+        }
+        if self.fail {
+            return Err(BackendError::Setup(
+                "a guest network in its own namespace needs root (test)".into(),
+            ));
+        }
+        let mut spec = spec.clone();
+        spec.devices.net = None;
+        Native.launch(&spec)
+    }
+}
+
+#[test]
+fn net_stressors_are_skipped_with_the_reason_when_guests_have_no_network() {
+    for (fail, reason) in [
+        (
+            true,
+            "could not be set up: a guest network in its own namespace needs root",
+        ),
+        (false, "the netless backend gives its guests no network"),
+    ] {
+        let dir = out_dir(&format!("isolation-netless-{fail}"));
+        let plan = net_isolation_plan(
+            Box::new(NetlessNative { fail }),
+            &["net-send", "cpu", "net-recv"],
+            &dir,
+        );
+        let finished = isolation::run(plan, &agent(), &NoProgress).unwrap();
+        let d = isolation_data(&finished);
+        // The guests started (without a network) and the other stressors ran.
+        assert!(d.baseline.iter().all(|g| g.status == RunStatus::Ok));
+        let cpu = d.rows.iter().find(|r| r.stressor == "cpu").unwrap();
+        assert_eq!(cpu.status, StressStatus::Ran);
+        for name in ["net-send", "net-recv"] {
+            let row = d.rows.iter().find(|r| r.stressor == name).unwrap();
+            assert_eq!(row.status, StressStatus::Skipped, "{name}");
+            assert!(row.stressed_pct.is_none() && row.normal_pct.is_none());
+            let why = row.reason.as_deref().unwrap();
+            assert!(why.contains(reason), "{name}: {why}");
+        }
+        assert_eq!(
+            d.notes.iter().any(|n| n.contains("could not be set up")),
+            fail,
+            "{:?}",
+            d.notes
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[test]

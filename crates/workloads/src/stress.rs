@@ -17,6 +17,20 @@
 //! `mem_pct` of the guest's MemTotal and `mem_max_mib`, forks by `fork_cap` live processes, disk
 //! writes by `disk_mib` per worker in a file unlinked as soon as it is opened.
 //!
+//! The network stressors (`stress.net-send`, `stress.net-recv`) need the guest's network: the
+//! parameter `listen` is the agent's listening address, as for the `net.*` workloads (without
+//! it they are unsupported), and a host peer ([`crate::net::peer::Peer`]) must connect to it.
+//! Before forking, a run accepts one connection from the peer and asks for an unbounded stream
+//! ([`crate::net::wire::UNBOUNDED`]): the peer sinks what the guest sends (`net-send`) or
+//! sources what the guest receives (`net-recv`) until the run closes the connection. One worker
+//! moves the bytes, on that one connection: a single TCP stream already saturates a guest's NIC
+//! (and whatever user-space device model or stack stands behind it), and a second stream would
+//! need a second peer connection, which the peer (one connection at a time) does not serve. The
+//! extras `stress_net_bytes` and `stress_net_gbit_s` say how much moved (what the worker's
+//! sends or receives returned: one that completes as the worker is killed at the end is not
+//! counted, so a little less than the peer saw, by at most one buffer). A stream that breaks
+//! during the run (the peer left) fails the run: the stress was not held.
+//!
 //! Code that runs in forked children allocates nothing and only makes system calls, so the
 //! stressors are safe to start from a multi-threaded process (a test) too.
 //!
@@ -40,6 +54,10 @@ const CHUNK: usize = 4 << 20;
 const PAGE: usize = 4096;
 /// Bytes per disk write.
 const DISK_BLOCK: usize = 1 << 20;
+/// Bytes per send or receive of a network worker (a buffer on its stack).
+const NET_BUF: usize = 128 * 1024;
+/// The network worker's error cell: the stream ended with end of file, not an errno.
+const NET_EOF: u64 = u64::MAX;
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
 
@@ -66,6 +84,18 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         "Isolation stressor: sequential 1 MiB writes (O_DIRECT where the file system allows) \
          to an unlinked file in `dir` (default the temporary directory)",
         run_disk,
+    ),
+    stress_row(
+        "stress.net-send",
+        "Isolation stressor: one TCP stream from the guest to a host peer for as long as the run \
+         lasts (`listen`: the agent's listening address; one stream saturates a guest's NIC)",
+        run_net_send,
+    ),
+    stress_row(
+        "stress.net-recv",
+        "Isolation stressor: one TCP stream from a host peer into the guest for as long as the \
+         run lasts (`listen`: the agent's listening address; one stream saturates a guest's NIC)",
+        run_net_recv,
     ),
     WorkloadInfo {
         name: "probe.meminfo",
@@ -107,6 +137,16 @@ pub enum Stressor {
     Memory,
     Fork,
     Disk,
+    /// The guest sends to the host peer.
+    NetSend,
+    /// The host peer sends to the guest.
+    NetRecv,
+}
+
+impl Stressor {
+    fn is_net(self) -> bool {
+        matches!(self, Stressor::NetSend | Stressor::NetRecv)
+    }
 }
 
 fn run_cpu(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
@@ -120,6 +160,12 @@ fn run_fork(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> 
 }
 fn run_disk(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
     run_stressed(Stressor::Disk, params, iterations)
+}
+fn run_net_send(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    run_stressed(Stressor::NetSend, params, iterations)
+}
+fn run_net_recv(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    run_stressed(Stressor::NetRecv, params, iterations)
 }
 
 /// Everything a stressor's processes need, prepared before any fork.
@@ -136,6 +182,11 @@ struct Config {
     disk_dir: std::path::PathBuf,
     disk_bytes: usize,
     disk_direct: bool,
+    /// Network: the connection to the host peer (its header already sent), owned here and
+    /// closed when the run drops the configuration, after the workers are gone.
+    net_stream: Option<std::net::TcpStream>,
+    /// Its descriptor, for the workers.
+    net_fd: i32,
 }
 
 /// Counters shared with every process of the stressor (an anonymous shared mapping).
@@ -161,10 +212,12 @@ impl Shared {
         }
         Ok(Shared { ptr: p.cast() })
     }
-    /// Counter 0: operations (loops, pages touched, forks, MiB written); 1: worker restarts.
+    /// Counter 0: operations (loops, pages touched, forks, MiB written, sends or receives);
+    /// 1: worker restarts; 2: network bytes moved; 3: the network stream's end (an errno, or
+    /// [`NET_EOF`]; 0 while it lasts).
     fn counter(&self, i: usize) -> &AtomicU64 {
-        assert!(i < 2);
-        // SAFETY: the mapping is one zero-filled page, aligned and large enough for two u64s,
+        assert!(i < 4);
+        // SAFETY: the mapping is one zero-filled page, aligned and large enough for four u64s,
         // and lives as long as `self`.
         unsafe { &*self.ptr.add(i) }
     }
@@ -226,7 +279,14 @@ fn run_meminfo(_params: &Params, iterations: u64) -> Result<Outcome, WorkloadErr
 impl Config {
     fn new(kind: Stressor, params: &Params) -> Result<Config, WorkloadError> {
         let cpus = online_cpus();
-        let workers = param_u64(params, "workers", cpus as u64)?;
+        // One stream, so one worker: see the module docs.
+        let default_workers = if kind.is_net() { 1 } else { cpus as u64 };
+        let workers = param_u64(params, "workers", default_workers)?;
+        if kind.is_net() && workers != 1 {
+            return Err(WorkloadError::BadParam(format!(
+                "a network stressor moves one TCP stream with one worker, got workers = {workers}"
+            )));
+        }
         if workers == 0 || workers > MAX_WORKERS as u64 {
             return Err(WorkloadError::BadParam(format!(
                 "workers must be between 1 and {MAX_WORKERS}, got {workers}"
@@ -244,6 +304,8 @@ impl Config {
             disk_dir: std::path::PathBuf::new(),
             disk_bytes: 0,
             disk_direct: false,
+            net_stream: None,
+            net_fd: -1,
         };
         match kind {
             Stressor::Cpu => {}
@@ -307,6 +369,18 @@ impl Config {
                     }
                 }
             }
+            Stressor::NetSend | Stressor::NetRecv => {
+                // The guest sends: the peer sinks. The guest receives: the peer sources.
+                let op = if kind == Stressor::NetSend {
+                    crate::net::wire::Op::Sink
+                } else {
+                    crate::net::wire::Op::Source
+                };
+                let (stream, _listen) =
+                    crate::net::accept_with_header(params, op, crate::net::wire::UNBOUNDED)?;
+                cfg.net_fd = stream.as_raw_fd();
+                cfg.net_stream = Some(stream);
+            }
         }
         Ok(cfg)
     }
@@ -348,11 +422,18 @@ fn run_stressed(
                     "steady cannot be another stressor".into(),
                 ));
             }
+            if kind.is_net() && w.suites.contains(&"net") {
+                return Err(WorkloadError::BadParam(format!(
+                    "steady cannot be a network workload ({name}) under a network stressor: the \
+                     host peer serves one connection at a time, and the stressor holds it"
+                )));
+            }
             Some(w)
         }
     };
     let cfg = Config::new(kind, params)?;
     let shared = Shared::new()?;
+    let started = Instant::now();
     let supervisor = Supervisor::start(&cfg, &shared)?;
     let result = match steady {
         Some(w) => (w.run)(params, iterations),
@@ -363,8 +444,31 @@ fn run_stressed(
         }
     };
     let stopped = supervisor.stop();
+    let stress_elapsed = started.elapsed();
     let mut out = result?;
     stopped?;
+    if kind.is_net() {
+        let bytes = shared.counter(2).load(Ordering::Relaxed);
+        match shared.counter(3).load(Ordering::Relaxed) {
+            0 => {}
+            end => {
+                let how = if end == NET_EOF {
+                    "the peer closed it".to_string()
+                } else {
+                    std::io::Error::from_raw_os_error(end as i32).to_string()
+                };
+                return Err(WorkloadError::Failed(format!(
+                    "the stressor's stream to the host peer ended during the run, after {bytes} \
+                     bytes ({how}): the stress was not held"
+                )));
+            }
+        }
+        out.extras.insert("stress_net_bytes".into(), bytes as f64);
+        out.extras.insert(
+            "stress_net_gbit_s".into(),
+            bytes as f64 * 8e-9 / stress_elapsed.as_secs_f64().max(1e-9),
+        );
+    }
     out.extras.insert(
         "stress_ops".into(),
         shared.counter(0).load(Ordering::Relaxed) as f64,
@@ -389,6 +493,9 @@ fn run_stressed(
             ((cfg.mem_bytes_per_worker * cfg.workers) >> 20) as f64,
         );
     }
+    // A network stressor's connection closes here, after its workers are gone: the peer sees
+    // the stream's end.
+    drop(cfg);
     Ok(out)
 }
 
@@ -445,6 +552,7 @@ fn supervisor_main(
 ) -> i32 {
     os::close_raw(stop_w);
     os::close_raw(ready_r);
+    close_inherited(&mut [stop_r, ready_w, cfg.net_fd]);
     // SAFETY: plain system calls on this process.
     unsafe {
         libc::setpgid(0, 0);
@@ -508,6 +616,35 @@ fn supervisor_main(
         }
     }
     0
+}
+
+/// Closes every descriptor from 3 up but `keep` (negative entries are ignored), so that the
+/// stressor's processes hold nothing of their parent's beyond what they use: a connection the
+/// parent closes (in a test binary, another test's) really closes. Best effort: without
+/// close_range (Linux before 5.9) the descriptors stay open. No allocation (see the module docs).
+fn close_inherited(keep: &mut [i32]) {
+    keep.sort_unstable();
+    let close = |lo: u32, hi: u32| {
+        // SAFETY: close_range only closes descriptors of this (forked) process; none of them
+        // backs anything this process still uses, since `keep` holds all it needs.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                libc::c_ulong::from(lo),
+                libc::c_ulong::from(hi),
+                0 as libc::c_ulong,
+            )
+        };
+    };
+    let mut lo: u32 = 3;
+    for &k in keep.iter() {
+        let Ok(k) = u32::try_from(k) else { continue };
+        if k > lo {
+            close(lo, k - 1);
+        }
+        lo = lo.max(k.saturating_add(1));
+    }
+    close(lo, u32::MAX);
 }
 
 /// Forks one worker; returns its pid (0 when fork failed: retried at the next restart round
@@ -665,6 +802,47 @@ fn worker_main(cfg: &Config, shared: &Shared, index: usize) {
                     unsafe { libc::fdatasync(fd) };
                 }
             }
+        }
+        Stressor::NetSend | Stressor::NetRecv => net_worker(cfg, shared),
+    }
+}
+
+/// Sends to or receives from the host peer on the run's connection until killed. On the
+/// stream's end it records why (counter 3) and waits to be killed: a restart would find the
+/// same dead stream.
+fn net_worker(cfg: &Config, shared: &Shared) {
+    let fd = cfg.net_fd;
+    let send = cfg.kind == Stressor::NetSend;
+    let mut buf = [0x5au8; NET_BUF];
+    loop {
+        let n = if send {
+            // SAFETY: `buf` holds NET_BUF bytes; `fd` is the connection, inherited open.
+            // MSG_NOSIGNAL: a closed stream is an error here, not a SIGPIPE.
+            unsafe { libc::send(fd, buf.as_ptr().cast(), NET_BUF, libc::MSG_NOSIGNAL) }
+        } else {
+            // SAFETY: as above, `buf` is writable.
+            unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), NET_BUF, 0) }
+        };
+        if n > 0 {
+            shared.counter(0).fetch_add(1, Ordering::Relaxed);
+            shared.counter(2).fetch_add(n as u64, Ordering::Relaxed);
+            continue;
+        }
+        let end = if n == 0 {
+            NET_EOF
+        } else {
+            match os::errno() {
+                // Interrupted, or the stall timeout of the socket: try again.
+                libc::EINTR | libc::EAGAIN => continue,
+                e => e as u64,
+            }
+        };
+        let _ = shared
+            .counter(3)
+            .compare_exchange(0, end, Ordering::Relaxed, Ordering::Relaxed);
+        loop {
+            // SAFETY: a plain wait for the supervisor's SIGKILL.
+            unsafe { libc::pause() };
         }
     }
 }

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 use hvbench_core::agent::AgentBinary;
+use hvbench_core::devices::{NetMode, NetSpec, NicModel};
 use hvbench_core::scenario::isolation::{self, IsolationPlan, STRESSORS};
 use hvbench_core::scenario::scale::DEFAULT_LAUNCH_PARALLELISM;
 
@@ -56,6 +57,15 @@ pub struct IsolationArgs {
     /// workload; tripled for the stressed guest).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
+    /// Network card of QEMU guests, for net-send and net-recv: virtio (paravirtual) or e1000
+    /// (emulated).
+    #[arg(long, default_value = "virtio", value_name = "MODEL")]
+    nic: String,
+    /// How QEMU guests reach the host peer of net-send and net-recv: user (slirp, a forwarded
+    /// loopback port) or tap (a tap device in a network namespace hvbench creates; root only).
+    /// UML always uses tap; namespace and gVisor guests a veth pair (root only).
+    #[arg(long, default_value = "user", value_name = "MODE")]
+    net: String,
     /// Directory for the result document and its journal.
     #[arg(long, default_value = "results")]
     out: PathBuf,
@@ -76,6 +86,10 @@ pub fn run(args: IsolationArgs) -> anyhow::Result<ExitCode> {
     check_duration("duration", args.duration)?;
     check_guest_shape(args.vcpus, args.memory)?;
     let timeout = parse_timeout(args.timeout)?;
+    let nic = NicModel::parse(&args.nic)
+        .with_context(|| format!("unknown --nic {:?}; valid: virtio, e1000", args.nic))?;
+    let mode = NetMode::parse(&args.net)
+        .with_context(|| format!("unknown --net {:?}; valid: user, tap", args.net))?;
     let mut stressors: Vec<String> = Vec::new();
     for s in &args.stress {
         if !STRESSORS.contains(&s.as_str()) {
@@ -136,6 +150,7 @@ pub fn run(args: IsolationArgs) -> anyhow::Result<ExitCode> {
         timeout,
         launch_parallelism: DEFAULT_LAUNCH_PARALLELISM,
         on_start: None,
+        net: NetSpec { nic, mode },
     };
     let bar = Bar::new(args.quiet);
     let finished = isolation::run(plan, &agent, &bar)?;

@@ -82,8 +82,9 @@ pub struct Settings {
     pub confidence: f64,
     pub bootstrap_resamples: usize,
     pub bootstrap_seed: u64,
-    /// The disk and network the `io` and `net` workloads used (`disk`, `disk_model`,
-    /// `iodepth`, `nic`, `net`); empty when none was attached.
+    /// The disk and network the `io` and `net` workloads (or the isolation scenario's net
+    /// stressors) used (`disk`, `disk_model`, `iodepth`, `nic`, `net`); empty when none was
+    /// attached.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub devices: BTreeMap<String, String>,
 }

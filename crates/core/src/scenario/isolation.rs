@@ -14,9 +14,17 @@
 //! read as degradation. A guest that stops answering is DNR, never a number; it is restarted for the
 //! next stressor (its baseline stays).
 //!
-//! `net-send` and `net-recv` are reported as skipped: guests have no network device yet.
+//! `net-send` and `net-recv` give every guest a network (the plan's NIC and mode: QEMU's
+//! user-mode stack by default, or a tap device; a veth pair for namespace and gVisor guests;
+//! tap for UML) and run a host peer ([`crate::devices::start_peer`]) for the stressed guest's
+//! jobs while the stressor runs: one unbounded TCP stream from the stressed guest to the peer
+//! (`net-send`) or from the peer into it (`net-recv`), for as long as each job lasts. The
+//! normal guests' networks stay idle. A guest whose network cannot be set up (namespaces and
+//! tap devices need root) is started without one, and the net rows are skipped with that
+//! reason; so are they when the backend gives its guests no network at all. Never a number
+//! without the stream.
 //! `disk` writes to the guest's temporary directory: in initramfs guests that is RAM (the row
-//! says so), since there is no disk device yet either.
+//! says so), since the scenario attaches no disk device.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,20 +42,24 @@ use super::scale::{
 };
 use super::Progress;
 use crate::agent::AgentBinary;
-use crate::backends::{Availability, Backend};
+use crate::backends::{Availability, Backend, BackendError};
+use crate::devices::{Devices, NetSpec};
 use crate::guest::{Guest, GuestError};
 use crate::results::*;
 
 /// Every stressor the scenario knows, in the order of the source's table.
 pub const STRESSORS: &[&str] = &["memory", "fork", "cpu", "disk", "net-recv", "net-send"];
 
-/// Why a stressor cannot run, when it cannot.
-pub fn unsupported_reason(stressor: &str) -> Option<&'static str> {
-    match stressor {
-        "net-send" | "net-recv" => Some(
-            "guests have no network device yet (the agent's only channel is the control \
-             channel): nothing to saturate",
-        ),
+/// Whether a stressor streams over the guests' network (and needs a host peer).
+pub fn is_net(stressor: &str) -> bool {
+    matches!(stressor, "net-send" | "net-recv")
+}
+
+/// Why a stressor cannot run, when it cannot: `no_net` is why the guests have no network
+/// (`None` when they have one).
+pub fn unsupported_reason(stressor: &str, no_net: Option<&str>) -> Option<String> {
+    match no_net {
+        Some(why) if is_net(stressor) => Some(why.to_string()),
         _ => None,
     }
 }
@@ -66,6 +78,8 @@ pub struct IsolationPlan {
     pub timeout: Option<Duration>,
     pub launch_parallelism: usize,
     pub on_start: Option<StartHook>,
+    /// The network card and mode the guests get when a net stressor is selected.
+    pub net: NetSpec,
 }
 
 // ----- the arithmetic, pure -----
@@ -164,7 +178,16 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<Finished, ScenarioError> {
     let out = Output::create(&plan.out_dir, "isolation")?;
-    let settings = plan.settings.clone();
+    let mut settings = plan.settings.clone();
+    let wants_net = plan.stressors.iter().any(|s| is_net(s));
+    if wants_net {
+        settings
+            .devices
+            .insert("nic".into(), plan.net.nic.name().into());
+        settings
+            .devices
+            .insert("net".into(), plan.net.mode.name().into());
+    }
     out.log(
         json!({"type": "start", "run_id": out.run_id, "host": out.host, "settings": settings,
         "scenario": "isolation", "stressors": plan.stressors, "guests": plan.guests}),
@@ -176,13 +199,20 @@ pub fn run(
         availability: plan.availability.clone(),
         guests: Vec::new(),
     };
-    let template = GuestTemplate {
-        backend,
-        agent,
-        kernel: plan.kernel.clone(),
-        vcpus: settings.vcpus,
-        memory_mib: settings.memory_mib,
-        workdir: out.workdir.path(),
+    let mut fleet = Fleet {
+        template: GuestTemplate {
+            backend,
+            agent,
+            kernel: plan.kernel.clone(),
+            vcpus: settings.vcpus,
+            memory_mib: settings.memory_mib,
+            workdir: out.workdir.path(),
+            devices: Devices {
+                disk: None,
+                net: wants_net.then_some(plan.net),
+            },
+        },
+        net_failure: None,
     };
     let steady: Vec<SteadyWorkload> = plan
         .steady
@@ -202,13 +232,8 @@ pub fn run(
     let mut baseline = Vec::new();
     let mut interrupted = false;
     let n = plan.guests as usize;
-    let runnable: Vec<&String> = plan
-        .stressors
-        .iter()
-        .filter(|s| unsupported_reason(s).is_none())
-        .collect();
     progress.begin(if plan.availability.is_available() {
-        (n * (1 + 2 * runnable.len())) as u64
+        (n * (1 + 2 * plan.stressors.len())) as u64
     } else {
         0
     });
@@ -229,7 +254,7 @@ pub fn run(
     } else {
         // Baseline.
         progress.workload("baseline");
-        let lost = ensure_guests(&mut slots, &template, &plan, &mut record, &out, progress);
+        let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut record, &out, progress);
         if let Some(hook) = &plan.on_start {
             let pids: Vec<(String, Vec<u32>)> = slots
                 .iter()
@@ -242,10 +267,6 @@ pub fn run(
         note_failures(&mut record, &slots, &baseline);
 
         for stressor in &plan.stressors {
-            if let Some(reason) = unsupported_reason(stressor) {
-                rows.push(skipped_row(stressor, StressStatus::Skipped, reason));
-                continue;
-            }
             if interrupted || crate::stop_requested() {
                 interrupted = true;
                 rows.push(skipped_row(
@@ -259,11 +280,20 @@ pub fn run(
             // (The first baseline also warms fresh guests up: their first runs of a workload
             // are slower than later ones, which must not read as isolation.)
             progress.workload(&format!("baseline before {stressor}"));
-            let lost = ensure_guests(&mut slots, &template, &plan, &mut record, &out, progress);
+            let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut record, &out, progress);
+            let no_net = no_network(&slots, &fleet, backend.name());
+            if let Some(reason) = unsupported_reason(stressor, no_net.as_deref()) {
+                rows.push(skipped_row(stressor, StressStatus::Skipped, &reason));
+                out.log(json!({"type": "row", "row": rows.last()}));
+                for _ in 0..2 * n {
+                    progress.step();
+                }
+                continue;
+            }
             let paired = run_phase(&mut slots, None, &plan, &out, progress, &lost);
             note_failures(&mut record, &slots, &paired);
             progress.workload(&format!("stress {stressor}"));
-            let lost = ensure_guests(&mut slots, &template, &plan, &mut record, &out, progress);
+            let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut record, &out, progress);
             let phase = run_phase(&mut slots, Some(stressor), &plan, &out, progress, &lost);
             note_failures(&mut record, &slots, &phase);
             let stopped = crate::stop_requested();
@@ -273,6 +303,12 @@ pub fn run(
             rows.push(row);
             out.log(json!({"type": "row", "row": rows.last()}));
         }
+    }
+    if let Some(why) = &fleet.net_failure {
+        notes.push(format!(
+            "the guests' network could not be set up ({why}): they ran without one, and the \
+             net stressors were skipped"
+        ));
     }
     progress.finish();
     shutdown_all(
@@ -363,6 +399,17 @@ fn stress_row(
         "memory" => stressed
             .and_then(|g| g.stress_extras.get("stress_mem_mib"))
             .map(|m| format!("the stressed guest maps and keeps touching {m:.0} MiB")),
+        "net-send" | "net-recv" => stressed
+            .and_then(|g| g.stress_extras.get("stress_net_gbit_s"))
+            .map(|r| {
+                let way = if stressor == "net-send" {
+                    "from the stressed guest to a host peer"
+                } else {
+                    "from a host peer into the stressed guest"
+                };
+                let rate = super::scale::num(*r);
+                format!("one TCP stream {way}: {rate} Gbit/s (median of its runs)")
+            }),
         _ => None,
     };
     IsolationRow {
@@ -396,11 +443,37 @@ fn note_failures(record: &mut BackendRecord, slots: &[Slot], phase: &[IsolationG
     }
 }
 
+/// What the guests are made of, and whether their network could be set up.
+struct Fleet<'a> {
+    template: GuestTemplate<'a>,
+    /// Why the guests' network could not be set up (the first launch that failed with it and
+    /// succeeded without it); from then on guests start without one.
+    net_failure: Option<String>,
+}
+
+/// Why the stressed guest has no network, when it has none: the set-up failed, or the backend
+/// attaches none (its guests ignore the request).
+fn no_network(slots: &[Slot], fleet: &Fleet, backend: &str) -> Option<String> {
+    if let Some(why) = &fleet.net_failure {
+        return Some(format!("the guests' network could not be set up: {why}"));
+    }
+    let guest = slots.first()?.guest.as_ref()?;
+    guest
+        .attached()
+        .net
+        .is_none()
+        .then(|| format!("the {backend} backend gives its guests no network"))
+}
+
 /// Starts the guests that are not running (in parallel, bounded); returns, per slot, why it
 /// has no guest.
+///
+/// A launch with a network that fails in its set-up (namespaces and tap devices need root) is
+/// tried again without the network; if that starts, the failure is recorded in `fleet` and the
+/// later guests start without a network too (the net stressors are then skipped with it).
 fn ensure_guests(
     slots: &mut [Slot],
-    template: &GuestTemplate,
+    fleet: &mut Fleet,
     plan: &IsolationPlan,
     record: &mut BackendRecord,
     out: &Output,
@@ -413,7 +486,39 @@ fn ensure_guests(
         .iter()
         .map(|&i| format!("{}-{}", slots[i].label, slots[i].launches))
         .collect();
-    let started = template.start_many(&labels, plan.launch_parallelism);
+    let mut started = fleet.template.start_many(&labels, plan.launch_parallelism);
+    if fleet.template.devices.net.is_some() {
+        let retry: Vec<usize> = (0..started.len())
+            .filter(|&k| matches!(started[k], Err(GuestError::Launch(BackendError::Setup(_)))))
+            .collect();
+        if !retry.is_empty() {
+            let mut plain = fleet.template.clone();
+            plain.devices.net = None;
+            let again_labels: Vec<String> = retry.iter().map(|&k| labels[k].clone()).collect();
+            let again = plain.start_many(&again_labels, plan.launch_parallelism);
+            for (&k, r) in retry.iter().zip(again) {
+                if r.is_err() {
+                    continue;
+                }
+                if fleet.net_failure.is_none() {
+                    let why = match &started[k] {
+                        Err(e) => first_line(&e.to_string()),
+                        Ok(_) => String::new(),
+                    };
+                    progress.note(&format!(
+                        "the guests' network could not be set up ({why}): starting them \
+                         without one; the net stressors are skipped"
+                    ));
+                    out.log(json!({"type": "net_unavailable", "label": labels[k], "reason": why}));
+                    fleet.net_failure = Some(why);
+                }
+                started[k] = r;
+            }
+            if fleet.net_failure.is_some() {
+                fleet.template.devices.net = None;
+            }
+        }
+    }
     let mut why: Vec<Option<(String, String)>> = slots
         .iter()
         .map(|s| {
@@ -511,9 +616,33 @@ fn run_phase(
                             MeasureEnd::Lost(reason, tail)
                         };
                     }
+                    // A net stressor: the host peer serves the stressed guest's stream for all
+                    // of its jobs in this phase (each run of the stressor is one connection).
+                    let mut net_params = Params::new();
+                    let mut peer = None;
+                    let net_stressor = stressed.filter(|s| is_net(s));
+                    if let (Some(st), Some(guest), MeasureEnd::Done) =
+                        (net_stressor, slot.guest.as_ref(), &end)
+                    {
+                        let started = match guest.attached().net.as_ref() {
+                            Some(ep) => crate::devices::start_peer(ep)
+                                .map(|p| (ep.listen.clone(), p))
+                                .map_err(|e| {
+                                    format!("cannot start the host side of stress.{st}: {e}")
+                                }),
+                            None => Err("the stressed guest has no network".to_string()),
+                        };
+                        match started {
+                            Ok((listen, p)) => {
+                                net_params.insert("listen".into(), json!(listen));
+                                peer = Some(p);
+                            }
+                            Err(why) => end = MeasureEnd::Error(RunStatus::Skipped, why),
+                        }
+                    }
                     let mut stress_extras: Vec<BTreeMap<String, f64>> = Vec::new();
                     for (k, w) in plan.steady.iter().enumerate() {
-                        let mut params = Params::new();
+                        let mut params = net_params.clone();
                         let (job_workload, warmup, factor) = match stressed {
                             Some(st) => {
                                 params.insert("steady".into(), json!(w.name));
@@ -566,7 +695,7 @@ fn run_phase(
                                         workload: hvbench_workloads::find(&format!("stress.{st}"))
                                             .unwrap_or(w),
                                         job_workload: format!("stress.{st}"),
-                                        params: Params::new(),
+                                        params: net_params.clone(),
                                         iterations: Some(250),
                                         target_s: 0.25,
                                         warmup: 0,
@@ -590,8 +719,16 @@ fn run_phase(
                             }
                         }
                     }
+                    if let Some(p) = peer {
+                        let stats = p.stop();
+                        out.log(json!({"type": "peer", "phase": phase_name, "label": slot.label,
+                            "connections": stats.connections, "bytes": stats.bytes,
+                            "errors": stats.errors, "last_error": stats.last_error,
+                            "connect_failures": stats.connect_failures,
+                            "closed_before_header": stats.closed_before_header}));
+                    }
                     if stressed.is_some() {
-                        for key in ["stress_ops", "stress_restarts", "stress_mem_mib", "disk_on_ram_fs", "disk_direct", "stress_workers"] {
+                        for key in ["stress_ops", "stress_restarts", "stress_mem_mib", "disk_on_ram_fs", "disk_direct", "stress_workers", "stress_net_bytes", "stress_net_gbit_s"] {
                             let v: Vec<f64> = stress_extras.iter().filter_map(|e| e.get(key).copied()).collect();
                             if let Some(md) = median(&v) {
                                 g.stress_extras.insert(key.into(), md);

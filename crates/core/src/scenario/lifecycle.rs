@@ -23,6 +23,7 @@ use super::scale::{first_line, guest_record, GuestTemplate, Output};
 use super::Progress;
 use crate::agent::AgentBinary;
 use crate::backends::{Availability, Backend};
+use crate::devices::Devices;
 use crate::guest::{Guest, JobEnd};
 use crate::results::*;
 
@@ -145,6 +146,7 @@ pub fn run(
             vcpus: v,
             memory_mib: settings.memory_mib,
             workdir: out.workdir.path(),
+            devices: Devices::default(),
         };
         progress.workload(&format!("{} vCPU", v));
         let mut row = LifecycleRow {

@@ -24,6 +24,7 @@ use super::efficiency::{
 use super::Progress;
 use crate::agent::AgentBinary;
 use crate::backends::{Availability, Backend, GuestSpec};
+use crate::devices::Devices;
 use crate::guest::{with_timeout, Guest, GuestError, JobEnd};
 use crate::host::HostInfo;
 use crate::results::*;
@@ -148,6 +149,9 @@ pub(crate) struct GuestTemplate<'a> {
     pub vcpus: u32,
     pub memory_mib: u32,
     pub workdir: &'a Path,
+    /// The devices every guest gets (the isolation scenario's network for its net stressors;
+    /// none elsewhere).
+    pub devices: Devices,
 }
 
 impl GuestTemplate<'_> {
@@ -163,7 +167,7 @@ impl GuestTemplate<'_> {
             agent: self.agent.clone(),
             workdir: dir,
             label: label.into(),
-            devices: Default::default(),
+            devices: self.devices.clone(),
         };
         Guest::start(self.backend, &spec, self.backend.hello_timeout())
     }
@@ -547,6 +551,7 @@ pub fn run(
         vcpus: settings.vcpus,
         memory_mib: settings.memory_mib,
         workdir: out.workdir.path(),
+        devices: Devices::default(),
     };
     let mut notes = Vec::new();
     let mut warnings = Vec::new();

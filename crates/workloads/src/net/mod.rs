@@ -199,6 +199,22 @@ impl Conn {
     }
 }
 
+/// Accepts the peer's next connection on the cached listener for the `listen` parameter and
+/// sends it a header with `op` and `count`: the start of a network stressor's stream
+/// ([`crate::stress`], with `count` = [`wire::UNBOUNDED`]). Returns the connection (blocking,
+/// TCP_NODELAY, with the stall timeouts set) and the `listen` address. Without `listen`, the
+/// guest has no network: [`WorkloadError::Unsupported`].
+pub(crate) fn accept_with_header(
+    params: &Params,
+    op: Op,
+    count: u64,
+) -> Result<(TcpStream, String), WorkloadError> {
+    let p = net_params(params)?;
+    let mut conn = Conn::accept(&p)?;
+    conn.send_header(op, count)?;
+    Ok((conn.stream, conn.listen))
+}
+
 /// Accepts connections until one whose peer is still there, or fails at the deadline.
 ///
 /// A connection can wait in the accept queue after its peer gave up on it (a host peer stopped

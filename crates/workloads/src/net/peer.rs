@@ -13,6 +13,10 @@
 //!   `hostfwd`) accepts the host connection at once and only then tries the guest, closing the
 //!   host side when nothing listens there yet.
 //!
+//! A sink or source of [`UNBOUNDED`] bytes (a network stressor's stream) ends when the agent
+//! closes the connection: end of file, a reset or a broken pipe is then the operation's normal
+//! end, not an error, and the peer connects again at once, as after any completed operation.
+//!
 //! The peer waits for the header without a deadline: its connection sits in the agent's accept
 //! queue until the agent gets to it, which may be minutes away (other workloads run first).
 //! Giving up and reconnecting would only leave stale connections in that queue. [`Peer::stop`]
@@ -28,7 +32,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::wire::{Header, Op, HEADER_LEN};
+use super::wire::{Header, Op, HEADER_LEN, UNBOUNDED};
 
 /// Bound on one connection attempt; also bounds how late a stop is noticed while connecting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -56,9 +60,11 @@ pub struct Peer {
 /// What a peer did, returned by [`Peer::stop`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerStats {
-    /// Connections on which the peer completed an operation.
+    /// Connections on which the peer completed an operation (an [`UNBOUNDED`] stream completes
+    /// when the agent closes it).
     pub connections: u64,
-    /// Payload bytes moved: received by the sink, sent by the source, echoed.
+    /// Payload bytes moved: received by the sink, sent by the source, echoed; on every
+    /// connection, including one that went wrong or was stopped midway.
     pub bytes: u64,
     /// Connections that closed or reset before the header (slirp with no listener yet).
     pub closed_before_header: u64,
@@ -205,8 +211,8 @@ fn enter_netns(ns: &File) -> std::io::Result<()> {
 
 /// How one connection ended, when it did not go wrong.
 enum Served {
-    /// The operation completed, moving this many payload bytes.
-    Op { bytes: u64 },
+    /// The operation completed.
+    Op,
     /// Closed or reset before the header: nobody on the other side yet.
     ClosedEarly,
     /// The peer is stopping.
@@ -236,18 +242,17 @@ fn serve_loop(addr: SocketAddr, shared: &Shared) -> PeerStats {
                 continue;
             }
         };
+        let mut moved = 0;
         let result = match shared.publish(&stream) {
-            Ok(true) => serve(&stream, &mut buf, shared),
+            Ok(true) => serve(&stream, &mut buf, shared, &mut moved),
             Ok(false) => break,
             Err(e) => Err(format!("duplicating the connection's descriptor: {e}")),
         };
         shared.retire();
         drop(stream);
+        stats.bytes += moved;
         match result {
-            Ok(Served::Op { bytes }) => {
-                stats.connections += 1;
-                stats.bytes += bytes;
-            }
+            Ok(Served::Op) => stats.connections += 1,
             Ok(Served::Stopped) => break,
             Ok(Served::ClosedEarly) => {
                 if shared.stopping() {
@@ -268,8 +273,14 @@ fn serve_loop(addr: SocketAddr, shared: &Shared) -> PeerStats {
     stats
 }
 
-/// Serves one connection: header, operation, then the agent's close.
-fn serve(stream: &TcpStream, buf: &mut [u8], shared: &Shared) -> Result<Served, String> {
+/// Serves one connection: header, operation, then the agent's close. Adds the payload bytes it
+/// moves to `moved` as they go, so that a connection that goes wrong still counts them.
+fn serve(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    shared: &Shared,
+    moved: &mut u64,
+) -> Result<Served, String> {
     let ctx = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
     let mut s = stream;
     s.set_nodelay(true).map_err(ctx("setting TCP_NODELAY"))?;
@@ -315,50 +326,79 @@ fn serve(stream: &TcpStream, buf: &mut [u8], shared: &Shared) -> Result<Served, 
         .map_err(ctx("setting a read timeout"))?;
     s.set_write_timeout(Some(OP_TIMEOUT))
         .map_err(ctx("setting a write timeout"))?;
-    let bytes = match header.op {
-        Op::Sink => sink(s, buf, header.count)?,
-        Op::Source => source(s, buf, header.count)?,
-        Op::Echo => echo(s, buf, header.count)?,
-    };
-    wait_for_close(s)?;
-    Ok(Served::Op { bytes })
+    match header.op {
+        Op::Sink => sink(s, buf, header.count, moved)?,
+        Op::Source => source(s, buf, header.count, moved)?,
+        Op::Echo => echo(s, buf, header.count, moved)?,
+    }
+    // An unbounded stream ended because the agent closed the connection.
+    if header.count != UNBOUNDED || header.op == Op::Echo {
+        wait_for_close(s)?;
+    }
+    Ok(Served::Op)
 }
 
-/// Reads exactly `count` bytes, then acknowledges how many arrived.
-fn sink(mut s: &TcpStream, buf: &mut [u8], count: u64) -> Result<u64, String> {
+/// Whether `e` says the agent closed its end (the end of an [`UNBOUNDED`] stream).
+fn closed_by_agent(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+    )
+}
+
+/// Reads exactly `count` bytes, then acknowledges how many arrived; an [`UNBOUNDED`] sink reads
+/// until the agent closes and sends no ack.
+fn sink(mut s: &TcpStream, buf: &mut [u8], count: u64, moved: &mut u64) -> Result<(), String> {
+    let unbounded = count == UNBOUNDED;
     let mut got: u64 = 0;
     while got < count {
         let want = (count - got).min(buf.len() as u64) as usize;
         match s.read(&mut buf[..want]) {
+            Ok(0) if unbounded => return Ok(()),
             Ok(0) => {
                 return Err(format!(
                     "sink: the agent closed the connection after {got} of {count} bytes"
                 ))
             }
-            Ok(n) => got += n as u64,
+            Ok(n) => {
+                got += n as u64;
+                *moved += n as u64;
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if unbounded && closed_by_agent(&e) => return Ok(()),
             Err(e) => return Err(format!("sink: reading after {got} of {count} bytes: {e}")),
         }
     }
     s.write_all(&got.to_le_bytes())
-        .map_err(|e| format!("sink: sending the acknowledgement: {e}"))?;
-    Ok(got)
+        .map_err(|e| format!("sink: sending the acknowledgement: {e}"))
 }
 
-/// Writes `count` bytes.
-fn source(mut s: &TcpStream, buf: &[u8], count: u64) -> Result<u64, String> {
+/// Writes `count` bytes; an [`UNBOUNDED`] source writes until the agent closes.
+fn source(mut s: &TcpStream, buf: &[u8], count: u64, moved: &mut u64) -> Result<(), String> {
+    let unbounded = count == UNBOUNDED;
     let mut sent: u64 = 0;
     while sent < count {
         let n = (count - sent).min(buf.len() as u64) as usize;
-        s.write_all(&buf[..n])
-            .map_err(|e| format!("source: writing after {sent} of {count} bytes: {e}"))?;
-        sent += n as u64;
+        match s.write(&buf[..n]) {
+            Ok(0) => return Err(format!("source: the socket took no bytes after {sent}")),
+            Ok(k) => {
+                sent += k as u64;
+                *moved += k as u64;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if unbounded && closed_by_agent(&e) => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "source: writing after {sent} of {count} bytes: {e}"
+                ))
+            }
+        }
     }
-    Ok(sent)
+    Ok(())
 }
 
 /// Sends back every byte it reads, until `count` bytes (one per transaction) went back.
-fn echo(mut s: &TcpStream, buf: &mut [u8], count: u64) -> Result<u64, String> {
+fn echo(mut s: &TcpStream, buf: &mut [u8], count: u64, moved: &mut u64) -> Result<(), String> {
     let mut done: u64 = 0;
     while done < count {
         let want = (count - done).min(buf.len() as u64) as usize;
@@ -372,12 +412,13 @@ fn echo(mut s: &TcpStream, buf: &mut [u8], count: u64) -> Result<u64, String> {
                 s.write_all(&buf[..n])
                     .map_err(|e| format!("echo: answering transaction {done}: {e}"))?;
                 done += n as u64;
+                *moved += n as u64;
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(format!("echo: reading transaction {done} of {count}: {e}")),
         }
     }
-    Ok(done)
+    Ok(())
 }
 
 /// Waits for the agent to close its end: the operation is over only then, and anything the

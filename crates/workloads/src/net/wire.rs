@@ -15,6 +15,11 @@
 //! - **source** (`net.stream.rx`): the peer sends `count` bytes.
 //! - **echo** (`net.rr`): `count` times, the agent sends one byte and the peer sends it back.
 //!
+//! A sink or source with `count` = [`UNBOUNDED`] (u64::MAX) lasts until the agent closes the
+//! connection: the isolation scenario's network stressors (`stress.net-send`,
+//! `stress.net-recv`) stream for as long as their run lasts. The agent's close is then the
+//! normal end of the operation, and the sink sends no ack.
+//!
 //! Then the agent closes the connection. The peer never sends anything before the header, so an
 //! agent that finds a freshly accepted connection readable knows the peer already left.
 
@@ -24,6 +29,8 @@ pub const MAGIC: u32 = 0x4E42_5648;
 pub const HEADER_LEN: usize = 16;
 /// Bytes of the sink's acknowledgement.
 pub const ACK_LEN: usize = 8;
+/// The `count` of a sink or source that lasts until the agent closes the connection.
+pub const UNBOUNDED: u64 = u64::MAX;
 
 /// What the agent asks the peer to do on one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
