@@ -629,7 +629,7 @@ impl Backend for Gvisor {
             settings.insert(
                 "disk".into(),
                 format!(
-                    "{} bind-mounted through gVisor's gofer (host file I/O by the sandbox)",
+                    "{} bind-mounted through gVisor's gofer: the sandbox does the host file I/O, and an O_DIRECT inside is not necessarily one on the host (random writes measured faster than the host's direct writes)",
                     d.image.display()
                 ),
             );
