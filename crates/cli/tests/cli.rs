@@ -4,44 +4,10 @@
 //! workload is present with the requested samples, medians lie in their intervals, errors name
 //! the fix), never timings.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+use support::{hvbench, only_document, text, tmpdir};
 
-use serde_json::Value;
-
-fn hvbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hvbench"))
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hvbench-cli-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn only_document(dir: &Path) -> Value {
-    let docs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    assert_eq!(
-        docs.len(),
-        1,
-        "expected one result document in {}: {docs:?}",
-        dir.display()
-    );
-    serde_json::from_str(&std::fs::read_to_string(&docs[0]).unwrap()).unwrap()
-}
+use std::path::PathBuf;
 
 #[test]
 fn list_shows_every_workload_with_unit_and_direction() {
@@ -65,7 +31,7 @@ fn list_shows_every_workload_with_unit_and_direction() {
 
 #[test]
 fn native_run_writes_a_complete_document() {
-    let out = tmpdir("native");
+    let out = tmpdir("cli-test", "native");
     let workloads = [
         "sys.getppid",
         "cpu.primes",
@@ -143,7 +109,7 @@ fn native_run_writes_a_complete_document() {
 
 #[test]
 fn report_renders_a_document_again() {
-    let out = tmpdir("report");
+    let out = tmpdir("cli-test", "report");
     let o = hvbench()
         .args([
             "run",
@@ -200,7 +166,7 @@ fn bad_input_is_refused_before_anything_runs() {
 
 #[test]
 fn unwritable_output_directory_is_refused() {
-    let dir = tmpdir("ro");
+    let dir = tmpdir("cli-test", "ro");
     let file = dir.join("a-file");
     std::fs::write(&file, b"x").unwrap();
     // A path under a regular file can never be created, even by root.
@@ -216,7 +182,7 @@ fn unwritable_output_directory_is_refused() {
 
 #[test]
 fn report_refuses_files_that_are_not_documents() {
-    let dir = tmpdir("notdoc");
+    let dir = tmpdir("cli-test", "notdoc");
     let cases = [
         ("garbage.json", "this is not json", "not JSON"),
         ("other.json", "{\"hello\": 1}", "schema_version"),
@@ -237,7 +203,7 @@ fn report_refuses_files_that_are_not_documents() {
 /// the samples measured so far kept, and no agent process left behind.
 #[test]
 fn interrupted_run_keeps_a_valid_partial_document() {
-    let out = tmpdir("sigint");
+    let out = tmpdir("cli-test", "sigint");
     // Inherited by every process the run starts, so leftovers can be found by their environment.
     let mark = format!("sigint-{}", std::process::id());
     let child = hvbench()

@@ -2,45 +2,12 @@
 //! and in guests, the emulated device models, and the error of a guest whose disk cannot be
 //! attached. Properties only (a run is measured or refused, files are unchanged), no timings.
 
+mod support;
+use support::{documents, hvbench, only_document, text, tmpdir};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn hvbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hvbench"))
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hvbench-dev-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn documents(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn only_document(dir: &Path) -> Value {
-    let docs = documents(dir);
-    assert_eq!(docs.len(), 1, "one document expected: {docs:?}");
-    serde_json::from_str(&std::fs::read_to_string(&docs[0]).unwrap()).unwrap()
-}
 
 /// A user's file with recognizable content, and its bytes.
 fn users_file(dir: &Path) -> (PathBuf, Vec<u8>) {
@@ -89,7 +56,7 @@ fn backend_available(doc: &Value, name: &str) -> bool {
 
 #[test]
 fn writes_to_a_users_disk_are_refused_before_anything_runs() {
-    let dir = tmpdir("refuse-write");
+    let dir = tmpdir("dev-test", "refuse-write");
     let (f, bytes) = users_file(&dir);
     let out = dir.join("out");
     let o = hvbench()
@@ -124,7 +91,7 @@ fn writes_to_a_users_disk_are_refused_before_anything_runs() {
 
 #[test]
 fn reads_of_a_users_disk_never_change_it_and_writes_need_the_flag() {
-    let dir = tmpdir("read-user");
+    let dir = tmpdir("dev-test", "read-user");
     let (f, bytes) = users_file(&dir);
     let out = dir.join("out");
     let o = hvbench()
@@ -166,7 +133,7 @@ fn reads_of_a_users_disk_never_change_it_and_writes_need_the_flag() {
 
 #[test]
 fn a_missing_or_mounted_disk_is_refused() {
-    let dir = tmpdir("missing");
+    let dir = tmpdir("dev-test", "missing");
     let out = dir.join("out");
     let o = hvbench()
         .args(run_args(&out))
@@ -212,7 +179,7 @@ fn a_missing_or_mounted_disk_is_refused() {
 
 #[test]
 fn io_and_net_suites_run_on_the_host_and_under_qemu_tcg() {
-    let dir = tmpdir("suites");
+    let dir = tmpdir("dev-test", "suites");
     for (suite, extra) in [("io", vec!["--disk-size", "16M"]), ("net", vec![])] {
         let out = dir.join(suite);
         let o = hvbench()
@@ -255,7 +222,7 @@ fn io_and_net_suites_run_on_the_host_and_under_qemu_tcg() {
 
 #[test]
 fn emulated_devices_run_under_qemu_tcg() {
-    let dir = tmpdir("emulated");
+    let dir = tmpdir("dev-test", "emulated");
     for (args, workload) in [
         (["--disk-model", "ide"], "io.randread"),
         (["--disk-model", "ahci"], "io.randread"),
@@ -307,7 +274,7 @@ fn a_kernel_without_the_disk_driver_is_a_clear_failure() {
         eprintln!("no cloud kernel in /boot: skipped");
         return;
     };
-    let dir = tmpdir("no-driver");
+    let dir = tmpdir("dev-test", "no-driver");
     let out = dir.join("out");
     let o = hvbench()
         .args(run_args(&out))
@@ -342,7 +309,7 @@ fn a_kernel_without_the_disk_driver_is_a_clear_failure() {
 
 #[test]
 fn io_and_net_run_in_namespace_gvisor_and_uml() {
-    let dir = tmpdir("others");
+    let dir = tmpdir("dev-test", "others");
     let out = dir.join("out");
     let o = hvbench()
         .args(run_args(&out))

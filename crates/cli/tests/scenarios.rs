@@ -2,53 +2,15 @@
 //! Ctrl-C and SIGTERM leave behind: no process, no temporary directory, a valid partial
 //! document, exit code 130. Properties only, never timings.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
+use support::{documents, hvbench, only_document, text, tmpdir};
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
-
-fn hvbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hvbench"))
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "hvbench-cli-scenarios-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn documents(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|r| {
-            r.map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn only_document(dir: &Path) -> Value {
-    let docs = documents(dir);
-    assert_eq!(docs.len(), 1, "expected one document in {}", dir.display());
-    serde_json::from_str(&std::fs::read_to_string(&docs[0]).unwrap()).unwrap()
-}
 
 #[test]
 fn lifecycle_runs_end_to_end_and_prints_its_tables() {
-    let out = tmpdir("lifecycle");
+    let out = tmpdir("cli-scenarios", "lifecycle");
     let o = hvbench()
         .args([
             "lifecycle",
@@ -90,7 +52,7 @@ fn lifecycle_runs_end_to_end_and_prints_its_tables() {
 
 #[test]
 fn scale_runs_end_to_end_and_reports_every_guest() {
-    let out = tmpdir("scale");
+    let out = tmpdir("cli-scenarios", "scale");
     let o = hvbench()
         .args([
             "scale",
@@ -138,7 +100,7 @@ fn scale_runs_end_to_end_and_reports_every_guest() {
 
 #[test]
 fn isolation_runs_end_to_end() {
-    let out = tmpdir("isolation");
+    let out = tmpdir("cli-scenarios", "isolation");
     let o = hvbench()
         .args([
             "isolation",
@@ -204,7 +166,7 @@ fn isolation_net_stressors_run_in_namespace_guests_and_leave_no_namespace() {
         eprintln!("skipped: needs root and iproute2");
         return;
     }
-    let out = tmpdir("isolation-net");
+    let out = tmpdir("cli-scenarios", "isolation-net");
     let child = hvbench()
         .args([
             "isolation",
@@ -273,7 +235,7 @@ fn isolation_net_stressors_run_in_namespace_guests_and_leave_no_namespace() {
 
 #[test]
 fn bad_arguments_are_refused_before_anything_runs() {
-    let out = tmpdir("bad");
+    let out = tmpdir("cli-scenarios", "bad");
     for args in [
         vec!["isolation", "--backend", "native", "--stress", "gpu"],
         vec!["isolation", "--backend", "native", "--guests", "1"],
@@ -321,8 +283,8 @@ fn processes_with(marker: &str) -> Vec<u32> {
 }
 
 fn stop_mid_run(signal: libc::c_int, name: &str) {
-    let out = tmpdir(&format!("{name}-out"));
-    let tmp = tmpdir(&format!("{name}-tmp"));
+    let out = tmpdir("cli-scenarios", &format!("{name}-out"));
+    let tmp = tmpdir("cli-scenarios", &format!("{name}-tmp"));
     let marker = format!("{}-{name}", std::process::id());
     let mut child = hvbench()
         .args([

@@ -129,25 +129,14 @@ fn all_in(boot: &Path) -> Vec<PathBuf> {
 
 /// The newest readable `vmlinuz-*` in `boot`.
 fn newest_in(boot: &Path) -> Result<PathBuf, ImageError> {
-    let mut candidates: Vec<(String, PathBuf)> = std::fs::read_dir(boot)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let name = e.file_name().to_str()?.to_string();
-                    let version = name.strip_prefix("vmlinuz-")?.to_string();
-                    (!version.is_empty() && e.path().is_file()).then(|| (version, e.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let candidates = all_in(boot);
     if candidates.is_empty() {
         return Err(ImageError::NoKernel {
             dir: boot.to_path_buf(),
         });
     }
-    candidates.sort_by(|a, b| version_cmp(&b.0, &a.0));
     let mut first_error = None;
-    for (_, path) in &candidates {
+    for path in &candidates {
         match check_readable(path) {
             Ok(()) => return Ok(path.clone()),
             Err(e) => {
