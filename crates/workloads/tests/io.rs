@@ -140,7 +140,7 @@ fn check_outcome(name: &str, out: &Outcome, iterations: u64, block: u64, iodepth
     let p50 = out.extras["lat_p50_us"];
     let p99 = out.extras["lat_p99_us"];
     assert!(p50 > 0.0 && p50 <= p99, "{name}: p50 {p50} p99 {p99}");
-    assert_eq!(out.extras["iodepth"], iodepth as f64, "{name}");
+    assert_eq!(out.labels["iodepth"], iodepth.to_string(), "{name}");
     let engine = label(out, "engine");
     if iodepth == 1 {
         assert_eq!(engine, "psync", "{name}");

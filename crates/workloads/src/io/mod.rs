@@ -43,8 +43,8 @@
 //!
 //! Labels: `engine` (`psync`, `io_uring`, `psync-threads`), `direct` (`true`/`false`),
 //! `direct_fallback` (why not direct), `fallback` (why not io_uring), `target` (`file` or
-//! `block device`). Extras: `lat_p50_us`, `lat_p99_us` (per-I/O latency in µs, submission to
-//! completion), `iodepth`.
+//! `block device`), `iodepth`. Extras: `lat_p50_us`, `lat_p99_us` (per-I/O latency in µs,
+//! submission to completion).
 
 mod engine;
 mod latency;
@@ -326,7 +326,8 @@ fn run(params: &Params, iterations: u64, op: Op, access: Access) -> Result<Outco
             out.extras.insert(key.to_string(), ns / 1e3);
         }
     }
-    out.extras
-        .insert("iodepth".to_string(), f64::from(job.iodepth));
+    // A setting, not a measurement: a label, so reports do not print it as a metric.
+    out.labels
+        .insert("iodepth".to_string(), job.iodepth.to_string());
     Ok(out)
 }
