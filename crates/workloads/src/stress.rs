@@ -15,7 +15,8 @@
 //! every descendant and exits. Workers and supervisor die with their parent
 //! (`PR_SET_PDEATHSIG`) and after `max_s` seconds at the latest (`alarm`). Memory is bounded by
 //! `mem_pct` of the guest's MemTotal and `mem_max_mib`, forks by `fork_cap` live processes, disk
-//! writes by `disk_mib` per worker in a file unlinked as soon as it is opened.
+//! writes by `disk_mib` per worker in a file unlinked as soon as it is opened, or, with `device`
+//! (a disk the host attached and allowed writes to), in a region of that disk per worker.
 //!
 //! The network stressors (`stress.net-send`, `stress.net-recv`) need the guest's network: the
 //! parameter `listen` is the agent's listening address, as for the `net.*` workloads (without
@@ -81,8 +82,9 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
     ),
     stress_row(
         "stress.disk",
-        "Isolation stressor: sequential 1 MiB writes (O_DIRECT where the file system allows) \
-         to an unlinked file in `dir` (default the temporary directory)",
+        "Isolation stressor: sequential 1 MiB writes (O_DIRECT where allowed) to the attached \
+         disk `device` (with `allow_write`), else to an unlinked file in `dir` (default the \
+         temporary directory)",
         run_disk,
     ),
     stress_row(
@@ -182,6 +184,9 @@ struct Config {
     disk_dir: std::path::PathBuf,
     disk_bytes: usize,
     disk_direct: bool,
+    /// Disk: the workers write to `device` (a disk the host attached and allowed writes to),
+    /// each in its own region of `disk_bytes`, instead of to unlinked files in `disk_dir`.
+    disk_device: bool,
     /// Network: the connection to the host peer (its header already sent), owned here and
     /// closed when the run drops the configuration, after the workers are gone.
     net_stream: Option<std::net::TcpStream>,
@@ -304,6 +309,7 @@ impl Config {
             disk_dir: std::path::PathBuf::new(),
             disk_bytes: 0,
             disk_direct: false,
+            disk_device: false,
             net_stream: None,
             net_fd: -1,
         };
@@ -320,6 +326,9 @@ impl Config {
             Stressor::Fork => {
                 let cap = param_u64(params, "fork_cap", 256)?.clamp(1, 4096);
                 cfg.forks_per_worker = (cap / workers as u64).max(1) as u32;
+            }
+            Stressor::Disk if params.contains_key("device") => {
+                disk_on_device(&mut cfg, params, workers)?;
             }
             Stressor::Disk => {
                 let dir = match params.get("dir").and_then(|v| v.as_str()) {
@@ -384,6 +393,57 @@ impl Config {
         }
         Ok(cfg)
     }
+}
+
+/// Prepares the disk stressor for writing to the attached disk `device`: each worker gets a
+/// region of its own (`disk_mib`, at most the disk's size shared among the workers), written
+/// with O_DIRECT where the device allows it.
+fn disk_on_device(cfg: &mut Config, params: &Params, workers: usize) -> Result<(), WorkloadError> {
+    let device = params
+        .get("device")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| WorkloadError::BadParam("device must be a path".into()))?;
+    if params.get("allow_write").and_then(|v| v.as_bool()) != Some(true) {
+        return Err(WorkloadError::Unsupported(format!(
+            "writes refused: the host did not allow writes to {device}"
+        )));
+    }
+    let c = CString::new(device)
+        .map_err(|_| WorkloadError::BadParam("device contains a NUL byte".into()))?;
+    let mut size = 0u64;
+    for direct in [true, false] {
+        let flags = libc::O_WRONLY | libc::O_CLOEXEC | if direct { libc::O_DIRECT } else { 0 };
+        // SAFETY: `c` is a NUL-terminated path; no O_CREAT, so no mode is read.
+        let fd = unsafe { libc::open(c.as_ptr(), flags) };
+        if fd >= 0 {
+            // SAFETY: fd was just opened and is closed right after.
+            size = unsafe {
+                let end = libc::lseek(fd, 0, libc::SEEK_END);
+                libc::close(fd);
+                end.max(0) as u64
+            };
+            cfg.disk_direct = direct;
+            break;
+        }
+        if !direct {
+            return Err(WorkloadError::Failed(format!(
+                "cannot open {device} for writing: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    let share = (size / workers as u64) / DISK_BLOCK as u64 * DISK_BLOCK as u64;
+    let mib = param_u64(params, "disk_mib", share >> 20)?.clamp(1, 4096);
+    cfg.disk_bytes = ((mib << 20).min(share)) as usize;
+    if cfg.disk_bytes < DISK_BLOCK {
+        return Err(WorkloadError::Unsupported(format!(
+            "{device} holds {size} bytes: less than one {DISK_BLOCK}-byte block per worker"
+        )));
+    }
+    cfg.disk_device = true;
+    cfg.disk_paths = (0..workers).map(|_| c.clone()).collect();
+    Ok(())
 }
 
 /// Whether `dir` is a RAM file system (tmpfs, ramfs): then "disk" writes are memory writes.
@@ -484,8 +544,10 @@ fn run_stressed(
             .insert("disk_direct".into(), f64::from(u8::from(cfg.disk_direct)));
         out.extras.insert(
             "disk_on_ram_fs".into(),
-            f64::from(u8::from(on_ram_fs(&cfg.disk_dir))),
+            f64::from(u8::from(!cfg.disk_device && on_ram_fs(&cfg.disk_dir))),
         );
+        out.extras
+            .insert("disk_device".into(), f64::from(u8::from(cfg.disk_device)));
     }
     if kind == Stressor::Memory {
         out.extras.insert(
@@ -755,19 +817,29 @@ fn worker_main(cfg: &Config, shared: &Shared, index: usize) {
         }
         Stressor::Disk => {
             let path = &cfg.disk_paths[index];
-            let flags = libc::O_CREAT
-                | libc::O_WRONLY
-                | libc::O_TRUNC
-                | libc::O_CLOEXEC
-                | if cfg.disk_direct { libc::O_DIRECT } else { 0 };
+            let direct = if cfg.disk_direct { libc::O_DIRECT } else { 0 };
+            // On the attached disk: its own region, nothing created or truncated.
+            let (flags, base) = if cfg.disk_device {
+                (
+                    libc::O_WRONLY | libc::O_CLOEXEC | direct,
+                    index * cfg.disk_bytes,
+                )
+            } else {
+                (
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC | direct,
+                    0,
+                )
+            };
             // SAFETY: a NUL-terminated path prepared before the fork.
             let fd = unsafe { libc::open(path.as_ptr(), flags, 0o600) };
             if fd < 0 {
                 return;
             }
-            // Unlinked at once: the space goes back when the worker dies, whatever kills it.
-            // SAFETY: as above.
-            unsafe { libc::unlink(path.as_ptr()) };
+            if !cfg.disk_device {
+                // Unlinked at once: the space goes back when the worker dies, whatever kills it.
+                // SAFETY: as above.
+                unsafe { libc::unlink(path.as_ptr()) };
+            }
             // SAFETY: an anonymous mapping: page-aligned, as O_DIRECT needs.
             let buf = unsafe {
                 libc::mmap(
@@ -787,7 +859,7 @@ fn worker_main(cfg: &Config, shared: &Shared, index: usize) {
             let mut off = 0usize;
             loop {
                 // SAFETY: `buf` holds DISK_BLOCK bytes; `fd` is open.
-                let n = unsafe { libc::pwrite(fd, buf, DISK_BLOCK, off as libc::off_t) };
+                let n = unsafe { libc::pwrite(fd, buf, DISK_BLOCK, (base + off) as libc::off_t) };
                 if n <= 0 {
                     // SAFETY: a plain sleep (a full file system).
                     unsafe { libc::usleep(10_000) };
@@ -874,6 +946,40 @@ mod tests {
             let out = (w.run)(&params(None), 50).unwrap();
             assert_eq!(out.work, 50.0, "{name}");
         }
+    }
+
+    #[test]
+    fn the_disk_stressor_writes_only_its_regions_of_an_attached_disk_and_only_when_allowed() {
+        let dir = std::env::temp_dir().join(format!("hvb-stress-dev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dev = dir.join("disk.img");
+        // 8 MiB of 0x11; two workers with 2 MiB each may write the first 4 MiB only.
+        std::fs::write(&dev, vec![0x11u8; 8 << 20]).unwrap();
+        let w = crate::find("stress.disk").unwrap();
+        let mut p = params(Some("cpu.primes"));
+        p.insert("device".into(), serde_json::json!(dev.to_str().unwrap()));
+        let refused = (w.run)(&p, 20).unwrap_err();
+        assert!(
+            matches!(refused, WorkloadError::Unsupported(ref m) if m.contains("writes refused"))
+        );
+        assert!(std::fs::read(&dev).unwrap().iter().all(|&b| b == 0x11));
+        p.insert("allow_write".into(), serde_json::json!(true));
+        let out = (w.run)(&p, 2000).unwrap();
+        assert_eq!(out.extras["disk_device"], 1.0);
+        assert_eq!(out.extras["disk_on_ram_fs"], 0.0);
+        let data = std::fs::read(&dev).unwrap();
+        assert_eq!(data.len(), 8 << 20, "never grown or truncated");
+        assert!(
+            data[4 << 20..].iter().all(|&b| b == 0x11),
+            "beyond the regions: untouched"
+        );
+        if out.extras["stress_ops"] > 0.0 {
+            assert!(
+                data[..4 << 20].iter().any(|&b| b != 0x11),
+                "the regions were written"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

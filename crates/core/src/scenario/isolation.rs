@@ -23,8 +23,11 @@
 //! tap devices need root) is started without one, and the net rows are skipped with that
 //! reason; so are they when the backend gives its guests no network at all. Never a number
 //! without the stream.
-//! `disk` writes to the guest's temporary directory: in initramfs guests that is RAM (the row
-//! says so), since the scenario attaches no disk device.
+//! With `disk` among the stressors every guest gets a scratch disk of its own
+//! ([`STRESS_DISK_BYTES`], created by hvbench), and the stressor writes 1 MiB blocks to the
+//! stressed guest's, with O_DIRECT where the device allows it (the row says which). On a
+//! backend that attaches no disk the writes go to the guest's temporary directory, which in
+//! initramfs guests is RAM (the row says so too).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,6 +49,10 @@ use crate::backends::{Availability, Backend, BackendError};
 use crate::devices::{Devices, NetSpec};
 use crate::guest::{Guest, GuestError};
 use crate::results::*;
+
+/// The scratch disk each guest gets when the disk stressor runs: the stressor's workers write
+/// their regions of it over and over.
+pub const STRESS_DISK_BYTES: u64 = 256 << 20;
 
 /// Every stressor the scenario knows, in the order of the source's table.
 pub const STRESSORS: &[&str] = &["memory", "fork", "cpu", "disk", "net-recv", "net-send"];
@@ -180,6 +187,16 @@ pub fn run(
     let out = Output::create(&plan.out_dir, "isolation")?;
     let mut settings = plan.settings.clone();
     let wants_net = plan.stressors.iter().any(|s| is_net(s));
+    let wants_disk = plan.stressors.iter().any(|s| s == "disk");
+    if wants_disk {
+        settings.devices.insert(
+            "disk".into(),
+            format!(
+                "a scratch image of {} MiB per guest, created by hvbench (the disk stressor writes to it)",
+                STRESS_DISK_BYTES >> 20
+            ),
+        );
+    }
     if wants_net {
         settings
             .devices
@@ -211,6 +228,7 @@ pub fn run(
                 disk: None,
                 net: wants_net.then_some(plan.net),
             },
+            scratch_disk_bytes: wants_disk.then_some(STRESS_DISK_BYTES),
         },
         net_failure: None,
     };
@@ -389,13 +407,31 @@ fn stress_row(
         return row;
     }
     let note = match stressor {
-        "disk" => Some(match stressed.and_then(|g| g.stress_extras.get("disk_on_ram_fs")) {
-            Some(&v) if v > 0.5 => "no disk device in the guests yet: the writes go to the guest's \
-                                    temporary directory, a RAM file system (tmpfs) here"
-                .to_string(),
-            Some(_) => "the writes go to the guest's temporary directory (not a RAM file system)".into(),
-            None => "no disk device in the guests yet: the writes go to the guest's temporary directory".into(),
-        }),
+        "disk" => Some(
+            match (
+                stressed.and_then(|g| g.stress_extras.get("disk_device")),
+                stressed.and_then(|g| g.stress_extras.get("disk_on_ram_fs")),
+                stressed.and_then(|g| g.stress_extras.get("disk_direct")),
+            ) {
+                (Some(&d), _, direct) if d > 0.5 => format!(
+                    "1 MiB writes to the stressed guest's own scratch disk{}",
+                    if direct.is_some_and(|&v| v > 0.5) {
+                        ", O_DIRECT"
+                    } else {
+                        " (buffered: no O_DIRECT there)"
+                    }
+                ),
+                (_, Some(&v), _) if v > 0.5 => {
+                    "the guest has no disk: the writes go to its \
+                                                temporary directory, a RAM file system (tmpfs) here"
+                        .to_string()
+                }
+                (_, Some(_), _) => {
+                    "the guest has no disk: the writes go to its temporary directory".into()
+                }
+                _ => "the writes go to the guest's disk or temporary directory".into(),
+            },
+        ),
         "memory" => stressed
             .and_then(|g| g.stress_extras.get("stress_mem_mib"))
             .map(|m| format!("the stressed guest maps and keeps touching {m:.0} MiB")),
@@ -641,6 +677,14 @@ fn run_phase(
                         }
                     }
                     let mut stress_extras: Vec<BTreeMap<String, f64>> = Vec::new();
+                    // The disk stressor writes to the guest's own scratch disk when it has one.
+                    if let (Some("disk"), Some(path)) = (
+                        stressed,
+                        slot.guest.as_ref().and_then(|g| g.attached().disk.clone()),
+                    ) {
+                        net_params.insert("device".into(), json!(path));
+                        net_params.insert("allow_write".into(), json!(true));
+                    }
                     for (k, w) in plan.steady.iter().enumerate() {
                         let mut params = net_params.clone();
                         let (job_workload, warmup, factor) = match stressed {
@@ -728,7 +772,7 @@ fn run_phase(
                             "closed_before_header": stats.closed_before_header}));
                     }
                     if stressed.is_some() {
-                        for key in ["stress_ops", "stress_restarts", "stress_mem_mib", "disk_on_ram_fs", "disk_direct", "stress_workers", "stress_net_bytes", "stress_net_gbit_s"] {
+                        for key in ["stress_ops", "stress_restarts", "stress_mem_mib", "disk_on_ram_fs", "disk_direct", "disk_device", "stress_workers", "stress_net_bytes", "stress_net_gbit_s"] {
                             let v: Vec<f64> = stress_extras.iter().filter_map(|e| e.get(key).copied()).collect();
                             if let Some(md) = median(&v) {
                                 g.stress_extras.insert(key.into(), md);

@@ -147,6 +147,7 @@ pub fn run(
             memory_mib: settings.memory_mib,
             workdir: out.workdir.path(),
             devices: Devices::default(),
+            scratch_disk_bytes: None,
         };
         progress.workload(&format!("{} vCPU", v));
         let mut row = LifecycleRow {

@@ -152,6 +152,9 @@ pub(crate) struct GuestTemplate<'a> {
     /// The devices every guest gets (the isolation scenario's network for its net stressors;
     /// none elsewhere).
     pub devices: Devices,
+    /// A scratch disk of this many bytes for each guest, created in its directory (the
+    /// isolation scenario's disk stressor writes to it).
+    pub scratch_disk_bytes: Option<u64>,
 }
 
 impl GuestTemplate<'_> {
@@ -160,6 +163,14 @@ impl GuestTemplate<'_> {
         let dir = self.workdir.join(label);
         std::fs::create_dir_all(&dir)
             .map_err(|e| GuestError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        let mut devices = self.devices.clone();
+        if let Some(size) = self.scratch_disk_bytes {
+            // A relaunch under the same label gets a fresh image of its own.
+            let _ = std::fs::remove_file(dir.join("disk.img"));
+            let disk = crate::devices::create_scratch(&dir, size)
+                .map_err(|e| GuestError::Io(e.to_string()))?;
+            devices.disk = Some(disk);
+        }
         let spec = GuestSpec {
             vcpus: self.vcpus,
             memory_mib: self.memory_mib,
@@ -167,7 +178,7 @@ impl GuestTemplate<'_> {
             agent: self.agent.clone(),
             workdir: dir,
             label: label.into(),
-            devices: self.devices.clone(),
+            devices,
         };
         Guest::start(self.backend, &spec, self.backend.hello_timeout())
     }
@@ -552,6 +563,7 @@ pub fn run(
         memory_mib: settings.memory_mib,
         workdir: out.workdir.path(),
         devices: Devices::default(),
+        scratch_disk_bytes: None,
     };
     let mut notes = Vec::new();
     let mut warnings = Vec::new();
