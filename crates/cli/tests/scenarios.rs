@@ -109,7 +109,7 @@ fn isolation_runs_end_to_end() {
             "--guests",
             "2",
             "--stress",
-            "fork,net-recv",
+            "fork,net-recv,disk",
         ])
         .args([
             "--steady",
@@ -129,8 +129,9 @@ fn isolation_runs_end_to_end() {
     assert!(stdout.contains("stressed guest"));
     let doc = only_document(&out);
     let rows = doc["scenario_data"]["rows"].as_array().unwrap();
-    // Native guests have the host's loopback: net-recv streams from a host peer.
-    for name in ["fork", "net-recv"] {
+    // Native guests have the host's loopback: net-recv streams from a host peer; and a
+    // scratch disk of their own, which the disk stressor writes to.
+    for name in ["fork", "net-recv", "disk"] {
         let row = rows.iter().find(|r| r["stressor"] == name).unwrap();
         assert_eq!(row["status"], "ran", "{name}: {row}");
         assert!(
@@ -138,6 +139,15 @@ fn isolation_runs_end_to_end() {
             "{name}: {row}"
         );
     }
+    let disk = rows.iter().find(|r| r["stressor"] == "disk").unwrap();
+    assert!(
+        disk["note"].as_str().unwrap().contains("own scratch disk"),
+        "{disk}"
+    );
+    assert_eq!(
+        disk["guests"][0]["stress_extras"]["disk_device"], 1.0,
+        "{disk}"
+    );
     let _ = std::fs::remove_dir_all(out);
 }
 
