@@ -71,5 +71,43 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         }
     }
     print!("{}", t.render());
+    print!("\n{}", device_models());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which kernel a QEMU guest would boot for each device model (`--disk-model`, `--nic`): the
+/// emulated models need drivers the cloud kernel does not have.
+fn device_models() -> String {
+    use hvbench_core::devices::{DiskModel, NicModel};
+    use hvbench_core::image::KernelImage;
+    let mut t = Table::new(
+        &["Device model", "Option", "Guest kernel", "Fix"],
+        &[false; 4],
+    );
+    let mut rows: Vec<(String, String, &[&str])> = Vec::new();
+    for m in [DiskModel::Virtio, DiskModel::Ide, DiskModel::Ahci] {
+        rows.push((
+            format!("disk {}", m.name()),
+            format!("--disk-model {}", m.name()),
+            m.modules(),
+        ));
+    }
+    for n in [NicModel::Virtio, NicModel::E1000] {
+        rows.push((
+            format!("nic {}", n.name()),
+            format!("--nic {}", n.name()),
+            n.modules(),
+        ));
+    }
+    for (name, option, drivers) in rows {
+        let (kernel, fix) = match KernelImage::find_with_drivers(None, drivers) {
+            Ok(k) => (k.version, String::new()),
+            Err(e) => ("none".to_string(), e.to_string()),
+        };
+        t.row(vec![name, option, kernel, fix]);
+    }
+    format!(
+        "Device models of QEMU guests, and the kernel each boots\n{}",
+        t.render()
+    )
 }
