@@ -311,6 +311,57 @@ mod tests {
     }
 
     #[test]
+    fn the_kernel_is_chosen_by_the_drivers_the_devices_need() {
+        let d = WorkDir::new("kernel-test").unwrap();
+        let (boot, mods) = (d.path().join("boot"), d.path().join("modules"));
+        std::fs::create_dir_all(&boot).unwrap();
+        // The newest (by name) is the cloud kernel, which lacks ahci and e1000.
+        for (v, dep, builtin) in [
+            (
+                "6.1.0-5-cloud-amd64",
+                "kernel/virtio_blk.ko:\nkernel/virtio_net.ko:\n",
+                "kernel/ata_piix.ko\n",
+            ),
+            (
+                "6.1.0-5-amd64",
+                "kernel/virtio_blk.ko:\nkernel/ahci.ko: kernel/libahci.ko\nkernel/libahci.ko:\nkernel/e1000.ko:\n",
+                "",
+            ),
+        ] {
+            std::fs::write(boot.join(format!("vmlinuz-{v}")), b"x").unwrap();
+            std::fs::create_dir_all(mods.join(v)).unwrap();
+            std::fs::write(mods.join(v).join("modules.dep"), dep).unwrap();
+            std::fs::write(mods.join(v).join("modules.builtin"), builtin).unwrap();
+        }
+        let pick = |drivers: &[&str]| {
+            KernelImage::find_with_drivers_in(None, drivers, &boot, &mods).map(|k| k.version)
+        };
+        assert_eq!(pick(&[]).unwrap(), "6.1.0-5-cloud-amd64");
+        assert_eq!(pick(&["virtio_blk"]).unwrap(), "6.1.0-5-cloud-amd64");
+        assert_eq!(
+            pick(&["ata_piix"]).unwrap(),
+            "6.1.0-5-cloud-amd64",
+            "built in counts"
+        );
+        assert_eq!(pick(&["ahci"]).unwrap(), "6.1.0-5-amd64");
+        assert_eq!(pick(&["e1000", "virtio_blk"]).unwrap(), "6.1.0-5-amd64");
+        let e = pick(&["nvme"]).unwrap_err().to_string();
+        assert!(
+            e.contains("nvme") && e.contains("apt-get install linux-image-amd64"),
+            "{e}"
+        );
+        // An explicit kernel is taken as it is, or refused with the missing driver named.
+        let cloud = boot.join("vmlinuz-6.1.0-5-cloud-amd64");
+        let e = KernelImage::find_with_drivers_in(Some(&cloud), &["ahci"], &boot, &mods)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ahci") && e.contains("6.1.0-5-cloud-amd64"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unreadable_kernel_names_the_permission() {
         // Root reads anything, so build the error directly as check_readable would.
         let p = Path::new("/boot/vmlinuz-1.2.3");
