@@ -6,6 +6,7 @@ mod support;
 use support::{documents, hvbench, only_document, text, tmpdir};
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -17,24 +18,37 @@ fn users_file(dir: &Path) -> (PathBuf, Vec<u8>) {
     (f, bytes)
 }
 
-fn run_args(out: &Path) -> Vec<String> {
-    [
-        "run",
-        "--reps",
-        "2",
-        "--warmup",
-        "0",
-        "--duration",
-        "0.05",
-        "--max-reps",
-        "2",
-        "-q",
-        "--out",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([out.display().to_string()])
-    .collect()
+/// Runs `hvbench run` with short repetitions into `out`, plus `args`.
+fn run_hvbench(out: &Path, args: &[&str]) -> Output {
+    hvbench()
+        .args([
+            "run",
+            "--reps",
+            "2",
+            "--warmup",
+            "0",
+            "--duration",
+            "0.05",
+            "--max-reps",
+            "2",
+            "-q",
+            "--out",
+        ])
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The configuration settings of the first guest of `backend`.
+fn guest_settings<'a>(doc: &'a Value, backend: &str) -> &'a Value {
+    let b = doc["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == backend)
+        .unwrap();
+    &b["guests"][0]["config"]["settings"]
 }
 
 fn runs<'a>(doc: &'a Value, backend: &str) -> Vec<&'a Value> {
@@ -59,18 +73,17 @@ fn writes_to_a_users_disk_are_refused_before_anything_runs() {
     let dir = tmpdir("dev-test", "refuse-write");
     let (f, bytes) = users_file(&dir);
     let out = dir.join("out");
-    let o = hvbench()
-        .args(run_args(&out))
-        .args([
+    let o = run_hvbench(
+        &out,
+        &[
             "--backend",
             "native",
             "--workload",
             "io.randwrite",
             "--disk",
-        ])
-        .arg(&f)
-        .output()
-        .unwrap();
+            f.to_str().unwrap(),
+        ],
+    );
     assert!(!o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(t.contains("--allow-destructive-writes"), "{t}");
@@ -79,11 +92,10 @@ fn writes_to_a_users_disk_are_refused_before_anything_runs() {
     assert_eq!(std::fs::read(&f).unwrap(), bytes, "the file is untouched");
 
     // The flag means nothing without a disk of the user's.
-    let o = hvbench()
-        .args(run_args(&out))
-        .args(["--workload", "io.randwrite", "--allow-destructive-writes"])
-        .output()
-        .unwrap();
+    let o = run_hvbench(
+        &out,
+        &["--workload", "io.randwrite", "--allow-destructive-writes"],
+    );
     assert!(!o.status.success());
     assert!(text(&o).contains("--disk"), "{}", text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -94,12 +106,17 @@ fn reads_of_a_users_disk_never_change_it_and_writes_need_the_flag() {
     let dir = tmpdir("dev-test", "read-user");
     let (f, bytes) = users_file(&dir);
     let out = dir.join("out");
-    let o = hvbench()
-        .args(run_args(&out))
-        .args(["--backend", "native", "--workload", "io.randread", "--disk"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let o = run_hvbench(
+        &out,
+        &[
+            "--backend",
+            "native",
+            "--workload",
+            "io.randread",
+            "--disk",
+            f.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let doc = only_document(&out);
     let r = runs(&doc, "native")[0];
@@ -118,14 +135,18 @@ fn reads_of_a_users_disk_never_change_it_and_writes_need_the_flag() {
 
     // With the flag, writes run (and may change it: the user said so).
     let out2 = dir.join("out2");
-    let o = hvbench()
-        .args(run_args(&out2))
-        .args(["--backend", "native", "--workload", "io.randwrite"])
-        .arg("--allow-destructive-writes")
-        .arg("--disk")
-        .arg(&f)
-        .output()
-        .unwrap();
+    let o = run_hvbench(
+        &out2,
+        &[
+            "--backend",
+            "native",
+            "--workload",
+            "io.randwrite",
+            "--allow-destructive-writes",
+            "--disk",
+            f.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(runs(&only_document(&out2), "native")[0]["status"], "ok");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -135,12 +156,17 @@ fn reads_of_a_users_disk_never_change_it_and_writes_need_the_flag() {
 fn a_missing_or_mounted_disk_is_refused() {
     let dir = tmpdir("dev-test", "missing");
     let out = dir.join("out");
-    let o = hvbench()
-        .args(run_args(&out))
-        .args(["--backend", "native", "--workload", "io.randread", "--disk"])
-        .arg(dir.join("no-such.img"))
-        .output()
-        .unwrap();
+    let o = run_hvbench(
+        &out,
+        &[
+            "--backend",
+            "native",
+            "--workload",
+            "io.randread",
+            "--disk",
+            dir.join("no-such.img").to_str().unwrap(),
+        ],
+    );
     assert!(!o.status.success());
     assert!(text(&o).contains("no-such.img"), "{}", text(&o));
 
@@ -156,18 +182,17 @@ fn a_missing_or_mounted_disk_is_refused() {
         });
     match dev {
         Some(dev) => {
-            let o = hvbench()
-                .args(run_args(&out))
-                .args([
+            let o = run_hvbench(
+                &out,
+                &[
                     "--backend",
                     "native",
                     "--workload",
                     "io.randread",
                     "--disk",
                     dev,
-                ])
-                .output()
-                .unwrap();
+                ],
+            );
             assert!(!o.status.success(), "{}", text(&o));
             assert!(text(&o).contains("mounted"), "{}", text(&o));
         }
@@ -182,12 +207,9 @@ fn io_and_net_suites_run_on_the_host_and_under_qemu_tcg() {
     let dir = tmpdir("dev-test", "suites");
     for (suite, extra) in [("io", vec!["--disk-size", "16M"]), ("net", vec![])] {
         let out = dir.join(suite);
-        let o = hvbench()
-            .args(run_args(&out))
-            .args(["--backend", "qemu-tcg", "--suite", suite])
-            .args(&extra)
-            .output()
-            .unwrap();
+        let mut args = vec!["--backend", "qemu-tcg", "--suite", suite];
+        args.extend(&extra);
+        let o = run_hvbench(&out, &args);
         assert!(o.status.success(), "{}", text(&o));
         let doc = only_document(&out);
         if !backend_available(&doc, "qemu-tcg") {
@@ -212,7 +234,7 @@ fn io_and_net_suites_run_on_the_host_and_under_qemu_tcg() {
             }
         }
         if suite == "io" && backend_available(&doc, "qemu-tcg") {
-            let g = &doc["backends"].as_array().unwrap()[1]["guests"][0]["config"]["settings"];
+            let g = guest_settings(&doc, "qemu-tcg");
             assert_eq!(g["disk_model"], "virtio");
             assert!(g["disk_cache"].as_str().unwrap().starts_with("none"));
         }
@@ -229,19 +251,19 @@ fn emulated_devices_run_under_qemu_tcg() {
         (["--nic", "e1000"], "net.rr"),
     ] {
         let out = dir.join(args[1]);
-        let o = hvbench()
-            .args(run_args(&out))
-            .args([
+        let o = run_hvbench(
+            &out,
+            &[
                 "--backend",
                 "qemu-tcg",
                 "--disk-size",
                 "16M",
                 "--workload",
                 workload,
-            ])
-            .args(args)
-            .output()
-            .unwrap();
+                args[0],
+                args[1],
+            ],
+        );
         assert!(o.status.success(), "{}", text(&o));
         let doc = only_document(&out);
         if !backend_available(&doc, "qemu-tcg") {
@@ -250,7 +272,7 @@ fn emulated_devices_run_under_qemu_tcg() {
         }
         let r = runs(&doc, "qemu-tcg")[0];
         assert_eq!(r["status"], "ok", "{args:?}: {r}");
-        let settings = &doc["backends"].as_array().unwrap()[1]["guests"][0]["config"]["settings"];
+        let settings = guest_settings(&doc, "qemu-tcg");
         let key = if args[0] == "--nic" {
             "nic"
         } else {
@@ -276,20 +298,21 @@ fn a_kernel_without_the_disk_driver_is_a_clear_failure() {
     };
     let dir = tmpdir("dev-test", "no-driver");
     let out = dir.join("out");
-    let o = hvbench()
-        .args(run_args(&out))
-        .args([
+    let o = run_hvbench(
+        &out,
+        &[
             "--backend",
             "qemu-tcg",
             "--disk-size",
             "16M",
             "--workload",
             "io.randread",
-        ])
-        .args(["--disk-model", "ahci", "--kernel"])
-        .arg(&cloud)
-        .output()
-        .unwrap();
+            "--disk-model",
+            "ahci",
+            "--kernel",
+            cloud.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let doc = only_document(&out);
     if !backend_available(&doc, "qemu-tcg") {
@@ -311,27 +334,27 @@ fn a_kernel_without_the_disk_driver_is_a_clear_failure() {
 fn io_and_net_run_in_namespace_gvisor_and_uml() {
     let dir = tmpdir("dev-test", "others");
     let out = dir.join("out");
-    let o = hvbench()
-        .args(run_args(&out))
-        .args([
+    let o = run_hvbench(
+        &out,
+        &[
             "--backend",
             "namespace",
             "--backend",
             "gvisor",
             "--backend",
             "uml",
-        ])
-        .args([
             "--disk-size",
             "16M",
             "--workload",
             "io.randread",
             "--workload",
             "io.seqwrite",
-        ])
-        .args(["--workload", "net.stream.rx", "--workload", "net.rr"])
-        .output()
-        .unwrap();
+            "--workload",
+            "net.stream.rx",
+            "--workload",
+            "net.rr",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let doc = only_document(&out);
     for backend in ["namespace", "gvisor", "uml"] {
