@@ -229,6 +229,52 @@ impl Guest {
         self.processes.iter().map(|c| c.id()).collect()
     }
 
+    /// Pins the guest to the CPUs of placement `slot` under `policy`: as many CPUs as it has
+    /// vCPUs (`vcpus` asked for, fewer when the guest runs fewer: UML is uniprocessor).
+    pub fn pin_in_slot(
+        &mut self,
+        policy: &crate::placement::PinPolicy,
+        slot: usize,
+        vcpus: u32,
+    ) -> Result<(), crate::placement::PinError> {
+        if self.backend == "ssh" {
+            // The guest runs on another machine: its CPUs are not this host's to pin.
+            self.config.settings.insert(
+                "pinning".into(),
+                "not applied: the guest runs on another machine".into(),
+            );
+            return Ok(());
+        }
+        let topo = crate::placement::Topology::detect();
+        let n = if self.is_baseline_agent() {
+            vcpus
+        } else {
+            vcpus.min(self.hello.cpus.max(1))
+        };
+        self.pin(&policy.cpus_for(&topo, slot, n))
+    }
+
+    /// Whether this is the native agent, which sees every host CPU whatever it was given.
+    fn is_baseline_agent(&self) -> bool {
+        self.backend == "native"
+    }
+
+    /// Pins every thread of the guest's host processes to `cpus` (vCPU thread `n` to
+    /// `cpus[n]`: see [`crate::placement`]) and records where each went in the guest's
+    /// `settings.pinning`.
+    pub fn pin(&mut self, cpus: &[u32]) -> Result<(), crate::placement::PinError> {
+        let pinned = crate::placement::pin_tree(&self.host_pids(), cpus)?;
+        self.config.settings.insert(
+            "pinning".into(),
+            format!(
+                "CPUs {}: {}",
+                crate::placement::format_cpu_list(cpus),
+                crate::placement::summarize(&pinned)
+            ),
+        );
+        Ok(())
+    }
+
     /// The last lines the guest printed outside the protocol, and of its console log.
     pub fn console_tail(&self) -> String {
         let mut lines: Vec<String> = self

@@ -31,6 +31,13 @@ pub struct HostInfo {
     pub mitigations: BTreeMap<String, String>,
     /// `/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor`, when present.
     pub cpu_governor: Option<String>,
+    /// Sockets, cores, SMT siblings and NUMA nodes of the online CPUs (sysfs).
+    #[serde(default)]
+    pub topology: crate::placement::Topology,
+    /// Size of the XSTATE area for the features the host kernel enabled (CPUID 0xD): 11008
+    /// bytes with AMX, which UML before 6.13 cannot handle.
+    #[serde(default)]
+    pub xstate_bytes: Option<u32>,
 }
 
 fn read_trim(path: &str) -> Option<String> {
@@ -104,7 +111,26 @@ impl HostInfo {
             }),
             mitigations,
             cpu_governor: read_trim("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+            topology: crate::placement::Topology::detect(),
+            xstate_bytes: xstate_bytes(),
         }
+    }
+}
+
+/// The size in bytes of the host's XSTATE area for the features the kernel enabled (CPUID
+/// leaf 0xD, sub-leaf 0, EBX): what a PTRACE_SETREGSET of NT_X86_XSTATE must match.
+pub fn xstate_bytes() -> Option<u32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::x86_64::__cpuid(0).eax < 0xD {
+            return None;
+        }
+        let r = std::arch::x86_64::__cpuid_count(0xD, 0);
+        (r.ebx > 0).then_some(r.ebx)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
     }
 }
 

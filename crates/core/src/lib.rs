@@ -14,6 +14,7 @@ pub mod guest;
 pub mod host;
 pub mod image;
 pub mod netns;
+pub mod placement;
 pub mod report;
 pub mod results;
 pub mod scenario;

@@ -56,6 +56,7 @@ fn settings(workloads: &[&str], reps: u32) -> Settings {
         bootstrap_resamples: 1000,
         bootstrap_seed: 1,
         devices: Default::default(),
+        pinning: None,
     }
 }
 

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use anyhow::bail;
+use clap::{Args, ValueEnum};
 use hvbench_core::backends::BackendOptions;
+use hvbench_core::placement::{self, PinPolicy, Placement};
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct BackendArgs {
@@ -19,6 +21,10 @@ pub struct BackendArgs {
     /// gVisor backend: platform (systrap, ptrace, kvm) instead of the probed one.
     #[arg(long, value_name = "PLATFORM")]
     pub gvisor_platform: Option<String>,
+    /// UML backend: this `linux.uml` instead of the newest one that boots here (for example a
+    /// UML >= 6.13 on a host with AMX).
+    #[arg(long, value_name = "PATH")]
+    pub uml_binary: Option<PathBuf>,
 }
 
 impl BackendArgs {
@@ -28,6 +34,56 @@ impl BackendArgs {
             ssh_identity: self.ssh_identity.clone(),
             ssh_options: self.ssh_options.clone(),
             gvisor_platform: self.gvisor_platform.clone(),
+            uml_binary: self.uml_binary.clone(),
         }
+    }
+}
+
+/// Where guests and the native agent run on the host's CPUs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PlacementArgs {
+    /// Pin each guest's vCPU threads (one to one; the VMM's other threads on the guest's set)
+    /// and the native agent to host CPUs: all this process may use, or the LIST given
+    /// (`0-3,8`). Unpinned by default: the host's scheduler places them.
+    #[arg(long, value_name = "LIST", num_args = 0..=1, default_missing_value = "")]
+    pub pin: Option<String>,
+    /// How vCPUs are laid on the pinned CPUs: `pack` (SMT siblings, then the same socket) or
+    /// `spread` (across sockets, distinct cores first). Implies --pin.
+    #[arg(long, value_enum)]
+    pub placement: Option<PlacementArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlacementArg {
+    Pack,
+    Spread,
+}
+
+impl PlacementArgs {
+    /// The run's pinning, checked against the CPUs this process may use.
+    pub fn policy(&self) -> anyhow::Result<Option<PinPolicy>> {
+        if self.pin.is_none() && self.placement.is_none() {
+            return Ok(None);
+        }
+        let me = std::process::id();
+        let allowed = placement::allowed_cpus(me, me).unwrap_or_default();
+        let cpus = match self.pin.as_deref().map(str::trim) {
+            None | Some("") => allowed.clone(),
+            Some(list) => match placement::parse_cpu_list(list) {
+                Some(v) if !v.is_empty() => v,
+                _ => bail!("--pin {list:?}: not a CPU list (e.g. 0-3,8)"),
+            },
+        };
+        if let Some(c) = cpus.iter().find(|c| !allowed.contains(c)) {
+            bail!(
+                "--pin: CPU {c} is not one this process may use ({})",
+                placement::format_cpu_list(&allowed)
+            );
+        }
+        let placement = match self.placement {
+            Some(PlacementArg::Spread) => Placement::Spread,
+            Some(PlacementArg::Pack) | None => Placement::Pack,
+        };
+        Ok(Some(PinPolicy { placement, cpus }))
     }
 }

@@ -7,10 +7,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 use hvbench_core::agent::AgentBinary;
 use hvbench_core::devices::{NetMode, NetSpec, NicModel};
+use hvbench_core::results::Settings;
 use hvbench_core::scenario::isolation::{self, IsolationPlan, STRESSORS};
 use hvbench_core::scenario::scale::DEFAULT_LAUNCH_PARALLELISM;
 
-use super::backend_args::BackendArgs;
+use super::backend_args::{BackendArgs, PlacementArgs};
 use super::scale::{
     check_duration, check_guest_shape, check_writable, find_backend, find_workload, parse_timeout,
     probe, report, settings, MAX_GUESTS,
@@ -74,6 +75,8 @@ pub struct IsolationArgs {
     quiet: bool,
     #[command(flatten)]
     backend_opts: BackendArgs,
+    #[command(flatten)]
+    placement: PlacementArgs,
 }
 
 pub fn run(args: IsolationArgs) -> anyhow::Result<ExitCode> {
@@ -135,14 +138,17 @@ pub fn run(args: IsolationArgs) -> anyhow::Result<ExitCode> {
         availability,
         guests: args.guests,
         stressors,
-        settings: settings(
-            steady.iter().map(|w| w.name.to_string()).collect(),
-            args.reps,
-            args.warmup,
-            args.duration,
-            args.vcpus,
-            args.memory,
-        ),
+        settings: Settings {
+            pinning: args.placement.policy()?,
+            ..settings(
+                steady.iter().map(|w| w.name.to_string()).collect(),
+                args.reps,
+                args.warmup,
+                args.duration,
+                args.vcpus,
+                args.memory,
+            )
+        },
         steady,
         kernel: args.kernel.clone(),
         out_dir: args.out.clone(),

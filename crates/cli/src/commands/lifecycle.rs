@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::Args;
 use hvbench_core::agent::AgentBinary;
+use hvbench_core::results::Settings;
 use hvbench_core::scenario::lifecycle::{self, LifecyclePlan};
 
-use super::backend_args::BackendArgs;
+use super::backend_args::{BackendArgs, PlacementArgs};
 use super::scale::{
     check_duration, check_guest_shape, check_writable, find_backend, probe, report, settings,
 };
@@ -45,6 +46,8 @@ pub struct LifecycleArgs {
     quiet: bool,
     #[command(flatten)]
     backend_opts: BackendArgs,
+    #[command(flatten)]
+    placement: PlacementArgs,
 }
 
 pub fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
@@ -77,14 +80,17 @@ pub fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
         boots: args.boots,
         idle_window_s: args.idle_seconds,
         settle_s: args.settle_seconds,
-        settings: settings(
-            vec!["probe.meminfo".into()],
-            args.boots,
-            0,
-            args.idle_seconds,
-            args.vcpus[0],
-            args.memory,
-        ),
+        settings: Settings {
+            pinning: args.placement.policy()?,
+            ..settings(
+                vec!["probe.meminfo".into()],
+                args.boots,
+                0,
+                args.idle_seconds,
+                args.vcpus[0],
+                args.memory,
+            )
+        },
         kernel: args.kernel.clone(),
         out_dir: args.out.clone(),
         command_line: std::env::args().collect(),

@@ -12,7 +12,7 @@ use hvbench_core::devices::{
     parse_size, DevicePlan, DiskModel, DiskSource, NetMode, NetSpec, NicModel,
 };
 
-use super::backend_args::BackendArgs;
+use super::backend_args::{BackendArgs, PlacementArgs};
 use hvbench_core::results::Settings;
 use hvbench_core::scenario::efficiency::{self, Plan};
 use hvbench_workloads::WorkloadInfo;
@@ -95,6 +95,8 @@ pub struct RunArgs {
     quiet: bool,
     #[command(flatten)]
     backend: BackendArgs,
+    #[command(flatten)]
+    placement: PlacementArgs,
 }
 
 /// Workloads of a suite: `quick` and `full` hold every micro workload; group suites a part.
@@ -328,6 +330,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         bootstrap_resamples: hvbench_core::stats::BOOTSTRAP_RESAMPLES,
         bootstrap_seed: hvbench_core::stats::SEED,
         devices: Default::default(),
+        pinning: args.placement.policy()?,
     };
     let plan = Plan {
         backends: probed,

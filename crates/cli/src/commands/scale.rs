@@ -13,7 +13,7 @@ use hvbench_core::scenario::efficiency::Finished;
 use hvbench_core::scenario::scale::{self, ScalePlan, DEFAULT_LAUNCH_PARALLELISM};
 use hvbench_workloads::WorkloadInfo;
 
-use super::backend_args::BackendArgs;
+use super::backend_args::{BackendArgs, PlacementArgs};
 use crate::progress::Bar;
 
 /// Guests of one step at most: each is a set of host processes, threads and descriptors.
@@ -63,6 +63,8 @@ pub struct ScaleArgs {
     quiet: bool,
     #[command(flatten)]
     backend_opts: BackendArgs,
+    #[command(flatten)]
+    placement: PlacementArgs,
 }
 
 /// Validation shared by the scenario commands.
@@ -157,6 +159,7 @@ pub(crate) fn settings(
         bootstrap_resamples: hvbench_core::stats::BOOTSTRAP_RESAMPLES,
         bootstrap_seed: hvbench_core::stats::SEED,
         devices: Default::default(),
+        pinning: None,
     }
 }
 
@@ -214,14 +217,17 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         availability,
         workload,
         counts: args.guests.clone(),
-        settings: settings(
-            vec![workload.name.into()],
-            args.reps,
-            args.warmup,
-            args.duration,
-            args.vcpus,
-            args.memory,
-        ),
+        settings: Settings {
+            pinning: args.placement.policy()?,
+            ..settings(
+                vec![workload.name.into()],
+                args.reps,
+                args.warmup,
+                args.duration,
+                args.vcpus,
+                args.memory,
+            )
+        },
         kernel: args.kernel.clone(),
         out_dir: args.out.clone(),
         command_line: std::env::args().collect(),

@@ -144,6 +144,8 @@ pub struct BackendOptions {
     pub ssh_options: Vec<String>,
     /// Force a gVisor platform (`systrap`, `ptrace`, `kvm`) instead of probing.
     pub gvisor_platform: Option<String>,
+    /// The user's own UML kernel binary instead of the probed choice.
+    pub uml_binary: Option<PathBuf>,
 }
 
 /// Every backend hvbench knows, in the order reports show them.
@@ -152,7 +154,7 @@ pub fn all_with(opts: &BackendOptions) -> Vec<Box<dyn Backend>> {
         Box::new(native::Native),
         Box::new(namespace::Namespace::new()),
         Box::new(gvisor::Gvisor::new(opts)),
-        Box::new(uml::Uml::new()),
+        Box::new(uml::Uml::with_options(opts)),
         Box::new(qemu::QemuTcg),
         Box::new(qemu::QemuKvm),
         Box::new(microvm::MicroVm(microvm::Vmm::Firecracker)),

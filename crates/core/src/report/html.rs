@@ -353,6 +353,11 @@ fn host(doc: &RunDocument) -> Section {
         ("KVM nested", opt(&h.kvm_nested)),
         ("Clocksource", opt(&h.clocksource)),
         ("CPU governor", opt(&h.cpu_governor)),
+        (
+            "XSTATE",
+            h.xstate_bytes
+                .map_or("-".into(), |n| format!("{n} bytes (CPUID 0xD)")),
+        ),
     ];
     let mut body = kv_table(rows.drain(..).map(|(k, v)| (k.to_string(), v)));
     if !h.mitigations.is_empty() {
@@ -404,6 +409,14 @@ fn settings(doc: &RunDocument) -> Section {
             (
                 "Guest size",
                 format!("{} vCPU(s), {} MiB", s.vcpus, s.memory_mib),
+            ),
+            (
+                "Placement",
+                super::view::placement_lines(doc)
+                    .iter()
+                    .map(|l| l.trim().trim_start_matches("Placement: "))
+                    .collect::<Vec<_>>()
+                    .join("; "),
             ),
             (
                 "Intervals",

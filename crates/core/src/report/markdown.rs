@@ -65,6 +65,9 @@ pub fn render(doc: &RunDocument) -> String {
             s.bootstrap_seed,
         );
     }
+    for line in view::placement_lines(doc) {
+        let _ = writeln!(out, "{}\n", cell(line.trim()));
+    }
     out.push_str(&table(&view::backends_table(doc)));
     for b in &doc.backends {
         if b.availability.is_available() && doc.runs.iter().any(|r| r.backend == b.name) {

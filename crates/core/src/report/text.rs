@@ -50,6 +50,10 @@ pub fn terminal(doc: &RunDocument) -> String {
     } else {
         out.push('\n');
     }
+    for line in super::view::placement_lines(doc) {
+        let _ = writeln!(out, "{line}");
+    }
+    out.push('\n');
     out.push_str(&backends_table(doc));
     out.push('\n');
     for b in &doc.backends {

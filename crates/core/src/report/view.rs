@@ -17,6 +17,38 @@ pub(crate) struct TableView {
     pub rows: Vec<Vec<String>>,
 }
 
+/// Where guests ran on the host's CPUs, as lines: the host's topology and the run's pinning,
+/// then, when pinned, one line per guest (`qemu-tcg-0: CPU 0/TCG→0, ...`).
+pub(crate) fn placement_lines(doc: &RunDocument) -> Vec<String> {
+    let topo = &doc.host.topology;
+    let mut lines = Vec::new();
+    let host = if topo.cpus.is_empty() {
+        "topology not recorded".to_string()
+    } else {
+        topo.describe()
+    };
+    match &doc.settings.pinning {
+        None => lines.push(format!(
+            "Placement: {host}; unpinned (the host's scheduler placed guests and the native agent)"
+        )),
+        Some(p) => {
+            lines.push(format!(
+                "Placement: {host}; pinned, {} on CPUs {}",
+                p.placement.name(),
+                crate::placement::format_cpu_list(&p.cpus)
+            ));
+            for b in &doc.backends {
+                for g in &b.guests {
+                    if let Some(pin) = g.config.settings.get("pinning") {
+                        lines.push(format!("  {}: {pin}", g.label));
+                    }
+                }
+            }
+        }
+    }
+    lines
+}
+
 /// The backend every other one is compared with: the first one listed (native).
 pub(crate) fn baseline(doc: &RunDocument) -> &str {
     doc.backends

@@ -87,6 +87,11 @@ pub struct Settings {
     /// attached.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub devices: BTreeMap<String, String>,
+    /// Where guests and the native agent were pinned (`--pin`, `--placement`); `None`:
+    /// unpinned, the host's scheduler placed them. Each guest's `config.settings.pinning` says
+    /// which thread went where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinning: Option<crate::placement::PinPolicy>,
 }
 
 /// What became of one backend in this run.

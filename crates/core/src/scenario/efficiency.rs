@@ -478,7 +478,16 @@ fn ensure_guest(
         devices: slot.devices.clone(),
     };
     match Guest::start(slot.backend, &spec, slot.backend.hello_timeout()) {
-        Ok(g) => {
+        Ok(mut g) => {
+            // Backends take turns, so every guest (and the native agent) gets the same CPUs.
+            if let Some(policy) = &settings.pinning {
+                if let Err(e) = g.pin_in_slot(policy, 0, settings.vcpus) {
+                    progress.note(&format!("{label}: not pinned: {e}"));
+                    g.config
+                        .settings
+                        .insert("pinning".into(), format!("failed: {e}"));
+                }
+            }
             slot.record.guests.push(GuestRecord {
                 label,
                 config: g.config.clone(),

@@ -229,6 +229,7 @@ pub fn run(
                 net: wants_net.then_some(plan.net),
             },
             scratch_disk_bytes: wants_disk.then_some(STRESS_DISK_BYTES),
+            pin: settings.pinning.clone(),
         },
         net_failure: None,
     };

@@ -148,6 +148,7 @@ pub fn run(
             workdir: out.workdir.path(),
             devices: Devices::default(),
             scratch_disk_bytes: None,
+            pin: settings.pinning.clone(),
         };
         progress.workload(&format!("{} vCPU", v));
         let mut row = LifecycleRow {

@@ -155,11 +155,19 @@ pub(crate) struct GuestTemplate<'a> {
     /// A scratch disk of this many bytes for each guest, created in its directory (the
     /// isolation scenario's disk stressor writes to it).
     pub scratch_disk_bytes: Option<u64>,
+    /// Where guests are pinned (`--pin`); `None`: unpinned.
+    pub pin: Option<crate::placement::PinPolicy>,
 }
 
 impl GuestTemplate<'_> {
     /// Starts one guest labelled `label` in its own directory under the work directory.
     pub(crate) fn start(&self, label: &str) -> Result<Guest, GuestError> {
+        self.start_in(label, 0)
+    }
+
+    /// Starts one guest, pinned (when the run pins) to the CPUs of placement `slot`: guests
+    /// running at the same time take consecutive slots.
+    pub(crate) fn start_in(&self, label: &str, slot: usize) -> Result<Guest, GuestError> {
         let dir = self.workdir.join(label);
         std::fs::create_dir_all(&dir)
             .map_err(|e| GuestError::Io(format!("cannot create {}: {e}", dir.display())))?;
@@ -180,7 +188,13 @@ impl GuestTemplate<'_> {
             label: label.into(),
             devices,
         };
-        Guest::start(self.backend, &spec, self.backend.hello_timeout())
+        let mut guest = Guest::start(self.backend, &spec, self.backend.hello_timeout())?;
+        if let Some(policy) = &self.pin {
+            guest
+                .pin_in_slot(policy, slot, self.vcpus)
+                .map_err(|e| GuestError::Io(format!("cannot pin {label}: {e}")))?;
+        }
+        Ok(guest)
     }
 
     /// Starts one guest per label, at most `parallel` launches at once (a pool of threads
@@ -204,7 +218,7 @@ impl GuestTemplate<'_> {
                     let r = if crate::stop_requested() {
                         Err(GuestError::Interrupted)
                     } else {
-                        self.start(&labels[i])
+                        self.start_in(&labels[i], i)
                     };
                     *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                 });
@@ -564,6 +578,7 @@ pub fn run(
         workdir: out.workdir.path(),
         devices: Devices::default(),
         scratch_disk_bytes: None,
+        pin: settings.pinning.clone(),
     };
     let mut notes = Vec::new();
     let mut warnings = Vec::new();
