@@ -38,6 +38,7 @@ use hvbench_core::backends::ssh::Ssh;
 use hvbench_core::backends::uml::Uml;
 use hvbench_core::backends::{Availability, Backend, BackendOptions, GuestSpec};
 use hvbench_core::guest::{Guest, GuestError, JobEnd};
+use hvbench_core::placement::{self, PinPolicy, Placement};
 use hvbench_core::workdir::WorkDir;
 use hvbench_protocol::Job;
 
@@ -109,8 +110,28 @@ fn uml() -> Result<Subject, String> {
     Subject::kernel(Uml::new())
 }
 
+/// Debian 12's own UML 6.1, which boots only where the host's XSTATE fits its buffer (not on
+/// CPUs with AMX).
+fn uml_debian12() -> Result<Subject, String> {
+    Subject::kernel(Uml::on(std::path::Path::new("/usr/bin/linux.uml")))
+}
+
 fn qemu_tcg() -> Result<Subject, String> {
     Subject::kernel(QemuTcg)
+}
+
+fn gvisor_systrap() -> Result<Subject, String> {
+    Subject::plain(Gvisor::new(&BackendOptions {
+        gvisor_platform: Some("systrap".into()),
+        ..Default::default()
+    }))
+}
+
+fn gvisor_ptrace() -> Result<Subject, String> {
+    Subject::plain(Gvisor::new(&BackendOptions {
+        gvisor_platform: Some("ptrace".into()),
+        ..Default::default()
+    }))
 }
 
 fn ssh() -> Result<Subject, String> {
@@ -265,6 +286,117 @@ fn killed_mid_job(name: &str, make: fn() -> Result<Subject, String>, required: b
     );
     drop(guest);
     running.assert_all_gone(name);
+}
+
+/// Every thread of the processes below `roots`, with the CPUs the kernel lets it run on.
+fn threads_affinity(roots: &[u32]) -> Vec<(u32, String, Vec<u32>)> {
+    let mut v = Vec::new();
+    for pid in placement::process_tree(roots) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(tid) = t.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if let Some(cpus) = placement::allowed_cpus(pid, tid) {
+                v.push((tid, comm.trim_end().to_string(), cpus));
+            }
+        }
+    }
+    v
+}
+
+/// A pinned guest's threads run where they were pinned, as the kernel reports it, also those
+/// created after the pinning (the processes of a job, UML's guest address spaces, gVisor's
+/// sandbox threads).
+fn pinned(name: &str, make: fn() -> Result<Subject, String>, required: bool) {
+    let _one_at_a_time = serial();
+    marker();
+    let Some(subject) = prepare(name, make, required) else {
+        return;
+    };
+    let backend = &*subject.backend;
+    let wd = WorkDir::new(name).unwrap();
+    let mut guest = Guest::start(
+        backend,
+        &spec(&wd, &format!("{name}-pin")),
+        backend.hello_timeout(),
+    )
+    .unwrap_or_else(|e| panic!("{name}: guest did not start: {e}"));
+    let me = std::process::id();
+    let allowed = placement::allowed_cpus(me, me).unwrap();
+    let cpu = *allowed.last().unwrap();
+    let policy = PinPolicy {
+        placement: Placement::Pack,
+        cpus: vec![cpu],
+    };
+    guest
+        .pin_in_slot(&policy, 0, 1)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let recorded = guest.config.settings["pinning"].clone();
+    eprintln!("{name}: {recorded}");
+    if name == "ssh" {
+        assert!(recorded.contains("another machine"), "{recorded}");
+        guest.shutdown(Duration::from_secs(10));
+        return;
+    }
+    guest
+        .run_job(getppid_job(0.02, 2), Duration::from_secs(60), |_| {})
+        .unwrap_or_else(|e| panic!("{name}: job failed: {e}"));
+    let threads = threads_affinity(&guest.host_pids());
+    assert!(!threads.is_empty(), "{name}");
+    for (tid, comm, cpus) in &threads {
+        assert_eq!(cpus, &vec![cpu], "{name}: thread {tid} ({comm})");
+    }
+    guest.shutdown(Duration::from_secs(10));
+}
+
+/// QEMU's vCPU threads are pinned one to one, in the order of the guest's CPUs, and its other
+/// threads on the guest's whole set.
+#[test]
+fn qemu_vcpu_threads_are_pinned_one_to_one() {
+    let _one_at_a_time = serial();
+    marker();
+    let Some(subject) = prepare("qemu_tcg", qemu_tcg, false) else {
+        return;
+    };
+    let me = std::process::id();
+    let allowed = placement::allowed_cpus(me, me).unwrap();
+    if allowed.len() < 2 {
+        eprintln!("skipping: one CPU allowed here");
+        return;
+    }
+    // Reversed, so that a one-to-one pinning cannot pass by accident of numbering.
+    let cpus = vec![allowed[1], allowed[0]];
+    let wd = WorkDir::new("qemu").unwrap();
+    let mut s = spec(&wd, "qemu-pin2");
+    s.vcpus = 2;
+    let backend = &*subject.backend;
+    let mut guest = Guest::start(backend, &s, backend.hello_timeout())
+        .unwrap_or_else(|e| panic!("qemu: guest did not start: {e}"));
+    guest.pin(&cpus).unwrap();
+    let threads = threads_affinity(&guest.host_pids());
+    let vcpu = |i: usize| {
+        threads
+            .iter()
+            .find(|(_, comm, _)| placement::vcpu_index(comm) == Some(i))
+            .unwrap_or_else(|| panic!("no vCPU thread {i}: {threads:?}"))
+            .2
+            .clone()
+    };
+    assert_eq!(vcpu(0), vec![cpus[0]]);
+    assert_eq!(vcpu(1), vec![cpus[1]]);
+    let mut both = cpus.clone();
+    both.sort();
+    for (tid, comm, set) in threads
+        .iter()
+        .filter(|t| placement::vcpu_index(&t.1).is_none())
+    {
+        assert_eq!(set, &both, "thread {tid} ({comm})");
+    }
+    guest.shutdown(Duration::from_secs(10));
 }
 
 /// Launch-to-hello time over a few guests (DESIGN.md: namespace and gvisor under 0.3 s).
@@ -619,6 +751,14 @@ macro_rules! every_backend {
                 }
             )*
         }
+        mod pinned {
+            $(
+                #[test]
+                fn $name() {
+                    super::pinned(stringify!($name), $make, $required);
+                }
+            )*
+        }
         mod start_time {
             $(
                 #[test]
@@ -636,8 +776,12 @@ every_backend! {
     namespace: super::namespace, required_in_ci: true;
     namespace_bwrap: super::namespace_bwrap, required_in_ci: true;
     gvisor: super::gvisor, required_in_ci: true;
-    // Its kernel comes with it (the user-mode-linux package): nothing else to need.
+    // gVisor's default platform since 2023 (runsc from bookworm-backports), and the old one.
+    gvisor_systrap: super::gvisor_systrap, required_in_ci: true;
+    gvisor_ptrace: super::gvisor_ptrace, required_in_ci: true;
+    // Its kernel comes with it (scripts/install-uml, or the user-mode-linux package).
     uml: super::uml, required_in_ci: true;
+    uml_debian12: super::uml_debian12, required_in_ci: false;
     // Needs a kernel in /boot besides qemu, which a CI container may lack.
     qemu_tcg: super::qemu_tcg, required_in_ci: false;
     ssh: super::ssh, required_in_ci: true;
