@@ -369,6 +369,14 @@ fn try_platform(runsc: &Path, choice: &Choice, agent: &AgentBinary) -> Result<Du
 /// Whether gVisor's own network stack can take over a namespace's veth here. Some runsc
 /// releases cannot on newer host kernels: they take every namespace for the root one
 /// (`cannot run with network enabled in root network namespace`). Probed once per process.
+///
+/// The cause, read in runsc's source (`runsc/sandbox/network.go`, `isRootNS`, unchanged up to
+/// at least 20240729, the bookworm-backports release): runsc decides that it is in the root
+/// network namespace when `/proc/sys/net/core/rmem_default` exists, which held only there
+/// until Linux made that sysctl per namespace; on the 6.18 hosts here it exists in every
+/// namespace (`unshare -n ls /proc/sys/net/core`). Hiding the file from runsc in a private
+/// mount namespace did not help (runsc sets up its own mounts), so hvbench records the
+/// fallback to hostinet with this reason rather than patching around runsc.
 fn netstack_works(runsc: &Path, choice: &Choice, agent: &AgentBinary) -> Result<(), String> {
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
     RESULT
@@ -605,7 +613,7 @@ impl Backend for Gvisor {
                             .into()
                     }
                     (Some(_), Some(why)) => format!(
-                        "host (hostinet: socket calls go to the host kernel's stack, in a namespace of hvbench's with a veth to a host-side one); gVisor's own netstack (--network=sandbox) failed here: {why}"
+                        "host (hostinet: socket calls go to the host kernel's stack, in a namespace of hvbench's with a veth to a host-side one); gVisor's own netstack (--network=sandbox) failed here: {why} (this runsc's root-namespace check reads /proc/sys/net/core/rmem_default, which newer kernels have in every namespace)"
                     ),
                 },
             ),
