@@ -283,3 +283,56 @@ fn interrupted_run_keeps_a_valid_partial_document() {
     assert!(orphans.is_empty(), "left behind: {orphans:?}");
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[test]
+fn pinned_native_run_records_the_pinning_and_refuses_cpus_it_may_not_use() {
+    let out = tmpdir("cli-test", "pinned");
+    let o = hvbench()
+        .args([
+            "run",
+            "--backend",
+            "native",
+            "--workload",
+            "sys.getppid",
+            "--reps",
+            "2",
+            "--warmup",
+            "0",
+            "--duration",
+            "0.02",
+            "--pin",
+            "--placement",
+            "spread",
+            "-q",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("pinned, spread on CPUs"),
+        "{}",
+        text(&o)
+    );
+    let doc = only_document(&out);
+    assert_eq!(doc["settings"]["pinning"]["placement"], "spread");
+    assert!(!doc["host"]["topology"]["cpus"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let native = &doc["backends"][0]["guests"][0]["config"]["settings"]["pinning"];
+    assert!(native.as_str().unwrap().starts_with("CPUs "), "{native}");
+
+    let o = hvbench()
+        .args(["run", "--backend", "native", "--pin", "4095", "-q", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("is not one this process may use"),
+        "{}",
+        text(&o)
+    );
+}
