@@ -42,10 +42,27 @@ enum Command {
     /// Performance isolation: one guest runs a stressor beside guests running a steady
     /// workload; % degradation of the stressed and the normal guests against a baseline.
     Isolation(commands::isolation::IsolationArgs),
+    /// Internal: waits for the hvbench process PID to end, then removes what it left.
+    #[command(hide = true)]
+    Watchdog { pid: u32 },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Watchdog { pid } = cli.command {
+        hvbench_core::watchdog::watch(pid);
+        return ExitCode::SUCCESS;
+    }
+    if matches!(
+        cli.command,
+        Command::Run(_)
+            | Command::Doctor(_)
+            | Command::Lifecycle(_)
+            | Command::Scale(_)
+            | Command::Isolation(_)
+    ) {
+        guard_against_being_killed();
+    }
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a),
         Command::List(a) => commands::list::list(a),
@@ -55,6 +72,7 @@ fn main() -> ExitCode {
         Command::Lifecycle(a) => commands::lifecycle::run(a),
         Command::Scale(a) => commands::scale::run(a),
         Command::Isolation(a) => commands::isolation::run(a),
+        Command::Watchdog { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(code) => code,
@@ -67,6 +85,23 @@ fn main() -> ExitCode {
 
 /// The error and its causes, each cause once: library errors often name their cause in their
 /// own message already.
+/// Before any guest starts: removes what killed runs left behind (one line when there was
+/// something), and starts this run's watchdog, which removes this run's guests, cgroups and
+/// work directories if this process is killed (see `hvbench_core::watchdog`).
+fn guard_against_being_killed() {
+    if let Some(line) = hvbench_core::watchdog::describe(&hvbench_core::watchdog::sweep_stale()) {
+        eprintln!("hvbench: {line}");
+    }
+    let started =
+        std::env::current_exe().and_then(|exe| hvbench_core::watchdog::spawn(&exe, &["watchdog"]));
+    if let Err(e) = started {
+        eprintln!(
+            "hvbench: warning: no watchdog ({e}): if this run is killed, its guests may outlive \
+             it until the next hvbench start"
+        );
+    }
+}
+
 fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {

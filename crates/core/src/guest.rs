@@ -147,6 +147,11 @@ impl Guest {
         let cgroup = CpuMeter::cgroup(&spec.label);
         let launched = launching_in(cgroup.as_ref(), || backend.launch(spec))?;
         let pids: Vec<u32> = launched.processes.iter().map(|p| p.id()).collect();
+        // Each is the leader of a process group of its own: if hvbench is killed, its
+        // watchdog (or the next start) kills these groups where no cgroup holds them.
+        for &p in &pids {
+            crate::watchdog::register_group(p);
+        }
         let meter = match cgroup {
             Some(m) => Some(m),
             None => pids.first().map(|&p| CpuMeter::for_process(p, &spec.label)),

@@ -18,6 +18,7 @@ pub mod placement;
 pub mod report;
 pub mod results;
 pub mod scenario;
+pub mod watchdog;
 pub mod workdir;
 
 /// The git revision this build came from (`-dirty` when the tree had changes).
