@@ -342,6 +342,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         timeout,
         devices,
     };
+    let (least, most) = plan.measuring_time();
+    eprintln!(
+        "Measuring {} workload(s) on {} backend(s): about {:.0} s of measurement, up to {:.0} s \
+         with extra repetitions for noisy results (plus boots)",
+        plan.workloads.len(),
+        plan.backends.iter().filter(|(_, a)| a.is_available()).count(),
+        least.as_secs_f64(),
+        most.as_secs_f64()
+    );
     let bar = Bar::new(args.quiet);
     let finished = efficiency::run(plan, &agent, &bar)?;
     print!("{}", hvbench_core::report::terminal(&finished.document));

@@ -38,6 +38,23 @@ pub struct Plan {
     pub devices: DevicePlan,
 }
 
+impl Plan {
+    /// The run's measuring time, from its settings: for every workload on every backend that
+    /// can run, a calibration and the warm-ups, then the repetitions (at least `reps`, at most
+    /// `max_reps`), each about `target_s` long. Boots, set-up and the guests' slowness beyond
+    /// the target are not in it, so it is a floor of the wall time.
+    pub fn measuring_time(&self) -> (Duration, Duration) {
+        let s = &self.settings;
+        let backends = self.backends.iter().filter(|(_, a)| a.is_available()).count();
+        let per_rep = s.target_s * (self.workloads.len() * backends) as f64;
+        let fixed = per_rep * f64::from(1 + s.warmup);
+        (
+            Duration::from_secs_f64(fixed + per_rep * f64::from(s.reps)),
+            Duration::from_secs_f64(fixed + per_rep * f64::from(s.max_reps.max(s.reps))),
+        )
+    }
+}
+
 /// Why a scenario could not run at all (problems of single guests are results, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -142,16 +159,18 @@ pub fn run(
     let mut runs = Vec::new();
     let mut warnings = Vec::new();
     let mut interrupted = false;
-    for &i in &runnable {
-        ensure_guest(
-            &mut slots[i],
-            &settings,
-            &plan,
-            agent,
-            workdir.path(),
-            progress,
-        );
-    }
+    // Every backend's guest boots at once before the first measurement: boot is not measured
+    // work here (the lifecycle scenario times it alone), and booting one after another cost
+    // the sum of the boot times (qemu-tcg alone about a second and a half).
+    std::thread::scope(|scope| {
+        for slot in slots
+            .iter_mut()
+            .filter(|s| s.record.availability.is_available())
+        {
+            let (settings, plan, workdir) = (&settings, &plan, workdir.path());
+            scope.spawn(move || ensure_guest(slot, settings, plan, agent, workdir, progress));
+        }
+    });
 
     'workloads: for w in &plan.workloads {
         progress.workload(w.name);
