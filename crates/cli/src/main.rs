@@ -42,6 +42,8 @@ enum Command {
     /// Performance isolation: one guest runs a stressor beside guests running a steady
     /// workload; % degradation of the stressed and the normal guests against a baseline.
     Isolation(commands::isolation::IsolationArgs),
+    /// Root file systems of application workloads: build, list, rm.
+    Image(commands::image::ImageArgs),
     /// Internal: waits for the hvbench process PID to end, then removes what it left.
     #[command(hide = true)]
     Watchdog { pid: u32 },
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Lifecycle(a) => commands::lifecycle::run(a),
         Command::Scale(a) => commands::scale::run(a),
         Command::Isolation(a) => commands::isolation::run(a),
+        Command::Image(a) => commands::image::run(a),
         Command::Watchdog { .. } => unreachable!("handled above"),
     };
     match result {

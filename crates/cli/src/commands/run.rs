@@ -347,7 +347,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "Measuring {} workload(s) on {} backend(s): about {:.0} s of measurement, up to {:.0} s \
          with extra repetitions for noisy results (plus boots)",
         plan.workloads.len(),
-        plan.backends.iter().filter(|(_, a)| a.is_available()).count(),
+        plan.backends
+            .iter()
+            .filter(|(_, a)| a.is_available())
+            .count(),
         least.as_secs_f64(),
         most.as_secs_f64()
     );

@@ -23,6 +23,7 @@ use crate::agent::AgentBinary;
 pub mod cpio;
 pub mod kernel;
 pub mod modules;
+pub mod rootfs;
 pub mod vmlinux;
 
 pub use kernel::KernelImage;

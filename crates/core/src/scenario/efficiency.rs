@@ -45,7 +45,11 @@ impl Plan {
     /// the target are not in it, so it is a floor of the wall time.
     pub fn measuring_time(&self) -> (Duration, Duration) {
         let s = &self.settings;
-        let backends = self.backends.iter().filter(|(_, a)| a.is_available()).count();
+        let backends = self
+            .backends
+            .iter()
+            .filter(|(_, a)| a.is_available())
+            .count();
         let per_rep = s.target_s * (self.workloads.len() * backends) as f64;
         let fixed = per_rep * f64::from(1 + s.warmup);
         (
