@@ -47,7 +47,6 @@ impl Recipe {
             variant: "minbase".into(),
             packages: [
                 "postgresql",
-                "postgresql-contrib",
                 "nginx-light",
                 "gcc",
                 "make",
