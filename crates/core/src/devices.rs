@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use hvbench_workloads::WorkloadInfo;
+use hvbench_workloads::{DiskUse, WorkloadInfo};
 use serde::{Deserialize, Serialize};
 
 /// The emulated or paravirtual disk controller a QEMU guest sees.
@@ -318,17 +318,17 @@ pub fn record_settings(
 
 /// Whether a workload needs the guest's disk.
 pub fn uses_disk(w: &WorkloadInfo) -> bool {
-    w.suites.contains(&"io")
+    w.needs.disk != DiskUse::None
 }
 
 /// Whether a workload writes to the guest's disk (and so needs a disk it may destroy).
 pub fn writes_disk(w: &WorkloadInfo) -> bool {
-    uses_disk(w) && w.name.contains("write")
+    w.needs.disk == DiskUse::Write
 }
 
 /// Whether a workload needs the guest's network and a host peer.
 pub fn uses_net(w: &WorkloadInfo) -> bool {
-    w.suites.contains(&"net")
+    w.needs.network
 }
 
 /// The devices of a run: what the selected workloads need, and the user's choices.

@@ -61,11 +61,58 @@ impl Metric {
     }
 }
 
-/// Which kind of workload a row is.
+/// Which kind of workload a row is: what a scenario may do with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Native Rust inside the agent.
+    /// Native Rust inside the agent: a measured micro workload.
     Micro,
+    /// An application (a database, a compile, a web server) in a root file system.
+    App,
+    /// A load for the isolation scenario, not a measurement of its own.
+    Stressor,
+    /// A reading a scenario takes (memory in use, a host reference), not a benchmark.
+    Probe,
+}
+
+/// How a workload uses the guest's disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskUse {
+    None,
+    /// Reads only: a user's disk may be named (`--disk`).
+    Read,
+    /// Writes: only to a disk hvbench created or the user allowed to be destroyed.
+    Write,
+}
+
+/// What a workload needs from the guest it runs in, declared by the workload itself so that
+/// no scenario guesses it from the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    pub disk: DiskUse,
+    /// A network to the host and a host peer for each job.
+    pub network: bool,
+    /// A root file system with the applications (`hvbench image build`).
+    pub rootfs: bool,
+}
+
+impl Needs {
+    pub const NONE: Needs = Needs {
+        disk: DiskUse::None,
+        network: false,
+        rootfs: false,
+    };
+    pub const DISK_READ: Needs = Needs {
+        disk: DiskUse::Read,
+        ..Needs::NONE
+    };
+    pub const DISK_WRITE: Needs = Needs {
+        disk: DiskUse::Write,
+        ..Needs::NONE
+    };
+    pub const NETWORK: Needs = Needs {
+        network: true,
+        ..Needs::NONE
+    };
 }
 
 /// What a workload function reports for one run.
@@ -127,6 +174,8 @@ pub struct WorkloadInfo {
     /// One line: what it measures and why it matters for virtualization.
     pub description: &'static str,
     pub kind: Kind,
+    /// The disk, network or root file system it needs.
+    pub needs: Needs,
     /// Suites that include it (`quick`, `full`, `cpu`, ...).
     pub suites: &'static [&'static str],
     pub metric: Metric,

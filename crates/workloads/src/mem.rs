@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use crate::cpu::{check_iterations, SplitMix64};
-use crate::{param_u64, Kind, Metric, Outcome, Params, WorkloadError, WorkloadInfo};
+use crate::{param_u64, Kind, Metric, Needs, Outcome, Params, WorkloadError, WorkloadInfo};
 
 const SUITES: &[&str] = &["quick", "full", "mem"];
 const DEFAULT_BUFFER_MIB: u64 = 64;
@@ -34,6 +34,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "Sequential read bandwidth over a buffer larger than the cache: how well the \
                       host backs guest memory (huge pages, NUMA placement)",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: Metric::Rate { scale: 1e-6 },
         setup_timeout_s: 30,
@@ -46,6 +47,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "Sequential write bandwidth over a buffer larger than the cache: stores \
                       through the guest's second-level address translation",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: Metric::Rate { scale: 1e-6 },
         setup_timeout_s: 30,
@@ -58,6 +60,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "memcpy bandwidth between two half-buffers, bytes copied per second: the \
                       memory path of every I/O copy a guest makes",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: Metric::Rate { scale: 1e-6 },
         setup_timeout_s: 30,
@@ -70,6 +73,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "Dependent random loads across a large buffer: every TLB miss pays the \
                       two-dimensional page walk of nested paging",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: Metric::TimePerOp { scale: 1.0 },
         setup_timeout_s: 30,

@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::kernel::os;
-use crate::{param_u64, Kind, Metric, Outcome, Params, WorkloadError, WorkloadInfo};
+use crate::{param_u64, Kind, Metric, Needs, Outcome, Params, WorkloadError, WorkloadInfo};
 
 /// Workers of one stressor at most.
 const MAX_WORKERS: usize = 64;
@@ -67,17 +67,20 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         "stress.cpu",
         "Isolation stressor: a busy loop on every online CPU (with `steady`: that workload's \
          outcome under the stress; without: the stress held for `iterations` ms)",
+        Needs::NONE,
         run_cpu,
     ),
     stress_row(
         "stress.memory",
         "Isolation stressor: allocate and keep touching more than the guest's RAM \
          (mem_pct of MemTotal, bounded by mem_max_mib); workers are the OOM killer's first pick",
+        Needs::NONE,
         run_memory,
     ),
     stress_row(
         "stress.fork",
         "Isolation stressor: a fork storm, at most fork_cap live processes",
+        Needs::NONE,
         run_fork,
     ),
     stress_row(
@@ -85,18 +88,21 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         "Isolation stressor: sequential 1 MiB writes (O_DIRECT where allowed) to the attached \
          disk `device` (with `allow_write`), else to an unlinked file in `dir` (default the \
          temporary directory)",
+        Needs::DISK_WRITE,
         run_disk,
     ),
     stress_row(
         "stress.net-send",
         "Isolation stressor: one TCP stream from the guest to a host peer for as long as the run \
          lasts (`listen`: the agent's listening address; one stream saturates a guest's NIC)",
+        Needs::NETWORK,
         run_net_send,
     ),
     stress_row(
         "stress.net-recv",
         "Isolation stressor: one TCP stream from a host peer into the guest for as long as the \
          run lasts (`listen`: the agent's listening address; one stream saturates a guest's NIC)",
+        Needs::NETWORK,
         run_net_recv,
     ),
     WorkloadInfo {
@@ -106,7 +112,8 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "Reads /proc/meminfo; extras: mem_total_kib, mem_available_kib, \
                       mem_used_kib (total - available). The lifecycle scenario's view of the \
                       memory a guest uses",
-        kind: Kind::Micro,
+        kind: Kind::Probe,
+        needs: Needs::NONE,
         suites: &[],
         metric: Metric::Rate { scale: 1.0 },
         setup_timeout_s: 10,
@@ -117,6 +124,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
 const fn stress_row(
     name: &'static str,
     description: &'static str,
+    needs: Needs,
     run: crate::RunFn,
 ) -> WorkloadInfo {
     WorkloadInfo {
@@ -124,7 +132,8 @@ const fn stress_row(
         unit: "work/s",
         higher_is_better: true,
         description,
-        kind: Kind::Micro,
+        kind: Kind::Stressor,
+        needs,
         suites: &[],
         metric: Metric::Rate { scale: 1.0 },
         setup_timeout_s: 60,
@@ -477,12 +486,12 @@ fn run_stressed(
             let w = crate::find(name).ok_or_else(|| {
                 WorkloadError::BadParam(format!("steady names no workload: {name:?}"))
             })?;
-            if w.name.starts_with("stress.") {
+            if w.kind == Kind::Stressor {
                 return Err(WorkloadError::BadParam(
                     "steady cannot be another stressor".into(),
                 ));
             }
-            if kind.is_net() && w.suites.contains(&"net") {
+            if kind.is_net() && w.needs.network {
                 return Err(WorkloadError::BadParam(format!(
                     "steady cannot be a network workload ({name}) under a network stressor: the \
                      host peer serves one connection at a time, and the stressor holds it"

@@ -379,6 +379,7 @@ fn fake(name: &'static str, run: hvbench_workloads::RunFn) -> WorkloadInfo {
         higher_is_better: false,
         description: "test",
         kind: Kind::Micro,
+        needs: model.needs,
         suites: &[],
         metric: model.metric,
         setup_timeout_s: 1,

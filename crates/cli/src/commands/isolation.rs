@@ -10,6 +10,7 @@ use hvbench_core::devices::{NetMode, NetSpec, NicModel};
 use hvbench_core::results::Settings;
 use hvbench_core::scenario::isolation::{self, IsolationPlan, STRESSORS};
 use hvbench_core::scenario::scale::DEFAULT_LAUNCH_PARALLELISM;
+use hvbench_workloads::Kind;
 
 use super::backend_args::{BackendArgs, PlacementArgs};
 use super::scale::{
@@ -114,7 +115,7 @@ pub fn run(args: IsolationArgs) -> anyhow::Result<ExitCode> {
     let mut steady = Vec::new();
     for name in &args.steady {
         let w = find_workload(name)?;
-        if w.name.starts_with("stress.") || w.name.starts_with("probe.") {
+        if matches!(w.kind, Kind::Stressor | Kind::Probe) {
             bail!("{} cannot be a steady workload", w.name);
         }
         if !steady

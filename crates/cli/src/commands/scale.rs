@@ -11,7 +11,7 @@ use hvbench_core::backends::{self, Availability, Backend};
 use hvbench_core::results::{render_scenario_data, Settings};
 use hvbench_core::scenario::efficiency::Finished;
 use hvbench_core::scenario::scale::{self, ScalePlan, DEFAULT_LAUNCH_PARALLELISM};
-use hvbench_workloads::WorkloadInfo;
+use hvbench_workloads::{Kind, WorkloadInfo};
 
 use super::backend_args::{BackendArgs, PlacementArgs};
 use crate::progress::Bar;
@@ -200,7 +200,7 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     }
     let timeout = parse_timeout(args.timeout)?;
     let workload = find_workload(&args.workload)?;
-    if workload.name.starts_with("stress.") || workload.name.starts_with("probe.") {
+    if matches!(workload.kind, Kind::Stressor | Kind::Probe) {
         bail!(
             "{} is a helper of the isolation and lifecycle scenarios, not a workload to scale",
             workload.name

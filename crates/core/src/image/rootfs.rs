@@ -45,15 +45,9 @@ impl Recipe {
         Recipe {
             suite: suite.into(),
             variant: "minbase".into(),
-            packages: [
-                "postgresql",
-                "nginx-light",
-                "gcc",
-                "make",
-                "libc6-dev",
-            ]
-            .map(String::from)
-            .to_vec(),
+            packages: ["postgresql", "nginx-light", "gcc", "make", "libc6-dev"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 

@@ -15,7 +15,7 @@ mod whetstone;
 use std::hint::black_box;
 use std::time::Instant;
 
-use crate::{param_u64, Kind, Metric, Outcome, Params, WorkloadError, WorkloadInfo};
+use crate::{param_u64, Kind, Metric, Needs, Outcome, Params, WorkloadError, WorkloadInfo};
 
 const SUITES: &[&str] = &["quick", "full", "cpu"];
 
@@ -27,6 +27,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "Dhrystone 2.1 loops per second (DMIPS in extras): user-mode integer code, \
                       native under direct execution, translated under binary translation",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: Metric::Rate { scale: 1.0 },
         setup_timeout_s: 10,
@@ -39,6 +40,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "Whetstone double precision, million Whetstone instructions per second: \
                       user-mode floating point and libm, the FPU path a hypervisor must not slow",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: Metric::Rate { scale: 1e-6 },
         setup_timeout_s: 10,
@@ -51,6 +53,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "sysbench's cpu test (trial division of 3..max_prime per event): 64-bit \
                       integer division, directly comparable with `sysbench cpu` on any system",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: Metric::Rate { scale: 1.0 },
         setup_timeout_s: 10,
@@ -63,6 +66,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "bzip2 -9 compression of a generated text corpus, MB of input per second: \
                       a branchy, cache-hungry real program (the consolidation studies' bzip)",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: Metric::Rate { scale: 1e-6 },
         // One iteration compresses 1 MiB: about 0.1 s natively, seconds under binary translation.
@@ -76,6 +80,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "Time per CPUID instruction: CPUID always traps to the hypervisor in a \
                       hardware VM, so this is the round trip of the cheapest VM exit",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: Metric::TimePerOp { scale: 1.0 },
         setup_timeout_s: 10,

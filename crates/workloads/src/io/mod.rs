@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use target::create_target_file;
 
 use crate::cpu::{check_iterations, SplitMix64};
-use crate::{param_u64, Kind, Metric, Outcome, Params, WorkloadError, WorkloadInfo};
+use crate::{param_u64, Kind, Metric, Needs, Outcome, Params, WorkloadError, WorkloadInfo};
 use engine::{Offsets, Op, Plan};
 
 const SUITES: &[&str] = &["io"];
@@ -78,6 +78,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "4 KiB random O_DIRECT reads (queue depth 1 by default): the latency of one \
                       request through the whole virtual I/O path, exits and device model included",
         kind: Kind::Micro,
+        needs: Needs::DISK_READ,
         suites: SUITES,
         metric: Metric::Rate { scale: 1.0 },
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -90,6 +91,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "4 KiB random O_DIRECT writes of non-zero data (queue depth 1 by default): \
                       per-request cost of the virtual write path; needs a writable disk",
         kind: Kind::Micro,
+        needs: Needs::DISK_WRITE,
         suites: SUITES,
         metric: Metric::Rate { scale: 1.0 },
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -102,6 +104,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "1 MiB sequential O_DIRECT reads: throughput of the virtual disk, where \
                       copies and bandwidth matter more than the per-request cost",
         kind: Kind::Micro,
+        needs: Needs::DISK_READ,
         suites: SUITES,
         metric: Metric::Rate { scale: 1e-6 },
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -114,6 +117,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "1 MiB sequential O_DIRECT writes of non-zero data: write throughput of \
                       the virtual disk; needs a writable disk",
         kind: Kind::Micro,
+        needs: Needs::DISK_WRITE,
         suites: SUITES,
         metric: Metric::Rate { scale: 1e-6 },
         setup_timeout_s: SETUP_TIMEOUT_S,

@@ -25,7 +25,7 @@ mod process;
 mod sched;
 mod sys;
 
-use crate::{Kind, Metric, WorkloadInfo};
+use crate::{Kind, Metric, Needs, WorkloadInfo};
 
 const SUITES: &[&str] = &["quick", "full", "kernel"];
 const NS_PER_OP: Metric = Metric::TimePerOp { scale: 1.0 };
@@ -41,6 +41,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "raw getppid system call: the bare kernel entry and exit path, \
                       which binary translation and paravirtualization make costly",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: NS_PER_OP,
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -53,6 +54,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "512-byte write then read on one pipe: two system calls that copy data \
                       through the kernel, as in I/O-heavy programs",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: NS_PER_OP,
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -65,6 +67,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "clock_gettime(CLOCK_MONOTONIC) through the vDSO: a few ns with a stable \
                       TSC, a trap per call when the guest's clocksource is emulated",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: NS_PER_OP,
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -77,6 +80,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "two processes ping-pong a byte over pipes on one CPU: context switches \
                       between address spaces, which stress MMU virtualization",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: NS_PER_OP,
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -89,6 +93,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "the same ping-pong between two CPUs: cross-CPU wake-ups (IPIs), costly \
                       when an idle vCPU has halted and the host must wake it",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: NS_PER_OP,
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -101,6 +106,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "integer divide-by-zero fault caught by a SIGFPE handler that skips the \
                       instruction: the processor fault path, trapped by some hypervisors",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: NS_PER_OP,
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -113,6 +119,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "load from a PROT_NONE page caught by a SIGSEGV handler that skips it: \
                       the page-fault path and signal delivery",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: NS_PER_OP,
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -125,6 +132,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "a signal sent to itself and caught by a trivial handler: signal \
                       delivery and sigreturn, kernel work with a user-mode detour",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: NS_PER_OP,
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -137,6 +145,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "first touch of fresh anonymous pages: page faults and page-table \
                       updates, expensive under shadow paging and nested paging",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: NS_PER_OP,
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -149,6 +158,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "fork, child _exit and waitpid: copying and tearing down an address \
                       space, the MMU-heavy process-creation path",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: US_PER_OP,
         setup_timeout_s: SETUP_TIMEOUT_S,
@@ -161,6 +171,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "fork, execve of a tiny static program and waitpid: process creation \
                       as in shells and builds, including loading a new image",
         kind: Kind::Micro,
+        needs: Needs::NONE,
         suites: SUITES,
         metric: US_PER_OP,
         setup_timeout_s: SETUP_TIMEOUT_S,

@@ -27,7 +27,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::cpu::check_iterations;
-use crate::{param_u64, Kind, Metric, Outcome, Params, WorkloadError, WorkloadInfo};
+use crate::{param_u64, Kind, Metric, Needs, Outcome, Params, WorkloadError, WorkloadInfo};
 
 pub mod peer;
 pub mod wire;
@@ -51,6 +51,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "Bulk TCP from the guest to a host peer, timed until the peer acknowledges \
                       every byte: the per-byte cost of the guest's transmit path",
         kind: Kind::Micro,
+        needs: Needs::NETWORK,
         suites: SUITES,
         metric: Metric::Rate { scale: 8e-9 },
         setup_timeout_s: 60,
@@ -63,6 +64,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "Bulk TCP from a host peer into the guest: the per-byte cost of the guest's \
                       receive path (copies, checksums, interrupt coalescing)",
         kind: Kind::Micro,
+        needs: Needs::NETWORK,
         suites: SUITES,
         metric: Metric::Rate { scale: 8e-9 },
         setup_timeout_s: 60,
@@ -75,6 +77,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         description: "One-byte TCP request/response with a host peer, one at a time: the \
                       per-packet round trip (exits, wake-ups, interrupt delivery)",
         kind: Kind::Micro,
+        needs: Needs::NETWORK,
         suites: SUITES,
         metric: Metric::Rate { scale: 1.0 },
         setup_timeout_s: 60,
