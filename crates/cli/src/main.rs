@@ -55,16 +55,16 @@ fn main() -> ExitCode {
         hvbench_core::watchdog::watch(pid);
         return ExitCode::SUCCESS;
     }
-    if matches!(
+    let watchdog = matches!(
         cli.command,
         Command::Run(_)
             | Command::Doctor(_)
             | Command::Lifecycle(_)
             | Command::Scale(_)
             | Command::Isolation(_)
-    ) {
-        guard_against_being_killed();
-    }
+    )
+    .then(guard_against_being_killed)
+    .flatten();
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a),
         Command::List(a) => commands::list::list(a),
@@ -77,6 +77,9 @@ fn main() -> ExitCode {
         Command::Image(a) => commands::image::run(a),
         Command::Watchdog { .. } => unreachable!("handled above"),
     };
+    if let Some(w) = watchdog {
+        w.dismiss();
+    }
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -86,25 +89,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, each cause once: library errors often name their cause in their
-/// own message already.
 /// Before any guest starts: removes what killed runs left behind (one line when there was
 /// something), and starts this run's watchdog, which removes this run's guests, cgroups and
 /// work directories if this process is killed (see `hvbench_core::watchdog`).
-fn guard_against_being_killed() {
+fn guard_against_being_killed() -> Option<hvbench_core::watchdog::Watchdog> {
     if let Some(line) = hvbench_core::watchdog::describe(&hvbench_core::watchdog::sweep_stale()) {
         eprintln!("hvbench: {line}");
     }
     let started =
         std::env::current_exe().and_then(|exe| hvbench_core::watchdog::spawn(&exe, &["watchdog"]));
-    if let Err(e) = started {
-        eprintln!(
-            "hvbench: warning: no watchdog ({e}): if this run is killed, its guests may outlive \
-             it until the next hvbench start"
-        );
+    match started {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!(
+                "hvbench: warning: no watchdog ({e}): if this run is killed, its guests may \
+                 outlive it until the next hvbench start"
+            );
+            None
+        }
     }
 }
 
+/// The error and its causes, each cause once: library errors often name their cause in their
+/// own message already.
 fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {

@@ -152,11 +152,24 @@ pub struct NetSpec {
     pub mode: NetMode,
 }
 
-/// Devices to attach to a guest; both absent by default.
+/// The applications' root file system, for a guest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RootfsSpec {
+    /// The tree (directory backends use it in place, read-only).
+    pub tree: PathBuf,
+    /// The same tree as an ext4 image (kernel backends attach it read-only).
+    pub ext4: PathBuf,
+    /// A directory of this guest's in the run's work directory, on the host's disk: where a
+    /// directory backend's agent mounts the root and the applications keep their data.
+    pub app_dir: PathBuf,
+}
+
+/// Devices to attach to a guest; all absent by default.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Devices {
     pub disk: Option<DiskSpec>,
     pub net: Option<NetSpec>,
+    pub rootfs: Option<RootfsSpec>,
 }
 
 /// Where the network workloads meet: the agent listens on `listen` inside the guest; the host
@@ -174,6 +187,12 @@ pub struct Attached {
     /// The disk's path inside the guest (`/dev/vda`, `/hvbench/disk.img`).
     pub disk: Option<String>,
     pub net: Option<NetEndpoint>,
+    /// The root file system's tree and the applications' directory, as the agent sees them.
+    pub rootfs: Option<String>,
+    pub app_dir: Option<String>,
+    /// In a kernel guest instead: the block devices of the root file system's image and of
+    /// the applications' disk, which the agent mounts.
+    pub app_devices: Option<(String, String)>,
     /// Resources that live as long as the guest (network namespaces), dropped with it.
     pub keep: Vec<Box<dyn Send>>,
 }
@@ -183,6 +202,9 @@ impl std::fmt::Debug for Attached {
         f.debug_struct("Attached")
             .field("disk", &self.disk)
             .field("net", &self.net)
+            .field("rootfs", &self.rootfs)
+            .field("app_dir", &self.app_dir)
+            .field("app_devices", &self.app_devices)
             .field("keep", &self.keep.len())
             .finish()
     }
@@ -341,6 +363,8 @@ pub struct DevicePlan {
     pub iodepth: u32,
     /// `Some` when a network workload is selected.
     pub net: Option<NetSpec>,
+    /// The applications' root file system, when an application is selected.
+    pub rootfs: Option<crate::image::rootfs::RootFs>,
 }
 
 impl DevicePlan {
@@ -366,6 +390,7 @@ impl DevicePlan {
             disk_model,
             iodepth: iodepth.max(1),
             net: workloads.iter().any(|w| uses_net(w)).then_some(net),
+            rootfs: None,
         })
     }
 
@@ -406,6 +431,19 @@ impl DevicePlan {
             m.insert("nic".into(), n.nic.name().into());
             m.insert("net".into(), n.mode.name().into());
         }
+        if let Some(r) = &self.rootfs {
+            m.insert(
+                "rootfs".into(),
+                format!(
+                    "Debian {} {} root file system {} ({}), read-only; application data on \
+                     the guest's disk",
+                    r.manifest.recipe.suite,
+                    r.manifest.recipe.variant,
+                    r.manifest.hash,
+                    r.manifest.recipe.packages.join(", ")
+                ),
+            );
+        }
         m
     }
 
@@ -429,9 +467,25 @@ impl DevicePlan {
                 model: self.disk_model,
             }),
         };
+        let rootfs = match &self.rootfs {
+            None => None,
+            Some(r) => {
+                let app_dir = workdir.join(format!("{backend}-app"));
+                std::fs::create_dir_all(&app_dir).map_err(|e| DiskError::Create {
+                    path: app_dir.clone(),
+                    reason: e.to_string(),
+                })?;
+                Some(RootfsSpec {
+                    tree: r.root(),
+                    ext4: r.ext4(),
+                    app_dir,
+                })
+            }
+        };
         Ok(Devices {
             disk,
             net: self.net,
+            rootfs,
         })
     }
 
@@ -462,8 +516,54 @@ impl DevicePlan {
                 p.insert("listen".into(), ep.listen.clone().into());
             }
         }
+        if w.needs.rootfs {
+            if let (Some(tree), Some(dir)) = (&attached.rootfs, &attached.app_dir) {
+                p.insert("rootfs".into(), tree.clone().into());
+                p.insert("app_dir".into(), dir.clone().into());
+            }
+            if let Some((rootfs, app)) = &attached.app_devices {
+                p.insert("rootfs_dev".into(), rootfs.clone().into());
+                p.insert("app_dev".into(), app.clone().into());
+            }
+        }
         p
     }
+}
+
+/// Size of the applications' disk of a kernel guest (sparse: only what is written is used).
+pub const APP_DISK_BYTES: u64 = 4 << 30;
+
+/// Makes the applications' disk of a kernel guest in `dir`: a sparse file with an ext4 file
+/// system (`mke2fs`, no lazy initialisation, so that the guest kernel does not zero inode
+/// tables in the background while it is measured).
+pub fn create_app_disk(dir: &Path) -> Result<PathBuf, DiskError> {
+    let path = dir.join("app.ext4");
+    let fail = |reason: String| DiskError::Create {
+        path: path.clone(),
+        reason,
+    };
+    let f = std::fs::File::create(&path).map_err(|e| fail(e.to_string()))?;
+    f.set_len(APP_DISK_BYTES).map_err(|e| fail(e.to_string()))?;
+    drop(f);
+    let out = std::process::Command::new("mke2fs")
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-E",
+            "lazy_itable_init=0,lazy_journal_init=0",
+        ])
+        .arg(&path)
+        .output()
+        .map_err(|e| fail(format!("mke2fs (e2fsprogs): {e}")))?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "mke2fs: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(path)
 }
 
 /// Starts the host side of the network workloads for a guest's endpoint.

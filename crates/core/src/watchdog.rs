@@ -291,10 +291,23 @@ fn wait_for_exit(pid: u32) {
     }
 }
 
+/// This run's watchdog, for [`Watchdog::dismiss`] when the run ends in order.
+pub struct Watchdog(std::process::Child);
+
+impl Watchdog {
+    /// Ends the watchdog and waits for it: after an orderly end, hvbench has removed what it
+    /// made itself, and the watchdog must not outlive it either (nothing left behind includes
+    /// hvbench's own helper).
+    pub fn dismiss(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the watchdog for this process: `exe` with `args` and this process's pid appended,
-/// with no standard streams. The handle is dropped: the watchdog outlives this process by
-/// design.
-pub fn spawn(exe: &Path, args: &[&str]) -> std::io::Result<()> {
+/// with no standard streams. If this process is killed, the watchdog outlives it by design
+/// and cleans up; an orderly end calls [`Watchdog::dismiss`].
+pub fn spawn(exe: &Path, args: &[&str]) -> std::io::Result<Watchdog> {
     std::process::Command::new(exe)
         .args(args)
         .arg(std::process::id().to_string())
@@ -302,7 +315,7 @@ pub fn spawn(exe: &Path, args: &[&str]) -> std::io::Result<()> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map(drop)
+        .map(Watchdog)
 }
 
 #[cfg(test)]

@@ -40,6 +40,24 @@ pub fn recipe() -> anyhow::Result<Recipe> {
     Ok(Recipe::applications(&suite))
 }
 
+/// The applications' root file system: the cached one, else built now with its progress on
+/// stderr (what `run` does the first time an application is selected).
+pub fn ensure(image_dir: Option<&std::path::Path>) -> anyhow::Result<rootfs::RootFs> {
+    let cache = rootfs::cache_root(image_dir);
+    let recipe = recipe()?;
+    if let Some(r) = rootfs::cached(&cache, &recipe) {
+        return Ok(r);
+    }
+    eprintln!(
+        "the applications need their root file system, which is not built yet (once; `hvbench \
+         image build` does the same)"
+    );
+    let r = rootfs::build(&cache, &recipe, &|line| eprintln!("{line}"))
+        .context("building the applications' root file system")?;
+    eprintln!("built: {}", rootfs::describe(&r));
+    Ok(r)
+}
+
 pub fn run(args: ImageArgs) -> anyhow::Result<ExitCode> {
     let cache = rootfs::cache_root(args.image_dir.as_deref());
     match args.action {

@@ -15,7 +15,7 @@ use hvbench_core::devices::{
 use super::backend_args::{BackendArgs, PlacementArgs};
 use hvbench_core::results::Settings;
 use hvbench_core::scenario::efficiency::{self, Plan};
-use hvbench_workloads::WorkloadInfo;
+use hvbench_workloads::{Kind, WorkloadInfo};
 
 use crate::progress::Bar;
 
@@ -29,7 +29,8 @@ pub struct RunArgs {
     #[arg(long = "workload", value_name = "NAME")]
     workloads: Vec<String>,
     /// Suite: quick (short repetitions), full (longer repetitions), or a group: cpu, mem,
-    /// kernel, io (disk: a scratch image per backend), net (TCP between guest and host).
+    /// kernel, io (disk: a scratch image per backend), net (TCP between guest and host), app
+    /// (PostgreSQL, a compile, a file-system load in a Debian root file system).
     #[arg(long, default_value = "quick")]
     suite: String,
     /// Measured repetitions per workload and backend (at least 2).
@@ -69,6 +70,10 @@ pub struct RunArgs {
     /// Size of the scratch disk image hvbench creates for each backend (io suite): 1G, 512M...
     #[arg(long, default_value = "1G", value_name = "SIZE")]
     disk_size: String,
+    /// Where the applications' root file system is cached (default: ~/.cache/hvbench); built
+    /// there the first time an application (suite app) is selected.
+    #[arg(long, value_name = "DIR")]
+    image_dir: Option<PathBuf>,
     /// Use this file or block device as the disk instead of a scratch image. Read-only: the
     /// write workloads are refused unless --allow-destructive-writes is given too.
     #[arg(long, value_name = "PATH")]
@@ -98,6 +103,9 @@ pub struct RunArgs {
     #[command(flatten)]
     placement: PlacementArgs,
 }
+
+/// Default duration of one repetition when only applications are selected, in seconds.
+const APP_DURATION_S: f64 = 5.0;
 
 /// Workloads of a suite: `quick` and `full` hold every micro workload; group suites a part.
 fn suite_workloads(suite: &str) -> anyhow::Result<Vec<&'static WorkloadInfo>> {
@@ -249,9 +257,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.reps
         );
     }
-    let duration = args
-        .duration
-        .unwrap_or(if args.suite == "full" { 1.0 } else { 0.2 });
+    let workloads = select_workloads(&args)?;
+    // Applications run for seconds (a pgbench -T); micro workloads for a fraction of one.
+    let only_apps = workloads.iter().all(|w| w.kind == Kind::App);
+    let duration = args.duration.unwrap_or(if only_apps {
+        APP_DURATION_S
+    } else if args.suite == "full" {
+        1.0
+    } else {
+        0.2
+    });
     if !(duration.is_finite() && duration > 0.0 && duration <= 600.0) {
         bail!("--duration must be between 0 and 600 seconds (got {duration})");
     }
@@ -284,8 +299,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(t) => bail!("--timeout must be a positive number of seconds (got {t})"),
         None => None,
     };
-    let workloads = select_workloads(&args)?;
-    let devices = device_plan(&args, &workloads)?;
+    let mut devices = device_plan(&args, &workloads)?;
+    if workloads.iter().any(|w| w.needs.rootfs) {
+        devices.rootfs = Some(super::image::ensure(args.image_dir.as_deref())?);
+    }
     let (chosen, explicit) = select_backends(&args)?;
     check_writable(&args.out)?;
     let agent = AgentBinary::locate()?;

@@ -217,6 +217,10 @@ pub struct SandboxDevices {
     /// A file bind-mounted at its own path (through the overlay, writes reach the file), and
     /// whether it is read-only.
     pub disk: Option<(PathBuf, bool)>,
+    /// Directories bind-mounted at their own paths, and whether read-only: the applications'
+    /// root file system (read-only) and their data directory on the host's disk (writable,
+    /// so that a database writes to a disk, not to the memory overlay).
+    pub binds: Vec<(PathBuf, bool)>,
     /// A network namespace of hvbench's that runsc runs in: gVisor's netstack takes over its
     /// interfaces (`--network=sandbox`), or with `hostinet` the sandbox uses the host kernel's
     /// stack in that namespace (`--network=host`).
@@ -240,11 +244,13 @@ pub fn oci_spec(
     } else {
         serde_json::json!([{ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs" }])
     };
-    if let (Some((path, read_only)), Some(list)) = (&dev.disk, mounts.as_array_mut()) {
-        let mode = if *read_only { "ro" } else { "rw" };
-        list.push(serde_json::json!({
-            "destination": path, "type": "bind", "source": path, "options": ["bind", mode]
-        }));
+    if let Some(list) = mounts.as_array_mut() {
+        for (path, read_only) in dev.disk.iter().chain(&dev.binds) {
+            let mode = if *read_only { "ro" } else { "rw" };
+            list.push(serde_json::json!({
+                "destination": path, "type": "bind", "source": path, "options": ["bind", mode]
+            }));
+        }
     }
     // With a network, runsc itself is started inside the namespace (see `command_line`):
     // `runsc run` takes the interfaces of the namespace it runs in, not of an OCI path.
@@ -383,9 +389,8 @@ fn netstack_works(runsc: &Path, choice: &Choice, agent: &AgentBinary) -> Result<
         .get_or_init(|| {
             let pair = VethPair::create("gvisor-netprobe")?;
             let dev = SandboxDevices {
-                disk: None,
                 netns: Some(pair.guest.path()),
-                hostinet: false,
+                ..Default::default()
             };
             try_sandbox(runsc, choice, agent, &dev).map(|_| ())
         })
@@ -569,6 +574,12 @@ impl Backend for Gvisor {
         if let Some(d) = &spec.devices.disk {
             dev.disk = Some((d.image.clone(), !d.writable));
             attached.disk = Some(d.image.display().to_string());
+        }
+        if let Some(r) = &spec.devices.rootfs {
+            dev.binds.push((r.tree.clone(), true));
+            dev.binds.push((r.app_dir.clone(), false));
+            attached.rootfs = Some(r.tree.display().to_string());
+            attached.app_dir = Some(r.app_dir.display().to_string());
         }
         if spec.devices.net.is_some() {
             if let Err(why) = netstack_works(&runsc, &choice, &spec.agent) {

@@ -354,6 +354,12 @@ impl Backend for Namespace {
         if let Some(d) = &spec.devices.disk {
             attached.disk = Some(d.image.display().to_string());
         }
+        if let Some(r) = &spec.devices.rootfs {
+            // The host's file system is visible as it is; the agent mounts the root in its own
+            // mount namespace.
+            attached.rootfs = Some(r.tree.display().to_string());
+            attached.app_dir = Some(r.app_dir.display().to_string());
+        }
         if spec.devices.net.is_some() {
             if plan.tool != Tool::Unshare {
                 return Err(BackendError::Setup(

@@ -10,6 +10,32 @@ use crate::guest::spawn_in_own_group;
 
 pub struct Native;
 
+/// Gives the agent a mount namespace of its own, with nothing propagating back to the host's:
+/// the native baseline of the applications mounts their root file system (a chroot) there,
+/// and the mounts vanish with the agent however it ends. Only for runs with applications:
+/// everything else runs exactly as a plain child process.
+fn private_mounts(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, single-threaded, and calls
+    // only unshare and mount with static NUL-terminated strings.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 impl Backend for Native {
     fn name(&self) -> &'static str {
         "native"
@@ -36,6 +62,9 @@ impl Backend for Native {
             source: e,
         })?;
         let mut cmd = Command::new(&spec.agent.path);
+        if spec.devices.rootfs.is_some() {
+            private_mounts(&mut cmd);
+        }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
@@ -53,6 +82,16 @@ impl Backend for Native {
             settings.insert(
                 "disk".to_string(),
                 format!("{} on the host's file system", d.image.display()),
+            );
+        }
+        if let Some(r) = &spec.devices.rootfs {
+            attached.rootfs = Some(r.tree.display().to_string());
+            attached.app_dir = Some(r.app_dir.display().to_string());
+            settings.insert(
+                "rootfs".to_string(),
+                "the same root file system, chrooted, in a private mount namespace (the same \
+                 binaries as in every guest)"
+                    .to_string(),
             );
         }
         if spec.devices.net.is_some() {

@@ -105,6 +105,9 @@ pub struct QemuConfig {
     pub extra_args: Vec<String>,
     /// The disk for the `io` suite.
     pub disk: Option<QemuDisk>,
+    /// The applications' disks (virtio-blk): the root file system's ext4 image, read-only,
+    /// and their own ext4 disk, in that order after the `io` disk.
+    pub app_disks: Option<(PathBuf, PathBuf, &'static str)>,
     /// The network for the `net` suite.
     pub net: Option<QemuNet>,
     /// Runs QEMU inside a network namespace (`nsenter --net=... --`), for `--net tap`.
@@ -154,6 +157,7 @@ impl QemuConfig {
             socket: spec.workdir.join("agent.sock"),
             extra_args: Vec::new(),
             disk: None,
+            app_disks: None,
             net: None,
             prefix: Vec::new(),
         }
@@ -282,6 +286,20 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
         };
         for dev in devices {
             v.extend(["-device".to_string(), dev.to_string()]);
+        }
+    }
+    if let Some((rootfs, app, aio)) = &cfg.app_disks {
+        for (id, path, ro) in [("rootfs", rootfs, true), ("appdisk", app, false)] {
+            let mut drive = format!(
+                "file={},format=raw,if=none,id={id},cache=none,aio={}",
+                opt_escape(&path.display().to_string()),
+                aio
+            );
+            if ro {
+                drive.push_str(",readonly=on");
+            }
+            v.extend(["-drive".to_string(), drive]);
+            v.extend(["-device".to_string(), format!("virtio-blk-pci,drive={id}")]);
         }
     }
     if let Some(n) = &cfg.net {
@@ -628,6 +646,9 @@ fn launch(
     if let Some(n) = &spec.devices.net {
         drivers.extend(n.nic.modules());
     }
+    if spec.devices.rootfs.is_some() {
+        drivers.extend(["virtio_blk", "ext4"]);
+    }
     let prepared = prepare(&spec.agent, spec.kernel.as_deref(), &drivers)
         .map_err(|e| e.into_backend_error(backend))?;
     let mut cfg = QemuConfig::new(accel, spec, &prepared.boot_kernel, &prepared.image.path);
@@ -641,6 +662,20 @@ fn launch(
             aio: qemu_aio(&prepared.binary),
         });
         attached.disk = Some(d.model.guest_path().to_string());
+    }
+    if let Some(r) = &spec.devices.rootfs {
+        let app = crate::devices::create_app_disk(&r.app_dir)
+            .map_err(|e| BackendError::Setup(e.to_string()))?;
+        cfg.app_disks = Some((r.ext4.clone(), app, qemu_aio(&prepared.binary)));
+        // virtio-blk disks are named in the order of their PCI slots: after the io disk's.
+        let first = match &spec.devices.disk {
+            Some(d) if d.model == DiskModel::Virtio => b'b',
+            _ => b'a',
+        };
+        attached.app_devices = Some((
+            format!("/dev/vd{}", first as char),
+            format!("/dev/vd{}", (first + 1) as char),
+        ));
     }
     if let Some(n) = &spec.devices.net {
         let (host_port, endpoint) = match n.mode {

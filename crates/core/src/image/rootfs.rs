@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the layout of a root file system changes, so that cached ones are rebuilt.
-pub const ROOTFS_FORMAT: u32 = 1;
+pub const ROOTFS_FORMAT: u32 = 2;
 
 /// What goes into a root file system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,17 +37,31 @@ pub struct Recipe {
     pub variant: String,
     /// Packages on top of the variant, with their dependencies.
     pub packages: Vec<String>,
+    /// Source packages whose upstream tarball goes to `/usr/src/hvbench` (what `app.compile`
+    /// builds), fetched with `apt-get source --download-only` from the same mirror.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 impl Recipe {
-    /// The applications' recipe: PostgreSQL with pgbench, a C toolchain, nginx.
+    /// The applications' recipe: PostgreSQL with pgbench, a C toolchain and xz-utils' source
+    /// to build with it, nginx; e2fsprogs to make a file system on a kernel guest's disk.
     pub fn applications(suite: &str) -> Recipe {
         Recipe {
             suite: suite.into(),
             variant: "minbase".into(),
-            packages: ["postgresql", "nginx-light", "gcc", "make", "libc6-dev"]
-                .map(String::from)
-                .to_vec(),
+            packages: [
+                "postgresql",
+                "nginx-light",
+                "gcc",
+                "make",
+                "libc6-dev",
+                "xz-utils",
+                "e2fsprogs",
+            ]
+            .map(String::from)
+            .to_vec(),
+            sources: vec!["xz-utils".into()],
         }
     }
 
@@ -303,14 +317,56 @@ pub fn mmdebstrap_args(root: &Path, recipe: &Recipe) -> Vec<String> {
         // No service starts inside the tree while it is built.
         "--customize-hook=rm -f \"$1/usr/sbin/policy-rc.d\"".into(),
     ];
+    if !recipe.sources.is_empty() {
+        v.push(format!(
+            "--customize-hook=chroot \"$1\" sh -s < '{}'",
+            sources_script_path(root).display()
+        ));
+    }
     v.push(recipe.suite.clone());
     v.push(root.display().to_string());
     v
 }
 
+/// A shell script, run in the tree, that downloads the upstream tarballs of `sources` into
+/// `/usr/src/hvbench`: deb-src entries made from the tree's own apt sources (in either
+/// format), `apt-get source --download-only`, then only the `.orig.tar.*` kept and the deb-src
+/// entries removed.
+pub fn fetch_sources_script(sources: &[String]) -> String {
+    format!(
+        r#"set -e
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+  if [ -f "$f" ]; then sed -n 's/^deb /deb-src /p' "$f"; fi
+done > /etc/apt/sources.list.d/hvbench-src.list
+for f in /etc/apt/sources.list.d/*.sources; do
+  if [ -f "$f" ]; then
+    sed 's/^Types: deb$/Types: deb-src/' "$f" > "/etc/apt/sources.list.d/hvbench-src-$(basename "$f")"
+  fi
+done
+apt-get -q update
+mkdir -p /usr/src/hvbench
+cd /usr/src/hvbench
+apt-get -q source --download-only {}
+find . -type f ! -name '*.orig.tar.*' -delete
+rm -f ./*.asc /etc/apt/sources.list.d/hvbench-src*
+ls -l /usr/src/hvbench
+"#,
+        sources.join(" ")
+    )
+}
+
+/// Where the script of [`fetch_sources_script`] is written for a build into `root`.
+fn sources_script_path(root: &Path) -> PathBuf {
+    root.with_file_name("fetch-sources.sh")
+}
+
 fn run_mmdebstrap(root: &Path, recipe: &Recipe, log: &Path) -> Result<(), RootfsError> {
     let out = std::fs::File::create(log).map_err(io(log))?;
     let err = out.try_clone().map_err(io(log))?;
+    if !recipe.sources.is_empty() {
+        let script = sources_script_path(root);
+        std::fs::write(&script, fetch_sources_script(&recipe.sources)).map_err(io(&script))?;
+    }
     let status = Command::new("mmdebstrap")
         .args(mmdebstrap_args(root, recipe))
         .stdin(Stdio::null())

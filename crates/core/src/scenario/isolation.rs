@@ -225,8 +225,8 @@ pub fn run(
             memory_mib: settings.memory_mib,
             workdir: out.workdir.path(),
             devices: Devices {
-                disk: None,
                 net: wants_net.then_some(plan.net),
+                ..Default::default()
             },
             scratch_disk_bytes: wants_disk.then_some(STRESS_DISK_BYTES),
             pin: settings.pinning.clone(),

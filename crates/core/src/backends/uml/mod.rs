@@ -116,6 +116,9 @@ pub struct UmlConfig {
     pub extra_args: Vec<String>,
     /// A disk as `ubd0` (the symlink [`DISK_NAME`] in the work directory), read-only or not.
     pub disk: Option<bool>,
+    /// The applications' disks: the root file system's ext4 image read-only as `ubd1`
+    /// ([`ROOTFS_NAME`]) and their own ext4 disk as `ubd2` ([`APP_DISK_NAME`]).
+    pub app_disks: bool,
     /// A vector NIC on the tap device of a namespace hvbench created.
     pub net: bool,
     /// Runs UML inside a network namespace (`nsenter --net=... --`).
@@ -127,6 +130,12 @@ pub struct UmlConfig {
 pub const DISK_NAME: &str = "disk.img";
 /// The disk as the UML guest sees it.
 pub const GUEST_DISK: &str = "/dev/ubda";
+/// Links in the work directory to the root file system's image and the applications' disk.
+pub const ROOTFS_NAME: &str = "rootfs.ext4";
+pub const APP_DISK_NAME: &str = "app.ext4";
+/// Both as the guest sees them.
+pub const GUEST_ROOTFS_DISK: &str = "/dev/ubdb";
+pub const GUEST_APP_DISK: &str = "/dev/ubdc";
 /// UML names its first vector interface `vec0`.
 pub const GUEST_NIC: &str = "vec0";
 
@@ -144,6 +153,7 @@ impl UmlConfig {
             quiet: true,
             extra_args: Vec::new(),
             disk: None,
+            app_disks: false,
             net: false,
             prefix: Vec::new(),
         }
@@ -212,6 +222,10 @@ pub fn command_line(cfg: &UmlConfig) -> Vec<String> {
         let flags = if read_only { "r" } else { "" };
         v.push(format!("ubd0{flags}={DISK_NAME}"));
         v.push(format!("hvbench_disk={GUEST_DISK}"));
+    }
+    if cfg.app_disks {
+        v.push(format!("ubd1r={ROOTFS_NAME}"));
+        v.push(format!("ubd2={APP_DISK_NAME}"));
     }
     if cfg.net {
         // gro=1: the tap carries offload headers, so the host hands UML whole TCP segments.
@@ -788,6 +802,20 @@ impl Backend for Uml {
             })?;
             cfg.disk = Some(!d.writable);
             attached.disk = Some(GUEST_DISK.into());
+        }
+        if let Some(r) = &spec.devices.rootfs {
+            let app = crate::devices::create_app_disk(&r.app_dir)
+                .map_err(|e| BackendError::Setup(e.to_string()))?;
+            for (name, target) in [(ROOTFS_NAME, &r.ext4), (APP_DISK_NAME, &app)] {
+                let link = spec.workdir.join(name);
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(target, &link).map_err(|e| BackendError::Spawn {
+                    what: format!("the disk link {}", link.display()),
+                    source: e,
+                })?;
+            }
+            cfg.app_disks = true;
+            attached.app_devices = Some((GUEST_ROOTFS_DISK.into(), GUEST_APP_DISK.into()));
         }
         if spec.devices.net.is_some() {
             let ns = netns::tap_namespace(&spec.label).map_err(BackendError::Setup)?;

@@ -1,0 +1,107 @@
+//! `app.compile`: a cold build of a real C project, `./configure && make -j<CPUs>`, as seeds
+//! 001 and 004 time it.
+//!
+//! The project is the upstream source of a Debian source package fetched at image build
+//! (`/usr/src/hvbench/*.orig.tar.*`: xz-utils, a portable C library and its tools with an
+//! autoconf `configure`). Each repetition starts from a clean tree on the guest's disk
+//! (`/mnt/build`, unpacked before the clock starts), runs configure (hundreds of short
+//! compiler and shell processes: fork, exec and page faults, what virtualization costs most)
+//! and make with one job per CPU the agent may use (compiler processes: mostly user CPU), as
+//! root in the root file system, without ccache. The metric is the seconds of both
+//! together; `configure_s` and `make_s` apart.
+
+use std::time::{Duration, Instant};
+
+use super::root::AppRoot;
+use super::{output_tail, run_checked};
+use crate::{param_u64, Outcome, Params, WorkloadError};
+
+/// The source tarball inside the root.
+fn source(root: &AppRoot) -> Result<String, WorkloadError> {
+    let dir = root.root.join("usr/src/hvbench");
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| {
+            WorkloadError::Unsupported(format!(
+                "no compile source in the root file system ({}: {e}); rebuild it with hvbench \
+                 image build",
+                dir.display()
+            ))
+        })?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .filter(|n| n.contains(".orig.tar."))
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|n| format!("/usr/src/hvbench/{n}"))
+        .ok_or_else(|| WorkloadError::Unsupported("no compile source in the root".into()))
+}
+
+fn shell(root: &AppRoot, script: &str, what: &str) -> Result<String, WorkloadError> {
+    let mut cmd = root.command("/bin/sh", None);
+    cmd.args(["-c", script]);
+    run_checked(&mut cmd, what)
+}
+
+pub fn run(params: &Params, _seconds: u64) -> Result<Outcome, WorkloadError> {
+    let cpus = match params.get("cpus").and_then(|v| v.as_u64()) {
+        Some(n) => super::root::first_cpus(n as usize).len() as u64,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+    };
+    let jobs = param_u64(params, "jobs", cpus)?.clamp(1, 256);
+    super::with_app(params, |app| {
+        let root = &app.root;
+        let tarball = source(root)?;
+        let build = root.outside("/mnt/build");
+        if build.exists() {
+            std::fs::remove_dir_all(&build)
+                .map_err(|e| WorkloadError::Failed(format!("{}: {e}", build.display())))?;
+        }
+        shell(
+            root,
+            &format!("mkdir -p /mnt/build && tar -xf {tarball} -C /mnt/build --strip-components=1"),
+            "unpacking the source",
+        )?;
+        // The unpacked tree is on the disk before the clock starts.
+        shell(root, "sync", "sync")?;
+        let t0 = Instant::now();
+        shell(
+            root,
+            "cd /mnt/build && ./configure -q --disable-nls --disable-doc >/dev/null",
+            "configure",
+        )?;
+        let t1 = Instant::now();
+        shell(
+            root,
+            &format!("cd /mnt/build && make -s -j{jobs} >/dev/null"),
+            "make",
+        )?;
+        let t2 = Instant::now();
+        let gcc = shell(root, "gcc -dumpfullversion", "gcc -dumpfullversion")
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&build);
+        let mut out = Outcome::new(1.0, t2 - t0);
+        out.extras
+            .insert("configure_s".into(), (t1 - t0).as_secs_f64());
+        out.extras.insert("make_s".into(), (t2 - t1).as_secs_f64());
+        out.labels.insert(
+            "project".into(),
+            tarball.rsplit('/').next().unwrap_or_default().to_string(),
+        );
+        out.labels.insert("jobs".into(), jobs.to_string());
+        out.labels.insert("gcc".into(), gcc);
+        out.labels
+            .insert("ccache".into(), "off (not installed)".into());
+        Ok(out)
+    })
+    .map_err(|e| match e {
+        WorkloadError::Failed(m) if m.len() > 2000 => WorkloadError::Failed(output_tail(&m)),
+        other => other,
+    })
+}
+
+/// Bound on one build, beyond the target duration: a build under binary translation takes
+/// minutes.
+pub const TIMEOUT: Duration = Duration::from_secs(1800);

@@ -1,0 +1,148 @@
+//! `app.files`: a file-system load in the manner of dbench (seed 001): a source-tree-like set
+//! of files is created, listed and stat'ed, read back and deleted on the guest's disk
+//! (`/mnt/files`), with an fsync where dbench's load file flushes (every eighth file, and the
+//! directories at the end of the writes).
+//!
+//! The tree is fixed: 40 directories of 50 files, sizes drawn once from a log-uniform
+//! distribution between 256 B and 64 KiB (the shape of a source tree: many small files, a few
+//! large), non-zero pseudo-random contents. The operations are counted as dbench counts them:
+//! each create-and-write, fsync, stat, open-and-read, unlink, mkdir and rmdir is one; the
+//! metric is operations per second over the whole pass. The agent does the work itself
+//! (outside the chroot: no application binary is involved), so what is measured is the guest
+//! kernel's file system, its page cache and the virtual disk under it.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use crate::cpu::SplitMix64;
+use crate::{Outcome, Params, WorkloadError};
+
+const DIRS: usize = 40;
+const FILES_PER_DIR: usize = 50;
+const FSYNC_EVERY: usize = 8;
+
+/// The sizes of the tree's files, the same on every run and every guest.
+pub fn sizes() -> Vec<usize> {
+    let mut rng = SplitMix64::new(0x6462_656e_6368);
+    (0..DIRS * FILES_PER_DIR)
+        .map(|_| {
+            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            // log-uniform in [2^8, 2^16]
+            2f64.powf(8.0 + 8.0 * u) as usize
+        })
+        .collect()
+}
+
+fn fail(what: &str, p: &Path, e: std::io::Error) -> WorkloadError {
+    WorkloadError::Failed(format!("{what} {}: {e}", p.display()))
+}
+
+pub fn run(params: &Params, _seconds: u64) -> Result<Outcome, WorkloadError> {
+    super::with_app(params, |app| {
+        let base = app.root.outside("/mnt/files");
+        if base.exists() {
+            std::fs::remove_dir_all(&base).map_err(|e| fail("removing", &base, e))?;
+        }
+        std::fs::create_dir_all(&base).map_err(|e| fail("mkdir", &base, e))?;
+        let sizes = sizes();
+        let mut content = vec![0u8; 1 << 16];
+        let mut rng = SplitMix64::new(7);
+        for chunk in content.chunks_mut(8) {
+            chunk.copy_from_slice(&(rng.next_u64() | 1).to_le_bytes()[..chunk.len()]);
+        }
+        let mut ops = 0u64;
+        let mut fsyncs = 0u64;
+        let t0 = Instant::now();
+        let mut n = 0;
+        for d in 0..DIRS {
+            let dir = base.join(format!("d{d:02}"));
+            std::fs::create_dir(&dir).map_err(|e| fail("mkdir", &dir, e))?;
+            ops += 1;
+            for f in 0..FILES_PER_DIR {
+                let path = dir.join(format!("f{f:02}.c"));
+                let mut file =
+                    std::fs::File::create(&path).map_err(|e| fail("create", &path, e))?;
+                file.write_all(&content[..sizes[n]])
+                    .map_err(|e| fail("write", &path, e))?;
+                ops += 1;
+                if n % FSYNC_EVERY == 0 {
+                    file.sync_all().map_err(|e| fail("fsync", &path, e))?;
+                    ops += 1;
+                    fsyncs += 1;
+                }
+                n += 1;
+            }
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| fail("fsync", &dir, e))?;
+            ops += 1;
+            fsyncs += 1;
+        }
+        let mut bytes = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        for pass in ["stat", "read"] {
+            for d in std::fs::read_dir(&base).map_err(|e| fail("readdir", &base, e))? {
+                let dir = d.map_err(|e| fail("readdir", &base, e))?.path();
+                for f in std::fs::read_dir(&dir).map_err(|e| fail("readdir", &dir, e))? {
+                    let path = f.map_err(|e| fail("readdir", &dir, e))?.path();
+                    if pass == "stat" {
+                        std::fs::metadata(&path).map_err(|e| fail("stat", &path, e))?;
+                    } else {
+                        let mut file =
+                            std::fs::File::open(&path).map_err(|e| fail("open", &path, e))?;
+                        loop {
+                            let k = file.read(&mut buf).map_err(|e| fail("read", &path, e))?;
+                            if k == 0 {
+                                break;
+                            }
+                            bytes += k as u64;
+                        }
+                    }
+                    ops += 1;
+                }
+            }
+        }
+        for d in 0..DIRS {
+            let dir = base.join(format!("d{d:02}"));
+            for f in 0..FILES_PER_DIR {
+                let path = dir.join(format!("f{f:02}.c"));
+                std::fs::remove_file(&path).map_err(|e| fail("unlink", &path, e))?;
+                ops += 1;
+            }
+            std::fs::remove_dir(&dir).map_err(|e| fail("rmdir", &dir, e))?;
+            ops += 1;
+        }
+        let elapsed = t0.elapsed();
+        let written: usize = sizes.iter().sum();
+        if bytes != written as u64 {
+            return Err(WorkloadError::Failed(format!(
+                "read back {bytes} bytes of the {written} written"
+            )));
+        }
+        let mut out = Outcome::new(ops as f64, elapsed);
+        out.extras.insert("fsyncs".into(), fsyncs as f64);
+        out.extras.insert("mb_written".into(), written as f64 / 1e6);
+        out.labels.insert(
+            "tree".into(),
+            format!("{DIRS} dirs x {FILES_PER_DIR} files"),
+        );
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tree_is_fixed_and_source_like() {
+        let a = sizes();
+        assert_eq!(a, sizes());
+        assert_eq!(a.len(), DIRS * FILES_PER_DIR);
+        assert!(a.iter().all(|&s| (256..=65536).contains(&s)));
+        let small = a.iter().filter(|&&s| s < 4096).count();
+        // log-uniform over 8 octaves: half the files below 4 KiB, give or take
+        assert!(small > a.len() / 3 && small < a.len() * 2 / 3, "{small}");
+    }
+}
