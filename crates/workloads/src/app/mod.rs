@@ -95,10 +95,10 @@ pub(crate) fn with_app<T>(
         });
     }
     let app = guard.as_mut().expect("set above");
-    app.root.cpus = match params.get("cpus").and_then(|v| v.as_u64()) {
-        Some(n) => Some(root::first_cpus(n as usize)),
-        None => None,
-    };
+    app.root.cpus = params
+        .get("cpus")
+        .and_then(|v| v.as_u64())
+        .map(|n| root::first_cpus(n as usize));
     f(app)
 }
 
