@@ -44,8 +44,8 @@ pub struct Recipe {
 }
 
 impl Recipe {
-    /// The applications' recipe: PostgreSQL with pgbench, a C toolchain and xz-utils' source
-    /// to build with it, nginx; e2fsprogs to make a file system on a kernel guest's disk.
+    /// The applications' recipe: PostgreSQL with pgbench, a C toolchain and the sources of
+    /// zlib and xz-utils to build with it, nginx; e2fsprogs (mke2fs) in the tree.
     pub fn applications(suite: &str) -> Recipe {
         Recipe {
             suite: suite.into(),
@@ -57,11 +57,12 @@ impl Recipe {
                 "make",
                 "libc6-dev",
                 "xz-utils",
+                "bzip2",
                 "e2fsprogs",
             ]
             .map(String::from)
             .to_vec(),
-            sources: vec!["xz-utils".into()],
+            sources: vec!["zlib".into(), "xz-utils".into()],
         }
     }
 
@@ -332,7 +333,10 @@ pub fn mmdebstrap_args(root: &Path, recipe: &Recipe) -> Vec<String> {
 /// `/usr/src/hvbench`: deb-src entries made from the tree's own apt sources (in either
 /// format), `apt-get source --download-only`, then only the `.orig.tar.*` kept and the deb-src
 /// entries removed.
-pub fn fetch_sources_script(sources: &[String]) -> String {
+pub fn fetch_sources_script(suite: &str, sources: &[String]) -> String {
+    // `package/suite`: the version of the suite's own archive, not a security update (whose
+    // sources a mirror may not carry), so that every build compiles the same code.
+    let wanted: Vec<String> = sources.iter().map(|p| format!("{p}/{suite}")).collect();
     format!(
         r#"set -e
 for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
@@ -351,7 +355,7 @@ find . -type f ! -name '*.orig.tar.*' -delete
 rm -f ./*.asc /etc/apt/sources.list.d/hvbench-src*
 ls -l /usr/src/hvbench
 "#,
-        sources.join(" ")
+        wanted.join(" ")
     )
 }
 
@@ -365,7 +369,7 @@ fn run_mmdebstrap(root: &Path, recipe: &Recipe, log: &Path) -> Result<(), Rootfs
     let err = out.try_clone().map_err(io(log))?;
     if !recipe.sources.is_empty() {
         let script = sources_script_path(root);
-        std::fs::write(&script, fetch_sources_script(&recipe.sources)).map_err(io(&script))?;
+        std::fs::write(&script, fetch_sources_script(&recipe.suite, &recipe.sources)).map_err(io(&script))?;
     }
     let status = Command::new("mmdebstrap")
         .args(mmdebstrap_args(root, recipe))

@@ -1,9 +1,12 @@
-//! `app.compile`: a cold build of a real C project, `./configure && make -j<CPUs>`, as seeds
-//! 001 and 004 time it.
+//! `app.compile` and `app.compile.xz`: a cold build of a real C project, `./configure && make
+//! -j<CPUs>`, as seeds 001 and 004 time it.
 //!
-//! The project is the upstream source of a Debian source package fetched at image build
-//! (`/usr/src/hvbench/*.orig.tar.*`: xz-utils, a portable C library and its tools with an
-//! autoconf `configure`). Each repetition starts from a clean tree on the guest's disk
+//! The projects are the upstream sources of Debian source packages fetched at image build
+//! (`/usr/src/hvbench/<package>_*.orig.tar.*`): zlib (its own small configure script and about
+//! thirty C files: a few seconds natively, so that the default suite stays within minutes on a
+//! binary translator) and xz-utils (`app.compile.xz`, suite `app-full`: an autoconf configure
+//! of several hundred checks and a library with its tools, about 30 s on one CPU). Each
+//! repetition starts from a clean tree on the guest's disk
 //! (`/mnt/build`, unpacked before the clock starts), runs configure (hundreds of short
 //! compiler and shell processes: fork, exec and page faults, what virtualization costs most)
 //! and make with one job per CPU the agent may use (compiler processes: mostly user CPU), as
@@ -16,8 +19,26 @@ use super::root::AppRoot;
 use super::{output_tail, run_checked};
 use crate::{param_u64, Outcome, Params, WorkloadError};
 
-/// The source tarball inside the root.
-fn source(root: &AppRoot) -> Result<String, WorkloadError> {
+/// A project to build.
+#[derive(Debug, Clone, Copy)]
+pub struct Project {
+    /// The Debian source package whose tarball is in `/usr/src/hvbench`.
+    pub package: &'static str,
+    pub configure_args: &'static str,
+}
+
+pub const ZLIB: Project = Project {
+    package: "zlib",
+    configure_args: "",
+};
+
+pub const XZ: Project = Project {
+    package: "xz-utils",
+    configure_args: "--disable-nls --disable-doc",
+};
+
+/// The source tarball of `project` inside the root.
+fn source(root: &AppRoot, project: Project) -> Result<String, WorkloadError> {
     let dir = root.root.join("usr/src/hvbench");
     let mut found: Vec<String> = std::fs::read_dir(&dir)
         .map_err(|e| {
@@ -29,13 +50,23 @@ fn source(root: &AppRoot) -> Result<String, WorkloadError> {
         })?
         .flatten()
         .filter_map(|e| e.file_name().to_str().map(String::from))
-        .filter(|n| n.contains(".orig.tar."))
+        .filter(|n| {
+            n.starts_with(&format!("{}_", project.package))
+                && n.contains(".orig.tar.")
+                && !n.ends_with(".asc")
+        })
         .collect();
     found.sort();
     found
         .pop()
         .map(|n| format!("/usr/src/hvbench/{n}"))
-        .ok_or_else(|| WorkloadError::Unsupported("no compile source in the root".into()))
+        .ok_or_else(|| {
+            WorkloadError::Unsupported(format!(
+                "no {} source in the root file system; rebuild it (hvbench image rm --all; \
+                 hvbench image build)",
+                project.package
+            ))
+        })
 }
 
 fn shell(root: &AppRoot, script: &str, what: &str) -> Result<String, WorkloadError> {
@@ -44,7 +75,15 @@ fn shell(root: &AppRoot, script: &str, what: &str) -> Result<String, WorkloadErr
     run_checked(&mut cmd, what)
 }
 
-pub fn run(params: &Params, _seconds: u64) -> Result<Outcome, WorkloadError> {
+pub fn run_zlib(params: &Params, seconds: u64) -> Result<Outcome, WorkloadError> {
+    run(params, seconds, ZLIB)
+}
+
+pub fn run_xz(params: &Params, seconds: u64) -> Result<Outcome, WorkloadError> {
+    run(params, seconds, XZ)
+}
+
+fn run(params: &Params, _seconds: u64, project: Project) -> Result<Outcome, WorkloadError> {
     let cpus = match params.get("cpus").and_then(|v| v.as_u64()) {
         Some(n) => super::root::first_cpus(n as usize).len() as u64,
         None => std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
@@ -52,7 +91,7 @@ pub fn run(params: &Params, _seconds: u64) -> Result<Outcome, WorkloadError> {
     let jobs = param_u64(params, "jobs", cpus)?.clamp(1, 256);
     super::with_app(params, |app| {
         let root = &app.root;
-        let tarball = source(root)?;
+        let tarball = source(root, project)?;
         let build = root.outside("/mnt/build");
         if build.exists() {
             std::fs::remove_dir_all(&build)
@@ -68,7 +107,10 @@ pub fn run(params: &Params, _seconds: u64) -> Result<Outcome, WorkloadError> {
         let t0 = Instant::now();
         shell(
             root,
-            "cd /mnt/build && ./configure -q --disable-nls --disable-doc >/dev/null",
+            &format!(
+                "cd /mnt/build && ./configure {} >/dev/null",
+                project.configure_args
+            ),
             "configure",
         )?;
         let t1 = Instant::now();

@@ -37,7 +37,7 @@ use std::sync::Mutex;
 use crate::{Kind, Metric, Needs, Outcome, Params, WorkloadError, WorkloadInfo};
 use root::AppRoot;
 
-const SUITES: &[&str] = &["app"];
+const SUITES: &[&str] = &["app", "app-full"];
 
 /// What an agent keeps between an application's repetitions.
 #[derive(Debug)]
@@ -181,14 +181,27 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         name: "app.compile",
         unit: "s",
         higher_is_better: false,
-        description: "configure + make -j<CPUs> of a real C project (xz-utils) from a clean \
-                      tree: process creation, page faults and compiler CPU",
+        description: "configure + make -j<CPUs> of zlib from a clean tree: process creation, \
+                      page faults and compiler CPU",
         kind: Kind::App,
         needs: APP_NEEDS,
         suites: SUITES,
         metric: Metric::TimePerOp { scale: 1e-9 },
         setup_timeout_s: compile::TIMEOUT.as_secs() as u32,
-        run: compile::run,
+        run: compile::run_zlib,
+    },
+    WorkloadInfo {
+        name: "app.compile.xz",
+        unit: "s",
+        higher_is_better: false,
+        description: "configure + make -j<CPUs> of xz-utils (an autoconf configure of hundreds \
+                      of checks, a library and its tools): a longer compile",
+        kind: Kind::App,
+        needs: APP_NEEDS,
+        suites: &["app-full"],
+        metric: Metric::TimePerOp { scale: 1e-9 },
+        setup_timeout_s: compile::TIMEOUT.as_secs() as u32,
+        run: compile::run_xz,
     },
     WorkloadInfo {
         name: "app.files",
