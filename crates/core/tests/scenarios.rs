@@ -57,6 +57,7 @@ fn settings(workloads: &[&str], reps: u32) -> Settings {
         bootstrap_seed: 1,
         devices: Default::default(),
         pinning: None,
+        params: Default::default(),
     }
 }
 

@@ -141,6 +141,7 @@ pub fn run(args: IsolationArgs) -> anyhow::Result<ExitCode> {
         stressors,
         settings: Settings {
             pinning: args.placement.policy()?,
+            params: Default::default(),
             ..settings(
                 steady.iter().map(|w| w.name.to_string()).collect(),
                 args.reps,

@@ -82,6 +82,7 @@ pub fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
         settle_s: args.settle_seconds,
         settings: Settings {
             pinning: args.placement.policy()?,
+            params: Default::default(),
             ..settings(
                 vec!["probe.meminfo".into()],
                 args.boots,

@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// there the first time an application (suite app) is selected.
     #[arg(long, value_name = "DIR")]
     image_dir: Option<PathBuf>,
+    /// A workload parameter for every job, KEY=VALUE (repeatable), recorded in the document:
+    /// scale=100 and clients=4 for pgbench, jobs=8 for a compile. Numbers are sent as numbers.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
     /// Use this file or block device as the disk instead of a scratch image. Read-only: the
     /// write workloads are refused unless --allow-destructive-writes is given too.
     #[arg(long, value_name = "PATH")]
@@ -102,6 +106,25 @@ pub struct RunArgs {
     backend: BackendArgs,
     #[command(flatten)]
     placement: PlacementArgs,
+}
+
+/// `KEY=VALUE` pairs; a value that parses as JSON (a number, true/false) is sent as such.
+fn parse_params(
+    list: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, serde_json::Value>> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in list {
+        let (k, v) = p
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .with_context(|| format!("--param {p:?} is not KEY=VALUE"))?;
+        let value = serde_json::from_str::<serde_json::Value>(v)
+            .ok()
+            .filter(|j| j.is_number() || j.is_boolean())
+            .unwrap_or_else(|| serde_json::Value::String(v.to_string()));
+        out.insert(k.to_string(), value);
+    }
+    Ok(out)
 }
 
 /// Default duration of one repetition when only applications are selected, in seconds.
@@ -348,6 +371,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         bootstrap_seed: hvbench_core::stats::SEED,
         devices: Default::default(),
         pinning: args.placement.policy()?,
+        params: parse_params(&args.params)?,
     };
     let plan = Plan {
         backends: probed,

@@ -160,6 +160,7 @@ pub(crate) fn settings(
         bootstrap_seed: hvbench_core::stats::SEED,
         devices: Default::default(),
         pinning: None,
+        params: Default::default(),
     }
 }
 
@@ -219,6 +220,7 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         counts: args.guests.clone(),
         settings: Settings {
             pinning: args.placement.policy()?,
+            params: Default::default(),
             ..settings(
                 vec![workload.name.into()],
                 args.reps,

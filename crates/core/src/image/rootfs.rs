@@ -369,7 +369,11 @@ fn run_mmdebstrap(root: &Path, recipe: &Recipe, log: &Path) -> Result<(), Rootfs
     let err = out.try_clone().map_err(io(log))?;
     if !recipe.sources.is_empty() {
         let script = sources_script_path(root);
-        std::fs::write(&script, fetch_sources_script(&recipe.suite, &recipe.sources)).map_err(io(&script))?;
+        std::fs::write(
+            &script,
+            fetch_sources_script(&recipe.suite, &recipe.sources),
+        )
+        .map_err(io(&script))?;
     }
     let status = Command::new("mmdebstrap")
         .args(mmdebstrap_args(root, recipe))

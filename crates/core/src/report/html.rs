@@ -37,6 +37,13 @@ struct Section {
 /// Renders the page of a document.
 pub fn render(doc: &RunDocument) -> String {
     let mut sections = vec![overview(doc)];
+    if let Some(t) = view::applications_table(doc) {
+        sections.push(Section {
+            id: "applications".into(),
+            title: "Applications".into(),
+            body: table_html(doc, &t, Some(1)),
+        });
+    }
     sections.extend(scenario_sections(doc));
     sections.push(host(doc));
     sections.push(settings(doc));

@@ -74,6 +74,9 @@ pub fn render(doc: &RunDocument) -> String {
             out.push_str(&table(&view::scores_table(doc, &b.name)));
         }
     }
+    if let Some(t) = view::applications_table(doc) {
+        out.push_str(&table(&t));
+    }
     for b in view::guest_backends(doc) {
         out.push_str(&table(&view::efficiency_table(doc, &b.name)));
     }

@@ -84,6 +84,16 @@ pub fn terminal(doc: &RunDocument) -> String {
         out.push_str(&efficiency_matrix(doc, &compared));
         out.push('\n');
     }
+    if let Some(t) = super::view::applications_table(doc) {
+        let header: Vec<&str> = t.header.iter().map(String::as_str).collect();
+        let mut table = Table::new(&header, &t.right);
+        for r in t.rows {
+            table.row(r);
+        }
+        let _ = writeln!(out, "{}", t.title);
+        out.push_str(&table.render());
+        out.push('\n');
+    }
     // The lifecycle, scalability and isolation tables, as their commands printed them.
     if let Some(data) = &doc.scenario_data {
         out.push_str(&scenario::text(&scenario::view(data)));

@@ -293,6 +293,77 @@ pub(crate) fn efficiency_table(doc: &RunDocument, backend: &str) -> TableView {
     }
 }
 
+/// The applications of a run (workloads named `app.*`), one row per application and backend:
+/// the score, the efficiency with its interval, and what explains the score (a database's
+/// latency, a build's configure and make times, a file load's fsyncs). `None` without any.
+pub(crate) fn applications_table(doc: &RunDocument) -> Option<TableView> {
+    let base = baseline(doc);
+    let apps: Vec<&str> = workloads(doc)
+        .into_iter()
+        .filter(|w| w.starts_with("app."))
+        .collect();
+    if apps.is_empty() {
+        return None;
+    }
+    let mut rows = Vec::new();
+    for w in &apps {
+        for b in &doc.backends {
+            let Some(r) = doc.run(&b.name, w) else {
+                continue;
+            };
+            let eff = doc
+                .efficiency
+                .iter()
+                .find(|e| e.backend == b.name && e.workload == *w);
+            let (eff, ci) = match (b.name == base, eff) {
+                (true, _) => ("baseline".to_string(), String::new()),
+                (false, Some(e)) => (
+                    fmt_pct(e.ratio),
+                    format!("{} – {}", fmt_pct(e.ci_low), fmt_pct(e.ci_high)),
+                ),
+                (false, None) => ("-".to_string(), String::new()),
+            };
+            let x = |k: &str| r.extras.get(k).copied();
+            let detail = if measured(r).is_none() {
+                brief(r.reason.as_deref().unwrap_or(""), 100)
+            } else if let (Some(avg), Some(p99)) = (x("lat_avg_ms"), x("lat_p99_ms")) {
+                format!("latency avg {} ms, p99 {} ms", fmt_sig(avg), fmt_sig(p99))
+            } else if let (Some(c), Some(m)) = (x("configure_s"), x("make_s")) {
+                format!("configure {} s + make {} s", fmt_sig(c), fmt_sig(m))
+            } else if let Some(f) = x("fsyncs") {
+                format!("{} fsyncs per pass", fmt_sig(f))
+            } else {
+                String::new()
+            };
+            rows.push(vec![
+                w.to_string(),
+                b.name.clone(),
+                score_text(Some(r)),
+                unit_with_direction(r),
+                eff,
+                ci,
+                detail,
+            ]);
+        }
+    }
+    Some(TableView {
+        title: "Applications (median of each backend; efficiency against the host running the \
+                same binaries on as many CPUs as a guest has vCPUs)"
+            .into(),
+        header: strings(&[
+            "Application",
+            "Backend",
+            "Score",
+            "Unit",
+            "Efficiency",
+            "95% CI",
+            "What it is made of",
+        ]),
+        right: vec![false, false, true, false, true, true, false],
+        rows,
+    })
+}
+
 fn strings(s: &[&str]) -> Vec<String> {
     s.iter().map(|s| s.to_string()).collect()
 }

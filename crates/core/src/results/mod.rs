@@ -92,6 +92,10 @@ pub struct Settings {
     /// which thread went where.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinning: Option<crate::placement::PinPolicy>,
+    /// Workload parameters given with `--param KEY=VALUE` (pgbench's `scale`, `clients`, a
+    /// compile's `jobs`, ...), sent with every job; each workload documents its own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, serde_json::Value>,
 }
 
 /// What became of one backend in this run.

@@ -178,12 +178,14 @@ pub fn run(
 
     'workloads: for w in &plan.workloads {
         progress.workload(w.name);
-        let mut params = Params::new();
+        let mut params: Params = settings.params.clone();
         if w.kind == hvbench_workloads::Kind::App {
             // An application gets as many CPUs everywhere as a guest has vCPUs: the native,
             // namespace and gVisor agents confine it to that many of their CPUs, so that a
             // 1-vCPU guest is compared with the host on one CPU, like with like.
-            params.insert("cpus".into(), settings.vcpus.into());
+            params
+                .entry("cpus".to_string())
+                .or_insert(settings.vcpus.into());
         }
         let mut accs: Vec<Acc> = slots.iter().map(|_| Acc::default()).collect();
         let timeout = plan.timeout.unwrap_or_else(|| silence_bound(w, &settings));
