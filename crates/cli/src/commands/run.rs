@@ -33,9 +33,10 @@ pub struct RunArgs {
     /// (PostgreSQL, a compile, a file-system load in a Debian root file system).
     #[arg(long, default_value = "quick")]
     suite: String,
-    /// Measured repetitions per workload and backend (at least 2).
-    #[arg(long, default_value_t = 5)]
-    reps: u32,
+    /// Measured repetitions per workload and backend (at least 2; default 5, 3 when only
+    /// applications are selected: each lasts seconds).
+    #[arg(long)]
+    reps: Option<u32>,
     /// Unreported warm-up runs before the measured ones.
     #[arg(long, default_value_t = 1)]
     warmup: u32,
@@ -274,15 +275,17 @@ fn device_plan(args: &RunArgs, workloads: &[&'static WorkloadInfo]) -> anyhow::R
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if args.reps < 2 {
-        bail!(
-            "--reps must be at least 2: a confidence interval needs two samples (got {})",
-            args.reps
-        );
-    }
     let workloads = select_workloads(&args)?;
     // Applications run for seconds (a pgbench -T); micro workloads for a fraction of one.
     let only_apps = workloads.iter().all(|w| w.kind == Kind::App);
+    let reps = args.reps.unwrap_or(if only_apps { 3 } else { 5 });
+    if reps < 2 {
+        bail!(
+            "--reps must be at least 2: a confidence interval needs two samples (got {})",
+            reps
+        );
+    }
+
     let duration = args.duration.unwrap_or(if only_apps {
         APP_DURATION_S
     } else if args.suite == "full" {
@@ -311,12 +314,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // The quick suite bounds its extra repetitions tightly so that a whole comparison stays
     // within a couple of minutes; the full suite may triple them to reach the CV threshold.
-    let default_max = if args.suite == "full" {
-        args.reps * 3
+    // Applications add at most two: one of their repetitions lasts seconds to minutes.
+    let default_max = if only_apps {
+        reps + 2
+    } else if args.suite == "full" {
+        reps * 3
     } else {
-        args.reps + 3
+        reps + 3
     };
-    let max_reps = args.max_reps.unwrap_or(default_max).max(args.reps);
+    let max_reps = args.max_reps.unwrap_or(default_max).max(reps);
     let timeout = match args.timeout {
         Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
         Some(t) => bail!("--timeout must be a positive number of seconds (got {t})"),
@@ -358,7 +364,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings {
         suite: args.workloads.is_empty().then(|| args.suite.clone()),
         workloads: workloads.iter().map(|w| w.name.to_string()).collect(),
-        reps: args.reps,
+        reps,
         warmup: args.warmup,
         target_s: duration,
         copies: args.copies,

@@ -296,7 +296,9 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
                 aio
             );
             if ro {
-                drive.push_str(",readonly=on");
+                // Shared by every guest of the run, read-only for all of them (UML's ubd and
+                // other QEMUs included): QEMU's image lock would refuse to share it with UML.
+                drive.push_str(",readonly=on,file.locking=off");
             }
             v.extend(["-drive".to_string(), drive]);
             v.extend(["-device".to_string(), format!("virtio-blk-pci,drive={id}")]);

@@ -224,7 +224,8 @@ pub fn command_line(cfg: &UmlConfig) -> Vec<String> {
         v.push(format!("hvbench_disk={GUEST_DISK}"));
     }
     if cfg.app_disks {
-        v.push(format!("ubd1r={ROOTFS_NAME}"));
+        // `c`: shared between guests (every guest of the run reads the same image), no lock.
+        v.push(format!("ubd1rc={ROOTFS_NAME}"));
         v.push(format!("ubd2={APP_DISK_NAME}"));
     }
     if cfg.net {
