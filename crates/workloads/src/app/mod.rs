@@ -181,8 +181,8 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         name: "app.compile",
         unit: "s",
         higher_is_better: false,
-        description: "configure + make -j<CPUs> of zlib from a clean tree: process creation, \
-                      page faults and compiler CPU",
+        description: "configure --static + make -j<CPUs> of zlib from a clean tree: process \
+                      creation, page faults and compiler CPU",
         kind: Kind::App,
         needs: APP_NEEDS,
         suites: SUITES,
