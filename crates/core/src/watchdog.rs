@@ -301,6 +301,9 @@ impl Watchdog {
     pub fn dismiss(mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        // Its guests are gone (each guest kills its process groups when dropped), and so is
+        // the registry of those groups, which only a watchdog or a sweep would have read.
+        let _ = fs::remove_file(registry(std::process::id()));
     }
 }
 
