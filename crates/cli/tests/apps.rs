@@ -279,3 +279,47 @@ fn a_failing_application_is_reported_with_its_output_and_the_run_goes_on() {
     let _ = std::fs::remove_dir_all(out);
     let _ = std::fs::remove_dir_all(cache);
 }
+
+#[test]
+fn an_application_scales_with_a_database_and_tree_per_guest() {
+    if !image_ready() {
+        return;
+    }
+    let out = tmpdir("cli-apps", "scale");
+    let o = hvbench()
+        .args([
+            "scale",
+            "--backend",
+            "namespace",
+            "--guests",
+            "1,2",
+            "--workload",
+            "app.files",
+            "--reps",
+            "2",
+            "--warmup",
+            "0",
+            "-q",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let doc = only_document(&out);
+    let steps = doc["scenario_data"]["steps"].as_array().unwrap();
+    if steps.is_empty() {
+        assert!(!ci(), "namespace must run in CI: {}", text(&o));
+        return;
+    }
+    assert_eq!(steps.len(), 2, "{}", text(&o));
+    for step in steps {
+        let guests = step["per_guest"].as_array().unwrap();
+        assert_eq!(guests.len() as u64, step["guests"].as_u64().unwrap());
+        // Every guest ran its own file tree: none failed on another's files.
+        for g in guests {
+            assert_eq!(g["samples"].as_array().unwrap().len(), 2, "{g}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(out);
+}

@@ -517,16 +517,22 @@ impl DevicePlan {
             }
         }
         if w.needs.rootfs {
-            if let (Some(tree), Some(dir)) = (&attached.rootfs, &attached.app_dir) {
-                p.insert("rootfs".into(), tree.clone().into());
-                p.insert("app_dir".into(), dir.clone().into());
-            }
-            if let Some((rootfs, app)) = &attached.app_devices {
-                p.insert("rootfs_dev".into(), rootfs.clone().into());
-                p.insert("app_dev".into(), app.clone().into());
-            }
+            rootfs_params(attached, &mut p);
         }
         p
+    }
+}
+
+/// Where an application finds its root file system in a guest: the tree and the applications'
+/// directory, or the block devices the agent mounts.
+pub fn rootfs_params(attached: &Attached, p: &mut hvbench_workloads::Params) {
+    if let (Some(tree), Some(dir)) = (&attached.rootfs, &attached.app_dir) {
+        p.insert("rootfs".into(), tree.clone().into());
+        p.insert("app_dir".into(), dir.clone().into());
+    }
+    if let Some((rootfs, app)) = &attached.app_devices {
+        p.insert("rootfs_dev".into(), rootfs.clone().into());
+        p.insert("app_dev".into(), app.clone().into());
     }
 }
 

@@ -258,6 +258,7 @@ fn a_guest_killed_mid_scale_is_dnr_while_the_others_finish() {
             kill_all(pids);
             *killed.lock().unwrap() = Some(label.clone());
         })),
+        rootfs: None,
     };
     let finished = scale::run(plan, &agent(), &NoProgress).unwrap();
     let killed = killed.lock().unwrap().clone().expect("the hook ran");

@@ -61,6 +61,9 @@ pub struct ScaleArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Where the applications' root file system is cached (default: ~/.cache/hvbench).
+    #[arg(long, value_name = "DIR")]
+    image_dir: Option<PathBuf>,
     #[command(flatten)]
     backend_opts: BackendArgs,
     #[command(flatten)]
@@ -236,6 +239,11 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         timeout,
         launch_parallelism: args.parallel_starts as usize,
         on_start: None,
+        rootfs: if workload.needs.rootfs {
+            Some(super::image::ensure(args.image_dir.as_deref())?)
+        } else {
+            None
+        },
     };
     let bar = Bar::new(args.quiet);
     let finished = scale::run(plan, &agent, &bar)?;

@@ -172,6 +172,13 @@ impl GuestTemplate<'_> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| GuestError::Io(format!("cannot create {}: {e}", dir.display())))?;
         let mut devices = self.devices.clone();
+        if let Some(r) = devices.rootfs.as_mut() {
+            // Each guest's own database and build tree: guests must not share one.
+            r.app_dir = dir.join("app");
+            std::fs::create_dir_all(&r.app_dir).map_err(|e| {
+                GuestError::Io(format!("cannot create {}: {e}", r.app_dir.display()))
+            })?;
+        }
         if let Some(size) = self.scratch_disk_bytes {
             // A relaunch under the same label gets a fresh image of its own.
             let _ = std::fs::remove_file(dir.join("disk.img"));
@@ -546,6 +553,8 @@ pub struct ScalePlan {
     pub timeout: Option<Duration>,
     pub launch_parallelism: usize,
     pub on_start: Option<StartHook>,
+    /// The applications' root file system, when the workload is an application.
+    pub rootfs: Option<crate::image::rootfs::RootFs>,
 }
 
 /// Runs the scale scenario.
@@ -576,7 +585,15 @@ pub fn run(
         vcpus: settings.vcpus,
         memory_mib: settings.memory_mib,
         workdir: out.workdir.path(),
-        devices: Devices::default(),
+        devices: Devices {
+            // Each guest gets its own applications' directory (see `start_in`).
+            rootfs: plan.rootfs.as_ref().map(|r| crate::devices::RootfsSpec {
+                tree: r.root(),
+                ext4: r.ext4(),
+                app_dir: PathBuf::new(),
+            }),
+            ..Default::default()
+        },
         scratch_disk_bytes: None,
         pin: settings.pinning.clone(),
     };
@@ -676,6 +693,7 @@ pub fn run(
         // Every guest calibrates, then all start their measured repetitions together, and
         // those done first keep the load on until the last is done.
         let barrier = std::sync::Barrier::new(guests.len());
+        let (pinned, vcpus) = (settings.pinning.is_some(), settings.vcpus);
         let done = AtomicUsize::new(0);
         let active = guests.len();
         let measured: Vec<(usize, GuestResult)> = std::thread::scope(|s| {
@@ -688,6 +706,13 @@ pub fn run(
                     let i = *i;
                     s.spawn(move || {
                         let mut acc = Measured::default();
+                        if w.needs.rootfs {
+                            crate::devices::rootfs_params(g.attached(), &mut m.params);
+                        }
+                        if w.kind == hvbench_workloads::Kind::App && pinned {
+                            // Pinned guests: each application on its guest's own CPUs.
+                            m.params.insert("cpus".into(), vcpus.into());
+                        }
                         let calibrated = calibrate(g, &m, &mut acc);
                         barrier.wait();
                         let end = match calibrated {
