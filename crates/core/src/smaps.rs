@@ -442,7 +442,7 @@ pub fn split(
         s.processes.push((p.pid, p.name.clone(), own, guest));
     }
     s.guest_ram_size_kib = covered_kib(&guest_ranges);
-    own_mappings.sort_by(|a, b| b.mapping.pss_kib.cmp(&a.mapping.pss_kib));
+    own_mappings.sort_by_key(|m| std::cmp::Reverse(m.mapping.pss_kib));
     own_mappings.truncate(keep_largest);
     s.largest = own_mappings;
     s.guest_ram_kinds.sort();
@@ -564,7 +564,7 @@ Pss:                5908 kB
     #[test]
     fn qemu_guest_ram_is_the_ram_block_of_the_configured_size() {
         let p = process(1, "qemu-system-x86", QEMU);
-        let s = split(&[p.clone()], 256 * 1024, None, 5);
+        let s = split(std::slice::from_ref(&p), 256 * 1024, None, 5);
         assert_eq!(s.guest_ram_kinds, vec![GuestRamKind::QemuRamBlock]);
         assert_eq!(s.guest_ram_size_kib, 256 * 1024);
         let ram = p

@@ -693,7 +693,7 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
     }
 
     let mut memory = Grid::new(
-        "Memory, MiB (host figures are PSS: shared pages divided among their users)",
+        "Memory, MiB",
         &[
             "vCPUs",
             "configured",
@@ -732,8 +732,10 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
                 let mut cells = vec!["DNR".to_string(); 10];
                 cells[0] = r.vcpus.to_string();
                 cells[1] = r.memory_mib.to_string();
-                cells[9] = "-".into();
-                (cells, (2..9).map(|c| (c, why.clone())).collect())
+                for c in [2, 3, 9] {
+                    cells[c] = "-".into();
+                }
+                (cells, (4..9).map(|c| (c, why.clone())).collect())
             }
             (None, None) => {
                 let mut cells = vec!["-".to_string(); 10];
