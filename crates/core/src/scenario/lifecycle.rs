@@ -5,11 +5,13 @@
 //!   number). On backends without a guest kernel (namespace, gVisor) these are start times.
 //! - **idle host CPU**: after a settling pause, the host CPU time of the idle guest's processes
 //!   over a window (one-second slices), as a percentage of one host core.
-//! - **memory overhead**: the RSS and PSS of the guest's host processes and all their
-//!   descendants, minus the memory the guest itself uses (MemTotal − MemAvailable inside,
-//!   read by the agent's `probe.meminfo` after the host-side reading). When the guest shares
-//!   the host's kernel (its MemTotal is the host's), its own use is not separable from the host
-//!   numbers: then only the raw numbers are reported, and the note says why.
+//! - **memory**: the RSS and PSS of the guest's host processes and all their descendants,
+//!   split mapping by mapping ([`crate::smaps`]) into the guest RAM the host backs and the
+//!   VMM's own memory (seed 001's "VMM memory overhead"), against the memory the guest itself
+//!   uses (MemTotal − MemAvailable inside, read by the agent's `probe.meminfo` after the
+//!   host-side reading). When the guest shares the host's kernel (its MemTotal is the host's,
+//!   and no sentry accounts for it as gVisor's does), its own use is not separable from the
+//!   host numbers: then it is not reported, and the note says why.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -464,7 +466,7 @@ fn split_memory(pids: &[u32], agent: &std::path::Path, memory_mib: u32) -> smaps
 
 /// Fills the guest-RAM / VMM-own split into `m`. Without a recognised guest-RAM mapping the
 /// VMM's own memory stays `None` (it would include the guest's RAM), and the note says so.
-pub fn add_split(m: &mut MemoryRecord, split: &smaps::Split, own_kernel: bool) {
+fn add_split(m: &mut MemoryRecord, split: &smaps::Split, own_kernel: bool) {
     m.processes = split
         .processes
         .iter()
