@@ -93,6 +93,10 @@ fn lifecycle_splits_memory(backend: &str, own_kernel: bool) {
     };
     let (own, backed) = (kib("vmm_own_kib"), kib("guest_ram_backed_kib"));
     assert!(own > 0 && backed > 0, "{m}");
+    assert!(
+        kib("vmm_own_rss_kib") >= own,
+        "RSS counts shared pages whole: {m}"
+    );
     assert!(m["guest_ram"].as_str().is_some_and(|g| !g.is_empty()));
     let parts = m["vmm_parts"].as_array().unwrap();
     let sum: u64 = parts.iter().map(|p| p["pss_kib"].as_u64().unwrap()).sum();

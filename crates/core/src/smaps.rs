@@ -387,6 +387,9 @@ pub struct Split {
     pub guest_ram_kinds: Vec<GuestRamKind>,
     /// PSS of everything else.
     pub own_pss_kib: u64,
+    /// RSS of everything else: shared pages counted whole in every process, so that the figure
+    /// does not depend on what else on the host maps the same files (PSS does).
+    pub own_rss_kib: u64,
     pub parts: BTreeMap<OwnPart, PartTotal>,
     /// The largest of the VMM's own mappings by PSS, largest first.
     pub largest: Vec<LargeMapping>,
@@ -422,6 +425,7 @@ pub fn split(
                 }
                 Part::Own(part) => {
                     own += m.pss_kib;
+                    s.own_rss_kib += m.rss_kib;
                     let t = s.parts.entry(part).or_default();
                     t.pss_kib += m.pss_kib;
                     t.size_kib += m.size_kib;
@@ -578,6 +582,7 @@ Pss:                5908 kB
         assert_eq!(s.guest_ram_pss_kib + s.own_pss_kib, total);
         let parts: u64 = s.parts.values().map(|t| t.pss_kib).sum();
         assert_eq!(parts, s.own_pss_kib);
+        assert!(s.own_rss_kib >= s.own_pss_kib);
         // The smaller RAM blocks (BIOS, ROMs, ACPI tables) are the VMM's, and TCG's code
         // buffer (anonymous rwx) is recognised as such.
         assert!(s.parts[&OwnPart::FirmwareRam].mappings >= 1);

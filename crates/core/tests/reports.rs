@@ -934,6 +934,7 @@ fn lifecycle_document() -> RunDocument {
         guest_ram_mapped_kib: Some(262_144),
         backed_minus_used_kib: Some(110_000 - 20_480),
         vmm_own_kib: Some(pss - 110_000),
+        vmm_own_rss_kib: Some(rss - 110_000),
         guest_ram: Some("QEMU's RAM block".into()),
         vmm_parts: vec![
             MemoryPart {
@@ -1192,15 +1193,17 @@ fn markdown_lifecycle_shows_boot_times_idle_cpu_and_memory() {
     let memory = md_section(&md, "Memory, MiB");
     // The VMM's own memory apart from the guest RAM the host backs (issue 18); the former
     // `overhead` (host PSS − guest used) mixed them and is no longer a column.
-    assert!(memory.contains("| guest RAM backed | backed − used | VMM own | host PSS | host RSS |"));
+    assert!(memory.contains(
+        "| guest RAM backed | backed − used | VMM own | VMM own RSS | host PSS | host RSS |"
+    ));
     assert!(!memory.contains("overhead"));
     assert_eq!(
         md_row(memory, "1"),
-        "| 1 | 256 | 224.6 | 20.00 | 107.4 | 87.42 | 166.0 | 273.4 | 293.0 | 2 |"
+        "| 1 | 256 | 224.6 | 20.00 | 107.4 | 87.42 | 166.0 | 185.5 | 273.4 | 293.0 | 2 |"
     );
     assert_eq!(
         md_row(memory, "4"),
-        "| 4 | 256 | - | - | DNR | DNR | DNR | DNR | DNR | - |"
+        "| 4 | 256 | - | - | DNR | DNR | DNR | DNR | DNR | DNR | - |"
     );
     let parts = md_section(&md, "VMM own memory by part, MiB: PSS (reserved)");
     assert_eq!(md_row(parts, "1"), "| 1 | 127.0 (1024) | 39.06 (117.2) |");

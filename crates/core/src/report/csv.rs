@@ -21,7 +21,7 @@
 //! - lifecycle: `step` is the vCPU count; per boot, `boot_s` and `guest_uptime_s` (`rep` is the
 //!   boot's index); per idle window, `idle_cpu_pct_of_core` (`rep` is the one-second slice);
 //!   `host_rss_kib`, `host_pss_kib`, `guest_used_kib`, `overhead_kib`, `guest_ram_backed_kib`,
-//!   `backed_minus_used_kib`, `vmm_own_kib` of the idle guest, and `vmm_own_part_kib` per part
+//!   `backed_minus_used_kib`, `vmm_own_kib`, `vmm_own_rss_kib` of the idle guest, and `vmm_own_part_kib` per part
 //!   of the VMM's own memory (the part in `role`).
 //!
 //! `status` is `ok`, `DNR` (the guest did not return; its reason given), `skipped` or
@@ -284,6 +284,7 @@ fn lifecycle_rows<'a>(d: &'a LifecycleData, emit: &mut dyn FnMut(Row<'a>)) {
                     m.backed_minus_used_kib.map(|v| v as f64),
                 ),
                 ("vmm_own_kib", m.vmm_own_kib.map(|v| v as f64)),
+                ("vmm_own_rss_kib", m.vmm_own_rss_kib.map(|v| v as f64)),
             ] {
                 if let Some(v) = value {
                     emit(Row {

@@ -702,11 +702,12 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
             "guest RAM backed",
             "backed − used",
             "VMM own",
+            "VMM own RSS",
             "host PSS",
             "host RSS",
             "processes",
         ],
-        &[true; 10],
+        &[true; 11],
     );
     let mib = |k: u64| num(k as f64 / 1024.0);
     let opt = |k: Option<u64>| k.map_or("-".into(), mib);
@@ -722,6 +723,7 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
                     opt(m.guest_ram_backed_kib),
                     signed(m.backed_minus_used_kib),
                     opt(m.vmm_own_kib),
+                    opt(m.vmm_own_rss_kib),
                     mib(m.host_pss_kib),
                     mib(m.host_rss_kib),
                     m.host_pids.len().to_string(),
@@ -729,16 +731,16 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
                 Vec::new(),
             ),
             (None, Some(why)) => {
-                let mut cells = vec!["DNR".to_string(); 10];
+                let mut cells = vec!["DNR".to_string(); 11];
                 cells[0] = r.vcpus.to_string();
                 cells[1] = r.memory_mib.to_string();
-                for c in [2, 3, 9] {
+                for c in [2, 3, 10] {
                     cells[c] = "-".into();
                 }
-                (cells, (4..9).map(|c| (c, why.clone())).collect())
+                (cells, (4..10).map(|c| (c, why.clone())).collect())
             }
             (None, None) => {
-                let mut cells = vec!["-".to_string(); 10];
+                let mut cells = vec!["-".to_string(); 11];
                 cells[0] = r.vcpus.to_string();
                 (cells, Vec::new())
             }

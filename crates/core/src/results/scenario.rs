@@ -123,6 +123,11 @@ pub struct MemoryRecord {
     /// counted in.
     #[serde(default)]
     pub vmm_own_kib: Option<u64>,
+    /// RSS of the same mappings, summed over the processes: shared pages (the VMM's binary,
+    /// libraries, a kernel image other guests map too) counted whole, so unlike `vmm_own_kib`
+    /// it does not fall when other processes on the host map the same files.
+    #[serde(default)]
+    pub vmm_own_rss_kib: Option<u64>,
     /// What held the guest's memory, as recognised in smaps.
     #[serde(default)]
     pub guest_ram: Option<String>,

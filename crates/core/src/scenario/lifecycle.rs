@@ -498,6 +498,7 @@ fn add_split(m: &mut MemoryRecord, split: &smaps::Split, own_kernel: bool) {
     m.guest_ram_backed_kib = Some(split.guest_ram_pss_kib);
     m.guest_ram_mapped_kib = Some(split.guest_ram_size_kib);
     m.vmm_own_kib = Some(split.own_pss_kib);
+    m.vmm_own_rss_kib = Some(split.own_rss_kib);
     m.guest_ram = Some(
         split
             .guest_ram_kinds
