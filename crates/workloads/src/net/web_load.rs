@@ -499,6 +499,7 @@ impl<'a> Driver<'a> {
     }
 
     fn run(mut self) -> Result<LoadResult, String> {
+        self.preconnect();
         let cpu0 = thread_cpu();
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
         let mut ready = Vec::new();
@@ -591,24 +592,51 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// Opens session `i`'s connection (blocking: the loop waits for it).
+    fn connect(&mut self, i: usize) -> Result<(), String> {
+        let (addr, timeout) = (self.addr, self.timeout);
+        let c = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        c.set_nodelay(true)
+            .and_then(|_| c.set_nonblocking(true))
+            .map_err(|e| format!("setting up a connection to {addr}: {e}"))?;
+        self.epoll
+            .ctl(libc::EPOLL_CTL_ADD, c.as_raw_fd(), i as u64)
+            .map_err(|e| format!("epoll_ctl: {e}"))?;
+        self.sessions[i].conn = Some(c);
+        Ok(())
+    }
+
+    /// Connects every session before the load starts, then moves the load's clock to now: a
+    /// thousand connections opened from the one loop while it times requests would make every
+    /// other session late (SPECweb's sessions keep their connections too).
+    fn preconnect(&mut self) {
+        for i in 0..self.sessions.len() {
+            if self.halted() {
+                break;
+            }
+            // A failure here is retried, and counted, at the session's first request.
+            let _ = self.connect(i);
+        }
+        let shift =
+            Instant::now().saturating_duration_since(self.start) + Duration::from_millis(20);
+        self.start += shift;
+        self.window_start += shift;
+        self.window_end += shift;
+        for std::cmp::Reverse((t, i)) in std::mem::take(&mut self.timers) {
+            self.sessions[i].intended = t + shift;
+            self.timers.push(std::cmp::Reverse((t + shift, i)));
+        }
+    }
+
     /// Sends session `i`'s request, connecting first if it has no connection.
     fn send(&mut self, i: usize) -> Result<(), String> {
-        let (addr, timeout) = (self.addr, self.timeout);
-        let s = &mut self.sessions[i];
-        if s.conn.is_none() {
-            let c = TcpStream::connect_timeout(&addr, timeout)
-                .map_err(|e| format!("connecting to {addr}: {e}"))?;
-            c.set_nodelay(true)
-                .and_then(|_| c.set_nonblocking(true))
-                .map_err(|e| format!("setting up a connection to {addr}: {e}"))?;
-            self.epoll
-                .ctl(libc::EPOLL_CTL_ADD, c.as_raw_fd(), i as u64)
-                .map_err(|e| format!("epoll_ctl: {e}"))?;
-            s.conn = Some(c);
-            s.reused = false;
-        } else {
-            s.reused = true;
+        let fresh = self.sessions[i].conn.is_none();
+        if fresh {
+            self.connect(i)?;
         }
+        let s = &mut self.sessions[i];
+        s.reused = !fresh;
         let req = format!(
             "GET /{} HTTP/1.1\r\nHost: hvbench\r\nUser-Agent: hvbench\r\n\r\n",
             FileSet::name(s.file)
