@@ -158,6 +158,7 @@ impl Cost {
                 let p = pipe.extra(draw);
                 (s - 2.0 * p).max(0.0)
             }
+            Cost::Cpu(list) if list.is_empty() => 0.0,
             Cost::Cpu(list) => {
                 let mut log_sum = 0.0;
                 for c in list {
@@ -176,6 +177,9 @@ impl Cost {
         match self {
             Cost::Micro(c) => c.workload.to_string(),
             Cost::Switch { switch, pipe } => format!("{} − 2 × {}", switch.workload, pipe.workload),
+            Cost::Cpu(list) if list.is_empty() => {
+                "cpu.*: no measurable difference, factor 1".into()
+            }
             Cost::Cpu(list) => list
                 .iter()
                 .map(|c| c.workload)
@@ -312,10 +316,24 @@ fn classes(
         .iter()
         .filter_map(|w| CostSource::find(costs, backend, w, 1.0))
         .collect();
+    // A CPU workload whose efficiency interval contains 100% shows no measurable difference:
+    // it gives no factor (user code runs natively in namespaces, gVisor and UML, and a noisy
+    // host otherwise turns its noise into a large term). With none left, the factor is 1.
+    let measurable: Vec<CostSource> = cpu
+        .iter()
+        .filter(|c| {
+            costs.efficiency.iter().any(|e| {
+                e.backend == backend
+                    && e.workload == c.workload
+                    && e.verdict != crate::results::Verdict::NoMeasurableOverhead
+            })
+        })
+        .cloned()
+        .collect();
     add(
         "cpu_user",
         &["user_s"],
-        (!cpu.is_empty()).then_some(Cost::Cpu(cpu)),
+        (!cpu.is_empty()).then_some(Cost::Cpu(measurable)),
         true,
         &mut out,
     );
@@ -449,8 +467,11 @@ fn predict(
         },
         measured_extra_s: measured_extra,
         predicted_extra_s: predicted_extra,
-        explained_share: (measured_extra.abs() > t_n * 1e-3)
-            .then(|| predicted_extra / measured_extra),
+        // Only a measured overhead can be explained: an interval that contains 100% has no
+        // extra time to share out (the residual is still given).
+        explained_share: (eff.ci_high < 1.0 || eff.ci_low > 1.0)
+            .then(|| predicted_extra / measured_extra)
+            .filter(|s| s.is_finite()),
         residual_s: measured_extra - predicted_extra,
         terms: classes
             .iter()

@@ -80,11 +80,8 @@ fn run(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
     let mut done = 0;
     while done < iterations {
         // As many operations as the current mapping has fresh pages for, timed together.
-        let ops = if faults == 0 {
-            iterations - done
-        } else {
-            (((per_chunk - next) / faults) as u64).min(iterations - done)
-        };
+        let ops = ((per_chunk - next).checked_div(faults))
+            .map_or(iterations - done, |n| (n as u64).min(iterations - done));
         if ops == 0 {
             map = Mapping::new()?;
             next = 0;

@@ -53,7 +53,7 @@ fn bar(share: f64, width: usize) -> String {
 pub fn headline(r: &ExplainRecord) -> String {
     let explained = match r.explained_share {
         Some(s) => format!("explains {:.0}% of the extra time", s * 100.0),
-        None => "no extra time was measured".into(),
+        None => "no measurable overhead to explain".into(),
     };
     format!(
         "{} on {}: measured {} [{}–{}], predicted {} [{}–{}]: {explained}",
@@ -94,21 +94,26 @@ pub fn terminal(records: &[ExplainRecord]) -> String {
             "  {:<16} {:>14}   {:>12}  {:>10}  share of the measured extra",
             "class", "per unit", "extra each", "extra time"
         );
-        let denom = r.measured_extra_s;
+        // Shares of the measured extra time only where there is one to share out.
+        let share = |x: f64| match r.explained_share {
+            Some(_) => format!(
+                "{:<20} {:>5.0}%",
+                bar(x / r.measured_extra_s, 20),
+                x / r.measured_extra_s * 100.0
+            ),
+            None => format!("{:<20} {:>6}", "", "–"),
+        };
         for t in &r.terms {
-            let share = t.extra_s / denom;
             let _ = writeln!(
                 out,
-                "  {:<16} {:>14} × {:>12}  {:>10}  {:<20} {:>5.0}%",
+                "  {:<16} {:>14} × {:>12}  {:>10}  {}",
                 t.class,
                 fmt_per_unit(t),
                 fmt_cost(t),
                 fmt_time(t.extra_s),
-                bar(share, 20),
-                share * 100.0
+                share(t.extra_s)
             );
         }
-        let share = r.residual_s / denom;
         let sign = if r.residual_s < 0.0 {
             "  (negative: the model predicts more than was measured)"
         } else {
@@ -116,13 +121,12 @@ pub fn terminal(records: &[ExplainRecord]) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<16} {:>14}   {:>12}  {:>10}  {:<20} {:>5.0}%{sign}",
+            "  {:<16} {:>14}   {:>12}  {:>10}  {}{sign}",
             "unexplained",
             "",
             "",
             fmt_time(r.residual_s),
-            bar(share, 20),
-            share * 100.0
+            share(r.residual_s)
         );
         for m in &r.missing {
             let _ = writeln!(out, "  not in the model: {m}");
