@@ -441,10 +441,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let finished = efficiency::run(plan, &agent, &bar)?;
     print!("{}", hvbench_core::report::terminal(&finished.document));
     if args.explain {
-        print!(
-            "{}",
-            hvbench_core::report::explain::terminal(&finished.document.explain)
-        );
+        let explain = &finished.document.explain;
+        print!("{}", hvbench_core::report::explain::terminal(explain));
+        let page = finished.path.with_extension("explain.html");
+        match std::fs::write(&page, hvbench_core::report::explain::html(explain)) {
+            Ok(()) => println!("Explain chart:   {}", page.display()),
+            Err(e) => eprintln!("cannot write {}: {e}", page.display()),
+        }
     }
     println!("Result document: {}", finished.path.display());
     println!("Journal:         {}", finished.journal.display());
