@@ -385,7 +385,10 @@ mod tests {
         let t = terminal(&r);
         assert!(t.contains("synth.events on gvisor: measured 10.0%"), "{t}");
         assert!(t.contains("explains 78% of the extra time"), "{t}");
-        assert!(t.contains("syscalls.other") && t.contains("+700.0 ns"), "{t}");
+        assert!(
+            t.contains("syscalls.other") && t.contains("+700.0 ns"),
+            "{t}"
+        );
         assert!(t.contains("unexplained") && t.contains("20.00 µs"), "{t}");
         assert!(t.contains("not in the model: disk_ios"), "{t}");
         let m = markdown(&r);
