@@ -84,11 +84,11 @@ fn the_synthetic_workload_is_predicted_on_namespace_gvisor_and_uml() {
             "synth.events",
             "--explain",
             "--reps",
-            "5",
+            "8",
             "--max-reps",
             "8",
             "--duration",
-            "0.3",
+            "0.15",
             "-q",
             "--out",
         ])
