@@ -89,6 +89,20 @@ fn run_of<'a>(doc: &'a Value, backend: &str, workload: &str) -> &'a Value {
 fn check_measured(doc: &Value, backend: &str, workloads: &[&str]) {
     for w in workloads {
         let r = run_of(doc, backend, w);
+        if *w == "app.web" && r["status"] != "ok" {
+            // A host too busy to answer within 60 ms even at one session (tests run side by
+            // side on two CPUs) fails QoS honestly; the server and the load generator must
+            // still have worked: loads were driven and their requests answered.
+            let reason = r["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("no load met QoS"), "{backend}: {reason}");
+            assert!(reason.contains("the loads: 1:"), "{backend}: {reason}");
+            assert!(
+                !reason.contains("of requests failed"),
+                "{backend}: {reason}"
+            );
+            eprintln!("app.web on {backend} met QoS at no load on this busy host: {reason}");
+            continue;
+        }
         assert_eq!(r["status"], "ok", "{w} on {backend}: {}", r["reason"]);
         let samples = r["samples"].as_array().unwrap();
         assert_eq!(samples.len(), 2, "{w} on {backend}");
@@ -104,13 +118,40 @@ fn check_measured(doc: &Value, backend: &str, workloads: &[&str]) {
                 assert_eq!(labels["clients"], "1");
                 // One vCPU per guest: the application ran on one CPU everywhere.
                 assert_eq!(labels["cpus"].as_str().unwrap().matches(',').count(), 0);
-                assert!(r["extras"]["lat_p99_ms"].as_f64().unwrap() > 0.0);
+                assert!(r["extras"]["lat_avg_ms"].as_f64().unwrap() > 0.0);
+                // The logged sample may be empty in a short run of a slow guest: no
+                // percentiles then, never invented ones.
+                let sample = labels["latency_sample"].as_str().unwrap();
+                if sample.split(" | ").any(|s| !s.starts_with("0 of")) {
+                    assert!(
+                        r["extras"]["lat_p99_ms"].as_f64().unwrap() > 0.0,
+                        "{sample}"
+                    );
+                }
             }
             "app.compile" => {
                 assert!(labels["project"].as_str().unwrap().starts_with("zlib_"));
                 assert_eq!(labels["jobs"], "1");
             }
             "app.files" => assert!(r["extras"]["fsyncs"].as_f64().unwrap() > 0.0),
+            "app.web" => {
+                assert!(labels["nginx"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(char::is_numeric));
+                // Every load of the search, by sessions, with its share of good requests.
+                let curve = labels["qos_curve"].as_str().unwrap();
+                assert!(
+                    curve.split(',').all(|p| p.split_once(':').is_some()),
+                    "{curve}"
+                );
+                let e = &r["extras"];
+                assert!(e["req_per_s"].as_f64().unwrap() > 0.0);
+                assert!(e["good_pct"].as_f64().unwrap() >= 95.0);
+                assert!(e["p50_ms"].as_f64().unwrap() <= e["p99_ms"].as_f64().unwrap());
+                // The value is a number of sessions: whole, at least one.
+                assert!(samples.iter().all(|s| s.as_f64().unwrap().fract() == 0.0));
+            }
             _ => {}
         }
     }
@@ -127,6 +168,7 @@ fn applications_run_on_the_host_and_in_directory_and_kernel_guests() {
         "app.pgbench.rw",
         "app.compile",
         "app.files",
+        "app.web",
     ];
     let mut args = vec![
         "--backend",
@@ -165,7 +207,7 @@ fn applications_run_in_a_qemu_guest() {
         return;
     }
     let out = tmpdir("cli-apps", "qemu");
-    let apps = ["app.pgbench.ro", "app.files"];
+    let apps = ["app.pgbench.ro", "app.files", "app.web"];
     let o = run_apps(
         &out,
         &[
@@ -175,6 +217,8 @@ fn applications_run_in_a_qemu_guest() {
             apps[0],
             "--workload",
             apps[1],
+            "--workload",
+            apps[2],
         ],
     );
     assert!(o.status.success(), "{}", text(&o));

@@ -50,6 +50,107 @@ fn lifecycle_runs_end_to_end_and_prints_its_tables() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// `hvbench lifecycle` on `backend` (one vCPU count, two boots, a short idle window): the
+/// idle guest's host memory is split into guest RAM backed and the VMM's own (issue 18).
+/// Skipped where the backend cannot start, which CI forbids.
+fn lifecycle_splits_memory(backend: &str, own_kernel: bool) {
+    let out = tmpdir("cli-scenarios", &format!("lifecycle-memory-{backend}"));
+    let o = hvbench()
+        .args(["lifecycle", "--backend", backend, "--vcpus", "1"])
+        .args([
+            "--boots",
+            "2",
+            "--idle-seconds",
+            "1",
+            "--settle-seconds",
+            "0",
+        ])
+        .args(["-q", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let doc = only_document(&out);
+    if doc["backends"][0]["availability"]["status"] != "available" {
+        assert!(!ci(), "{backend} must run in CI: {}", doc["backends"][0]);
+        eprintln!("{backend} unavailable here: skipped");
+        let _ = std::fs::remove_dir_all(out);
+        return;
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("VMM own") && stdout.contains("guest RAM backed"),
+        "{stdout}"
+    );
+    let m = &doc["scenario_data"]["rows"][0]["memory"];
+    let kib = |f: &str| {
+        m[f].as_u64()
+            .unwrap_or_else(|| panic!("{backend}: {f} missing in {m}"))
+    };
+    let (own, backed) = (kib("vmm_own_kib"), kib("guest_ram_backed_kib"));
+    assert!(own > 0 && backed > 0, "{m}");
+    assert!(
+        kib("vmm_own_rss_kib") >= own,
+        "RSS counts shared pages whole: {m}"
+    );
+    assert!(m["guest_ram"].as_str().is_some_and(|g| !g.is_empty()));
+    let parts = m["vmm_parts"].as_array().unwrap();
+    let sum: u64 = parts.iter().map(|p| p["pss_kib"].as_u64().unwrap()).sum();
+    assert_eq!(sum, own, "the parts add up to the VMM's own memory: {m}");
+    let largest = m["largest_mappings"].as_array().unwrap();
+    assert!(!largest.is_empty());
+    assert!(largest
+        .iter()
+        .all(|l| l["pss_kib"].as_u64().unwrap() <= own));
+    let per_process: u64 = m["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["own_pss_kib"].as_u64().unwrap() + p["guest_ram_pss_kib"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_process, own + backed);
+    if own_kernel {
+        let used = kib("guest_used_kib") as i64;
+        assert_eq!(
+            m["backed_minus_used_kib"].as_i64(),
+            Some(backed as i64 - used)
+        );
+    } else {
+        assert!(m["backed_minus_used_kib"].is_null());
+    }
+    if backend == "qemu-tcg" {
+        // QEMU's RAM block is exactly the configured memory; TCG's code buffer is its own.
+        assert_eq!(kib("guest_ram_mapped_kib"), 256 * 1024);
+        assert!(parts.iter().any(|p| p["part"] == "jit_code"), "{m}");
+    }
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn lifecycle_splits_memory_on_qemu_tcg() {
+    lifecycle_splits_memory("qemu-tcg", true);
+}
+
+#[test]
+fn lifecycle_splits_memory_on_uml() {
+    lifecycle_splits_memory("uml", true);
+}
+
+#[test]
+fn lifecycle_splits_memory_on_gvisor() {
+    // gVisor reports the host's MemTotal, but its own use from the sentry's accounting.
+    lifecycle_splits_memory("gvisor", true);
+}
+
+#[test]
+fn lifecycle_splits_memory_on_namespace() {
+    lifecycle_splits_memory("namespace", false);
+}
+
 #[test]
 fn scale_runs_end_to_end_and_reports_every_guest() {
     let out = tmpdir("cli-scenarios", "scale");

@@ -173,12 +173,29 @@ pub struct Devices {
 }
 
 /// Where the network workloads meet: the agent listens on `listen` inside the guest; the host
-/// peer connects to `connect`, from inside `netns` when set.
+/// peer connects to `connect`, from inside `netns` when set. A guest's web server (`app.web`)
+/// listens on `web_listen`, which the host reaches at `web_connect`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetEndpoint {
     pub listen: String,
     pub connect: SocketAddr,
+    pub web_listen: String,
+    pub web_connect: SocketAddr,
     pub netns: Option<PathBuf>,
+}
+
+impl NetEndpoint {
+    /// The endpoint of a guest with an address of its own (`addr`, reached from `netns`): the
+    /// agent on [`GUEST_PORT`], the web server on [`WEB_PORT`].
+    pub fn guest(addr: std::net::Ipv4Addr, netns: Option<PathBuf>) -> NetEndpoint {
+        NetEndpoint {
+            listen: format!("0.0.0.0:{GUEST_PORT}"),
+            connect: SocketAddr::from((addr, GUEST_PORT)),
+            web_listen: format!("0.0.0.0:{WEB_PORT}"),
+            web_connect: SocketAddr::from((addr, WEB_PORT)),
+            netns,
+        }
+    }
 }
 
 /// What a backend attached, as the workloads see it.
@@ -327,6 +344,8 @@ pub fn free_loopback_port() -> std::io::Result<u16> {
 
 /// The port the agent listens on inside a guest with a network of its own.
 pub const GUEST_PORT: u16 = 5201;
+/// The port a guest's web server listens on (`app.web`).
+pub const WEB_PORT: u16 = 8080;
 
 /// Records the devices a guest got in its configuration (`disk`, `disk_cache`, `nic`, ...).
 pub fn record_settings(
@@ -514,6 +533,7 @@ impl DevicePlan {
         if uses_net(w) {
             if let Some(ep) = &attached.net {
                 p.insert("listen".into(), ep.listen.clone().into());
+                p.insert("web_listen".into(), ep.web_listen.clone().into());
             }
         }
         if w.needs.rootfs {
@@ -578,7 +598,7 @@ pub fn start_peer(ep: &NetEndpoint) -> std::io::Result<hvbench_workloads::net::p
         Some(p) => Some(std::fs::File::open(p)?),
         None => None,
     };
-    hvbench_workloads::net::peer::Peer::start(ep.connect, ns)
+    hvbench_workloads::net::peer::Peer::start_with_web(ep.connect, Some(ep.web_connect), ns)
 }
 
 /// Parses a size such as `1G`, `256M`, `4096K` or a number of bytes.

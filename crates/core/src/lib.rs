@@ -19,6 +19,7 @@ pub mod placement;
 pub mod report;
 pub mod results;
 pub mod scenario;
+pub mod smaps;
 pub mod watchdog;
 pub mod workdir;
 

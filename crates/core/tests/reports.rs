@@ -930,6 +930,37 @@ fn lifecycle_document() -> RunDocument {
         guest_used_kib: Some(20_480),
         overhead_kib: Some(pss as i64 - 20_480),
         note: Some("overhead = host PSS − (MemTotal − MemAvailable inside)".into()),
+        guest_ram_backed_kib: Some(110_000),
+        guest_ram_mapped_kib: Some(262_144),
+        backed_minus_used_kib: Some(110_000 - 20_480),
+        vmm_own_kib: Some(pss - 110_000),
+        vmm_own_rss_kib: Some(rss - 110_000),
+        guest_ram: Some("QEMU's RAM block".into()),
+        vmm_parts: vec![
+            MemoryPart {
+                part: "jit_code".into(),
+                pss_kib: pss - 150_000,
+                size_kib: 1_048_572,
+                mappings: 1,
+            },
+            MemoryPart {
+                part: "files".into(),
+                pss_kib: 40_000,
+                size_kib: 120_000,
+                mappings: 300,
+            },
+        ],
+        largest_mappings: vec![MappingRecord {
+            pid: 4242,
+            process: "qemu-system-x86".into(),
+            part: "jit_code".into(),
+            name: String::new(),
+            perms: "rwxp".into(),
+            size_kib: 1_048_572,
+            pss_kib: pss - 150_000,
+            vm_flags: "rd wr ex mr mw me ac hg".into(),
+        }],
+        processes: Vec::new(),
     };
     let failed = |label: &str| {
         BootRecord {
@@ -1160,15 +1191,24 @@ fn markdown_lifecycle_shows_boot_times_idle_cpu_and_memory() {
     assert!(md_row(idle, "2").starts_with("| 2 | 4.75 | 4.75 [4.65, 4.85] | 10.0 |"));
     assert!(md_row(idle, "4").starts_with("| 4 | DNR | DNR |"));
     let memory = md_section(&md, "Memory, MiB");
-    assert!(memory.contains("| host RSS | host PSS | overhead |"));
+    // The VMM's own memory apart from the guest RAM the host backs (issue 18); the former
+    // `overhead` (host PSS − guest used) mixed them and is no longer a column.
+    assert!(memory.contains(
+        "| guest RAM backed | backed − used | VMM own | VMM own RSS | host PSS | host RSS |"
+    ));
+    assert!(!memory.contains("overhead"));
     assert_eq!(
         md_row(memory, "1"),
-        "| 1 | 256 | 224.6 | 20.00 | 293.0 | 273.4 | 253.4 | 2 |"
+        "| 1 | 256 | 224.6 | 20.00 | 107.4 | 87.42 | 166.0 | 185.5 | 273.4 | 293.0 | 2 |"
     );
     assert_eq!(
         md_row(memory, "4"),
-        "| 4 | 256 | - | - | DNR | DNR | DNR | - |"
+        "| 4 | 256 | - | - | DNR | DNR | DNR | DNR | DNR | DNR | - |"
     );
+    let parts = md_section(&md, "VMM own memory by part, MiB: PSS (reserved)");
+    assert_eq!(md_row(parts, "1"), "| 1 | 127.0 (1024) | 39.06 (117.2) |");
+    let largest = md_section(&md, "Largest mappings of the VMM's own memory");
+    assert!(md_row(largest, "2").contains("| jit_code | [anonymous] | rwxp |"));
     let every = md_section(&md, "Every boot");
     assert_eq!(
         md_row(every, "2 | qemu-tcg-v2-b1"),

@@ -510,6 +510,10 @@ fn lifecycle_on_the_host_reports_start_times_and_raw_memory() {
     // A guest on the host's kernel has no separable overhead: raw numbers and a reason.
     assert_eq!(mem.overhead_kib, None);
     assert!(mem.note.is_some());
+    // The native "guest" is the agent process alone: all of it is the guest's, none a VMM's.
+    assert!(mem.guest_ram_backed_kib.is_some_and(|k| k > 0));
+    assert_eq!(mem.vmm_own_kib, Some(0));
+    assert_eq!(mem.backed_minus_used_kib, None);
     let text = render_scenario_data(doc.scenario_data.as_ref().unwrap());
     assert!(text.contains("Boot time") && text.contains("Memory"));
     let _ = std::fs::remove_dir_all(dir);

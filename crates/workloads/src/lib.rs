@@ -50,6 +50,9 @@ pub enum Metric {
     Rate { scale: f64 },
     /// `nanoseconds / work × scale`: a time per operation (ns/op with scale 1, µs/op with 1e-3).
     TimePerOp { scale: f64 },
+    /// `work` itself, whatever the time: a level a search found (the most web sessions that
+    /// meet QoS), higher is better.
+    Level,
 }
 
 impl Metric {
@@ -59,6 +62,7 @@ impl Metric {
         match self {
             Metric::Rate { scale } => work * scale / secs,
             Metric::TimePerOp { scale } => secs * 1e9 / work * scale,
+            Metric::Level => work,
         }
     }
 }
@@ -278,13 +282,17 @@ pub fn run_rep(
         )));
     }
     let value = w.metric.value(out.work, out.elapsed);
+    let mut extras = out.extras;
+    // JSON has no NaN or infinity (they would reach the host as null and break the sample):
+    // a secondary figure that could not be computed is left out.
+    extras.retain(|_, v| v.is_finite());
     Ok(RepResult {
         value,
         iterations,
         work: out.work,
         elapsed: out.elapsed,
         wall,
-        extras: out.extras,
+        extras,
         labels: out.labels,
     })
 }

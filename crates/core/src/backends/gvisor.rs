@@ -16,7 +16,7 @@
 //! runsc version in every result. The sandbox dies with `runsc run` (it is started attached),
 //! which is what the process-group kill of [`crate::guest`] reaches.
 
-use crate::devices::{Attached, NetEndpoint, GUEST_PORT};
+use crate::devices::{Attached, NetEndpoint};
 use crate::netns::{self, VethPair};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -588,11 +588,10 @@ impl Backend for Gvisor {
             }
             let pair = VethPair::create(&spec.label).map_err(BackendError::Setup)?;
             dev.netns = Some(pair.guest.path());
-            attached.net = Some(NetEndpoint {
-                listen: format!("0.0.0.0:{GUEST_PORT}"),
-                connect: std::net::SocketAddr::from((netns::GUEST_ADDR, GUEST_PORT)),
-                netns: Some(pair.host.path()),
-            });
+            attached.net = Some(NetEndpoint::guest(
+                netns::GUEST_ADDR,
+                Some(pair.host.path()),
+            ));
             attached.keep.push(Box::new(pair));
         }
         let argv = prepare(&runsc, &spec.workdir, &spec.label, &choice, &args, &dev)

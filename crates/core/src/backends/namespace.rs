@@ -21,7 +21,7 @@ use std::time::Duration;
 use super::host_tool::{is_root, open_console, run_bounded, version_line, which};
 use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launched};
 use crate::agent::AgentBinary;
-use crate::devices::{Attached, NetEndpoint, GUEST_PORT};
+use crate::devices::{Attached, NetEndpoint};
 use crate::guest::spawn_in_own_group;
 use crate::netns::{self, VethPair};
 
@@ -368,11 +368,10 @@ impl Backend for Namespace {
             }
             let pair = VethPair::create(&spec.label).map_err(BackendError::Setup)?;
             plan.join_net = Some(pair.guest.path());
-            attached.net = Some(NetEndpoint {
-                listen: format!("0.0.0.0:{GUEST_PORT}"),
-                connect: std::net::SocketAddr::from((netns::GUEST_ADDR, GUEST_PORT)),
-                netns: Some(pair.host.path()),
-            });
+            attached.net = Some(NetEndpoint::guest(
+                netns::GUEST_ADDR,
+                Some(pair.host.path()),
+            ));
             attached.keep.push(Box::new(pair));
         }
         let console = spec.workdir.join("agent.stderr");

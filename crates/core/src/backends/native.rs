@@ -95,13 +95,18 @@ impl Backend for Native {
             );
         }
         if spec.devices.net.is_some() {
-            let port = free_loopback_port().map_err(|e| BackendError::Spawn {
-                what: "a loopback port for the network workloads".into(),
-                source: e,
-            })?;
+            let port = || {
+                free_loopback_port().map_err(|e| BackendError::Spawn {
+                    what: "a loopback port for the network workloads".into(),
+                    source: e,
+                })
+            };
+            let (agent_port, web_port) = (port()?, port()?);
             attached.net = Some(NetEndpoint {
-                listen: format!("127.0.0.1:{port}"),
-                connect: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                listen: format!("127.0.0.1:{agent_port}"),
+                connect: std::net::SocketAddr::from(([127, 0, 0, 1], agent_port)),
+                web_listen: format!("127.0.0.1:{web_port}"),
+                web_connect: std::net::SocketAddr::from(([127, 0, 0, 1], web_port)),
                 netns: None,
             });
             settings.insert("net".to_string(), "host loopback".to_string());

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launched};
 use crate::agent::AgentBinary;
 use crate::devices::{
-    free_loopback_port, Attached, DiskModel, NetEndpoint, NetMode, NicModel, GUEST_PORT,
+    free_loopback_port, Attached, DiskModel, NetEndpoint, NetMode, NicModel, GUEST_PORT, WEB_PORT,
 };
 use crate::guest::spawn_in_own_group;
 use crate::image::{self, vmlinux, ImageError, Initramfs, KernelImage};
@@ -132,6 +132,8 @@ pub struct QemuNet {
     pub mode: NetMode,
     /// User mode: the host loopback port forwarded to the agent's port in the guest.
     pub host_port: u16,
+    /// User mode: the host loopback port forwarded to the guest's web server.
+    pub web_port: u16,
 }
 
 /// The guest address of QEMU's user-mode network (its built-in DHCP range starts there).
@@ -308,8 +310,9 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
         let netdev = match n.mode {
             // restrict=on: the guest reaches nothing but the forwarded port.
             NetMode::User => format!(
-                "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{}-{SLIRP_GUEST_ADDR}:{GUEST_PORT}",
-                n.host_port
+                "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{}-{SLIRP_GUEST_ADDR}:{GUEST_PORT},\
+                 hostfwd=tcp:127.0.0.1:{}-{SLIRP_GUEST_ADDR}:{WEB_PORT}",
+                n.host_port, n.web_port
             ),
             NetMode::Tap => format!(
                 "tap,id=n0,ifname={},script=no,downscript=no",
@@ -680,35 +683,37 @@ fn launch(
         ));
     }
     if let Some(n) = &spec.devices.net {
-        let (host_port, endpoint) = match n.mode {
+        let (host_port, web_port, endpoint) = match n.mode {
             NetMode::User => {
-                let port = free_loopback_port().map_err(|e| BackendError::Spawn {
-                    what: "a loopback port to forward into the guest".into(),
-                    source: e,
-                })?;
+                let port = || {
+                    free_loopback_port().map_err(|e| BackendError::Spawn {
+                        what: "a loopback port to forward into the guest".into(),
+                        source: e,
+                    })
+                };
+                let (agent_port, web_port) = (port()?, port()?);
                 let ep = NetEndpoint {
                     listen: format!("0.0.0.0:{GUEST_PORT}"),
-                    connect: SocketAddr::from(([127, 0, 0, 1], port)),
+                    connect: SocketAddr::from(([127, 0, 0, 1], agent_port)),
+                    web_listen: format!("0.0.0.0:{WEB_PORT}"),
+                    web_connect: SocketAddr::from(([127, 0, 0, 1], web_port)),
                     netns: None,
                 };
-                (port, ep)
+                (agent_port, web_port, ep)
             }
             NetMode::Tap => {
                 let ns = netns::tap_namespace(&spec.label).map_err(BackendError::Setup)?;
                 cfg.prefix = ns.enter_prefix();
-                let ep = NetEndpoint {
-                    listen: format!("0.0.0.0:{GUEST_PORT}"),
-                    connect: SocketAddr::from((netns::GUEST_ADDR, GUEST_PORT)),
-                    netns: Some(ns.path()),
-                };
+                let ep = NetEndpoint::guest(netns::GUEST_ADDR, Some(ns.path()));
                 attached.keep.push(Box::new(ns));
-                (0, ep)
+                (0, 0, ep)
             }
         };
         cfg.net = Some(QemuNet {
             nic: n.nic,
             mode: n.mode,
             host_port,
+            web_port,
         });
         attached.net = Some(endpoint);
     }

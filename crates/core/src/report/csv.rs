@@ -20,7 +20,9 @@
 //!   with status `skipped` (or `interrupted`) and its reason.
 //! - lifecycle: `step` is the vCPU count; per boot, `boot_s` and `guest_uptime_s` (`rep` is the
 //!   boot's index); per idle window, `idle_cpu_pct_of_core` (`rep` is the one-second slice);
-//!   `host_rss_kib`, `host_pss_kib`, `guest_used_kib` and `overhead_kib` of the idle guest.
+//!   `host_rss_kib`, `host_pss_kib`, `guest_used_kib`, `overhead_kib`, `guest_ram_backed_kib`,
+//!   `backed_minus_used_kib`, `vmm_own_kib`, `vmm_own_rss_kib` of the idle guest, and `vmm_own_part_kib` per part
+//!   of the VMM's own memory (the part in `role`).
 //!
 //! `status` is `ok`, `DNR` (the guest did not return; its reason given), `skipped` or
 //! `interrupted`. A guest that did not return has one row per metric with status `DNR`, its
@@ -273,6 +275,16 @@ fn lifecycle_rows<'a>(d: &'a LifecycleData, emit: &mut dyn FnMut(Row<'a>)) {
                 ("host_pss_kib", Some(m.host_pss_kib as f64)),
                 ("guest_used_kib", m.guest_used_kib.map(|v| v as f64)),
                 ("overhead_kib", m.overhead_kib.map(|v| v as f64)),
+                (
+                    "guest_ram_backed_kib",
+                    m.guest_ram_backed_kib.map(|v| v as f64),
+                ),
+                (
+                    "backed_minus_used_kib",
+                    m.backed_minus_used_kib.map(|v| v as f64),
+                ),
+                ("vmm_own_kib", m.vmm_own_kib.map(|v| v as f64)),
+                ("vmm_own_rss_kib", m.vmm_own_rss_kib.map(|v| v as f64)),
             ] {
                 if let Some(v) = value {
                     emit(Row {
@@ -285,6 +297,19 @@ fn lifecycle_rows<'a>(d: &'a LifecycleData, emit: &mut dyn FnMut(Row<'a>)) {
                         ..Row::default()
                     });
                 }
+            }
+            // The VMM's own memory by part: the part is the row's role.
+            for p in &m.vmm_parts {
+                emit(Row {
+                    step: step.clone(),
+                    guest,
+                    role: &p.part,
+                    metric: "vmm_own_part_kib",
+                    unit: "KiB",
+                    value: Some(p.pss_kib as f64),
+                    status: "ok",
+                    ..Row::default()
+                });
             }
         }
     }

@@ -38,10 +38,20 @@ struct Section {
 pub fn render(doc: &RunDocument) -> String {
     let mut sections = vec![overview(doc)];
     if let Some(t) = view::applications_table(doc) {
+        let mut body = table_html(doc, &t, Some(1));
+        if let (Some(chart), Some(q)) = (charts::qos_curves(doc), view::qos_table(doc)) {
+            body.push_str(&figure(
+                "qos-curve",
+                "QoS curve of app.web",
+                chart,
+                &escape(&q.title),
+            ));
+            body.push_str(&table_html(doc, &q, Some(0)));
+        }
         sections.push(Section {
             id: "applications".into(),
             title: "Applications".into(),
-            body: table_html(doc, &t, Some(1)),
+            body,
         });
     }
     sections.extend(scenario_sections(doc));

@@ -77,6 +77,9 @@ pub fn render(doc: &RunDocument) -> String {
     if let Some(t) = view::applications_table(doc) {
         out.push_str(&table(&t));
     }
+    if let Some(t) = view::qos_table(doc) {
+        out.push_str(&table(&t));
+    }
     for b in view::guest_backends(doc) {
         out.push_str(&table(&view::efficiency_table(doc, &b.name)));
     }

@@ -699,58 +699,114 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
             "configured",
             "guest MemTotal",
             "guest used",
-            "host RSS",
+            "guest RAM backed",
+            "backed − used",
+            "VMM own",
+            "VMM own RSS",
             "host PSS",
-            "overhead",
+            "host RSS",
             "processes",
         ],
-        &[true, true, true, true, true, true, true, true],
+        &[true; 11],
     );
     let mib = |k: u64| num(k as f64 / 1024.0);
+    let opt = |k: Option<u64>| k.map_or("-".into(), mib);
+    let signed = |k: Option<i64>| k.map_or("-".into(), |o| num(o as f64 / 1024.0));
     for r in &d.rows {
         let (cells, why) = match (&r.memory, no_boot(r)) {
             (Some(m), _) => (
                 vec![
                     r.vcpus.to_string(),
                     m.configured_mib.to_string(),
-                    m.guest_mem_total_kib.map_or("-".into(), mib),
-                    m.guest_used_kib.map_or("-".into(), mib),
-                    mib(m.host_rss_kib),
+                    opt(m.guest_mem_total_kib),
+                    opt(m.guest_used_kib),
+                    opt(m.guest_ram_backed_kib),
+                    signed(m.backed_minus_used_kib),
+                    opt(m.vmm_own_kib),
+                    opt(m.vmm_own_rss_kib),
                     mib(m.host_pss_kib),
-                    m.overhead_kib
-                        .map_or("-".into(), |o| num(o as f64 / 1024.0)),
+                    mib(m.host_rss_kib),
                     m.host_pids.len().to_string(),
                 ],
                 Vec::new(),
             ),
-            (None, Some(why)) => (
-                vec![
-                    r.vcpus.to_string(),
-                    r.memory_mib.to_string(),
-                    "-".into(),
-                    "-".into(),
-                    "DNR".into(),
-                    "DNR".into(),
-                    "DNR".into(),
-                    "-".into(),
-                ],
-                vec![(4, why.clone()), (5, why.clone()), (6, why)],
-            ),
-            (None, None) => (
-                vec![
-                    r.vcpus.to_string(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                ],
-                Vec::new(),
-            ),
+            (None, Some(why)) => {
+                let mut cells = vec!["DNR".to_string(); 11];
+                cells[0] = r.vcpus.to_string();
+                cells[1] = r.memory_mib.to_string();
+                for c in [2, 3, 10] {
+                    cells[c] = "-".into();
+                }
+                (cells, (4..10).map(|c| (c, why.clone())).collect())
+            }
+            (None, None) => {
+                let mut cells = vec!["-".to_string(); 11];
+                cells[0] = r.vcpus.to_string();
+                (cells, Vec::new())
+            }
         };
         memory.push(cells, why);
+    }
+
+    // The VMM's own memory by part: only the parts some row has.
+    let parts: Vec<&str> = crate::smaps::OwnPart::ALL
+        .iter()
+        .map(|p| p.name())
+        .filter(|name| {
+            d.rows
+                .iter()
+                .filter_map(|r| r.memory.as_ref())
+                .any(|m| m.vmm_parts.iter().any(|p| p.part == *name))
+        })
+        .collect();
+    let mut own = Grid::new(
+        "VMM own memory by part, MiB: PSS (reserved)",
+        &std::iter::once("vCPUs")
+            .chain(parts.iter().copied())
+            .collect::<Vec<_>>(),
+        &vec![true; parts.len() + 1],
+    );
+    for r in &d.rows {
+        let Some(m) = r.memory.as_ref().filter(|m| !m.vmm_parts.is_empty()) else {
+            continue;
+        };
+        let mut cells = vec![r.vcpus.to_string()];
+        for name in &parts {
+            cells.push(match m.vmm_parts.iter().find(|p| p.part == *name) {
+                Some(p) => format!("{} ({})", mib(p.pss_kib), mib(p.size_kib)),
+                None => "-".into(),
+            });
+        }
+        own.push(cells, Vec::new());
+    }
+
+    let mut largest = Grid::new(
+        "Largest mappings of the VMM's own memory",
+        &[
+            "vCPUs", "process", "part", "mapping", "perms", "size MiB", "PSS MiB",
+        ],
+        &[true, false, false, false, false, true, true],
+    );
+    largest.detail = true;
+    for r in &d.rows {
+        for l in r.memory.iter().flat_map(|m| &m.largest_mappings) {
+            largest.push(
+                vec![
+                    r.vcpus.to_string(),
+                    format!("{} ({})", l.process, l.pid),
+                    l.part.clone(),
+                    if l.name.is_empty() {
+                        "[anonymous]".into()
+                    } else {
+                        l.name.clone()
+                    },
+                    l.perms.clone(),
+                    mib(l.size_kib),
+                    mib(l.pss_kib),
+                ],
+                Vec::new(),
+            );
+        }
     }
 
     let mut every = Grid::new(
@@ -791,6 +847,12 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
         Block::Table(idle),
         Block::Table(memory),
     ];
+    if !own.rows.is_empty() {
+        blocks.push(Block::Table(own));
+    }
+    if !largest.rows.is_empty() {
+        blocks.push(Block::Table(largest));
+    }
     if !every.rows.is_empty() {
         blocks.push(Block::Table(every));
     }
@@ -826,6 +888,21 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
         if !notes.contains(n) {
             notes.push(n.clone());
         }
+    }
+    let measured: Vec<&MemoryRecord> = d.rows.iter().filter_map(|r| r.memory.as_ref()).collect();
+    for g in measured.iter().filter_map(|m| m.guest_ram.as_ref()) {
+        let n = format!("guest RAM backed: the PSS of {g}; VMM own: the PSS of everything else");
+        if !notes.contains(&n) {
+            notes.push(n);
+        }
+    }
+    if !measured.is_empty() {
+        notes.push(
+            "the former `overhead` column (host PSS − guest used) mixed the VMM's own memory with \
+             guest RAM the host backs but the guest does not use; it is no longer shown (it \
+             stays in the document as overhead_kib): VMM own and backed − used tell them apart"
+                .into(),
+        );
     }
     if !notes.is_empty() {
         blocks.push(Block::Notes(notes));

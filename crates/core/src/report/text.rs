@@ -84,7 +84,11 @@ pub fn terminal(doc: &RunDocument) -> String {
         out.push_str(&efficiency_matrix(doc, &compared));
         out.push('\n');
     }
-    if let Some(t) = super::view::applications_table(doc) {
+    let apps = [
+        super::view::applications_table(doc),
+        super::view::qos_table(doc),
+    ];
+    for t in apps.into_iter().flatten() {
         let header: Vec<&str> = t.header.iter().map(String::as_str).collect();
         let mut table = Table::new(&header, &t.right);
         for r in t.rows {

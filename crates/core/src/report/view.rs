@@ -332,6 +332,12 @@ pub(crate) fn applications_table(doc: &RunDocument) -> Option<TableView> {
                 format!("configure {} s + make {} s", fmt_sig(c), fmt_sig(m))
             } else if let Some(f) = x("fsyncs") {
                 format!("{} fsyncs per pass", fmt_sig(f))
+            } else if let (Some(rps), Some(p99)) = (x("req_per_s"), x("p99_ms")) {
+                format!(
+                    "{} requests/s, p99 {} ms at that load",
+                    fmt_sig(rps),
+                    fmt_sig(p99)
+                )
             } else {
                 String::new()
             };
@@ -360,6 +366,82 @@ pub(crate) fn applications_table(doc: &RunDocument) -> Option<TableView> {
             "What it is made of",
         ]),
         right: vec![false, false, true, false, true, true, false],
+        rows,
+    })
+}
+
+/// The web workload's QoS curves: for each backend that ran `app.web`, every load its searches
+/// tried, as (sessions, % of requests good), the repetitions' loads of the same size averaged,
+/// by sessions. From each sample's `qos_curve` label (`N:pct,N:pct`).
+pub(crate) fn qos_curves(doc: &RunDocument) -> Vec<(String, Vec<(u32, f64)>)> {
+    let mut curves = Vec::new();
+    for b in &doc.backends {
+        let Some(r) = doc.run(&b.name, "app.web") else {
+            continue;
+        };
+        let mut points: std::collections::BTreeMap<u32, (f64, u32)> = Default::default();
+        for d in &r.sample_details {
+            let Some(curve) = d.labels.get("qos_curve") else {
+                continue;
+            };
+            for (n, pct) in curve.split(',').filter_map(|p| {
+                let (n, pct) = p.split_once(':')?;
+                Some((
+                    n.trim().parse::<u32>().ok()?,
+                    pct.trim().parse::<f64>().ok()?,
+                ))
+            }) {
+                let e = points.entry(n).or_insert((0.0, 0));
+                e.0 += pct;
+                e.1 += 1;
+            }
+        }
+        if !points.is_empty() {
+            let curve = points
+                .into_iter()
+                .map(|(n, (sum, k))| (n, sum / f64::from(k)))
+                .collect();
+            curves.push((b.name.clone(), curve));
+        }
+    }
+    curves
+}
+
+/// The QoS curves as a table: a row per backend, its most sessions meeting QoS and the loads
+/// its searches tried. `None` without `app.web`.
+pub(crate) fn qos_table(doc: &RunDocument) -> Option<TableView> {
+    let curves = qos_curves(doc);
+    if curves.is_empty() {
+        return None;
+    }
+    let rules = doc
+        .runs
+        .iter()
+        .find(|r| r.workload == "app.web")
+        .and_then(|r| r.labels.get("qos_rules"))
+        .map(|r| r.split(" | ").next().unwrap_or(r).to_string())
+        .unwrap_or_default();
+    let rows = curves
+        .iter()
+        .map(|(b, points)| {
+            let best = doc.run(b, "app.web").map(|r| score_text(Some(r)));
+            vec![
+                b.clone(),
+                best.unwrap_or_default(),
+                points
+                    .iter()
+                    .map(|(n, pct)| format!("{n}: {pct:.1}%"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ]
+        })
+        .collect();
+    Some(TableView {
+        title: format!(
+            "QoS curve of app.web (share of requests good at each load the search tried; {rules})"
+        ),
+        header: strings(&["Backend", "Max sessions", "Sessions: % good"]),
+        right: vec![false, true, false],
         rows,
     })
 }

@@ -86,7 +86,7 @@ pub struct IdleRecord {
 }
 
 /// Host memory of an idle guest's processes against the memory the guest itself uses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MemoryRecord {
     /// Host processes measured (the guest's processes and all their descendants).
     pub host_pids: Vec<u32>,
@@ -100,10 +100,81 @@ pub struct MemoryRecord {
     pub guest_mem_total_kib: Option<u64>,
     /// MemTotal − MemAvailable inside the guest, KiB, when that is the guest's own.
     pub guest_used_kib: Option<u64>,
-    /// `host_pss_kib − guest_used_kib`: what the host spends beyond what the guest uses.
+    /// `host_pss_kib − guest_used_kib`: what the host spends beyond what the guest uses. It
+    /// mixes the VMM's own memory with guest RAM the host backs and the guest no longer uses;
+    /// kept for comparison with older documents, the split below tells them apart.
     pub overhead_kib: Option<i64>,
     /// Why `overhead_kib` is missing, or what it includes.
     pub note: Option<String>,
+    /// PSS of the mappings that hold the guest's memory (`guest_ram` says which), KiB: guest
+    /// RAM the host backs. `None` when no such mapping was recognised.
+    #[serde(default)]
+    pub guest_ram_backed_kib: Option<u64>,
+    /// Virtual size of those mappings, KiB (the configured memory, for QEMU and UML).
+    #[serde(default)]
+    pub guest_ram_mapped_kib: Option<u64>,
+    /// `guest_ram_backed_kib − guest_used_kib`: guest RAM the host backs that the guest does
+    /// not use (touched once: boot-time zeroing, freed page cache). Negative when the guest
+    /// counts as used memory the host has not backed (kernel memory outside the RAM mapping).
+    #[serde(default)]
+    pub backed_minus_used_kib: Option<i64>,
+    /// PSS of everything else in the guest's host processes: the VMM's own memory (seed 001's
+    /// "VMM memory overhead"). `None` when the guest RAM was not found, since it would then be
+    /// counted in.
+    #[serde(default)]
+    pub vmm_own_kib: Option<u64>,
+    /// RSS of the same mappings, summed over the processes: shared pages (the VMM's binary,
+    /// libraries, a kernel image other guests map too) counted whole, so unlike `vmm_own_kib`
+    /// it does not fall when other processes on the host map the same files.
+    #[serde(default)]
+    pub vmm_own_rss_kib: Option<u64>,
+    /// What held the guest's memory, as recognised in smaps.
+    #[serde(default)]
+    pub guest_ram: Option<String>,
+    /// The VMM's own memory by part (`jit_code`, `heap`, `stacks`, `firmware_ram`, `files`,
+    /// `shared_other`, `kernel`, `unclassified`).
+    #[serde(default)]
+    pub vmm_parts: Vec<MemoryPart>,
+    /// The largest of the VMM's own mappings by PSS, largest first.
+    #[serde(default)]
+    pub largest_mappings: Vec<MappingRecord>,
+    /// Per host process: its own and its guest-memory PSS.
+    #[serde(default)]
+    pub processes: Vec<ProcessMemoryRecord>,
+}
+
+/// One part of the VMM's own memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryPart {
+    pub part: String,
+    pub pss_kib: u64,
+    /// Virtual size of its mappings: reserved, against `pss_kib` resident.
+    pub size_kib: u64,
+    pub mappings: u32,
+}
+
+/// One mapping of a guest's host process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MappingRecord {
+    pub pid: u32,
+    pub process: String,
+    pub part: String,
+    /// The path or kernel name from smaps; empty when anonymous.
+    pub name: String,
+    pub perms: String,
+    pub size_kib: u64,
+    pub pss_kib: u64,
+    /// smaps `VmFlags`, space-separated.
+    pub vm_flags: String,
+}
+
+/// One host process of a guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessMemoryRecord {
+    pub pid: u32,
+    pub name: String,
+    pub own_pss_kib: u64,
+    pub guest_ram_pss_kib: u64,
 }
 
 // ----- scalability -----

@@ -790,6 +790,10 @@ pub fn host_cpu_per_op(
     details: &[SampleDetail],
     works: &[f64],
 ) -> Option<HostCpuPerOp> {
+    // A level found by a search (web sessions meeting QoS) is not a count of operations.
+    if w.metric == hvbench_workloads::Metric::Level {
+        return None;
+    }
     // Byte streams (MB/s, Gbit/s: work in bytes) cost per MB; everything else per operation
     // (an I/O, a transaction, a loop).
     let per_mb = w.unit.contains("MB") || w.unit.ends_with("bit/s");

@@ -5,11 +5,13 @@
 //!   number). On backends without a guest kernel (namespace, gVisor) these are start times.
 //! - **idle host CPU**: after a settling pause, the host CPU time of the idle guest's processes
 //!   over a window (one-second slices), as a percentage of one host core.
-//! - **memory overhead**: the RSS and PSS of the guest's host processes and all their
-//!   descendants, minus the memory the guest itself uses (MemTotal − MemAvailable inside,
-//!   read by the agent's `probe.meminfo` after the host-side reading). When the guest shares
-//!   the host's kernel (its MemTotal is the host's), its own use is not separable from the host
-//!   numbers: then only the raw numbers are reported, and the note says why.
+//! - **memory**: the RSS and PSS of the guest's host processes and all their descendants,
+//!   split mapping by mapping ([`crate::smaps`]) into the guest RAM the host backs and the
+//!   VMM's own memory (seed 001's "VMM memory overhead"), against the memory the guest itself
+//!   uses (MemTotal − MemAvailable inside, read by the agent's `probe.meminfo` after the
+//!   host-side reading). When the guest shares the host's kernel (its MemTotal is the host's,
+//!   and no sentry accounts for it as gVisor's does), its own use is not separable from the
+//!   host numbers: then it is not reported, and the note says why.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ use crate::backends::{Availability, Backend};
 use crate::devices::Devices;
 use crate::guest::{Guest, JobEnd};
 use crate::results::*;
+use crate::smaps;
 
 /// What to run.
 pub struct LifecyclePlan {
@@ -202,7 +205,7 @@ pub fn run(
                     }
                     progress.step();
                     if row.idle.is_none() {
-                        match idle_and_memory(&mut g, &plan, host_total, &settings) {
+                        match idle_and_memory(&mut g, &agent.path, &plan, host_total, &settings) {
                             Some((idle, mem)) => {
                                 out.log(json!({"type": "idle", "vcpus": v, "idle": idle, "memory": mem}));
                                 row.idle = Some(idle);
@@ -310,6 +313,7 @@ fn finish_row(mut row: LifecycleRow) -> LifecycleRow {
 /// `None` when stopped.
 fn idle_and_memory(
     g: &mut Guest,
+    agent: &std::path::Path,
     plan: &LifecyclePlan,
     host_total: Option<u64>,
     settings: &Settings,
@@ -357,6 +361,8 @@ fn idle_and_memory(
             None => unreadable += 1,
         }
     }
+    // Right after the rollups, before the guest runs its probe.
+    let split = split_memory(&pids, agent, settings.memory_mib);
     let guest_total = Some(g.hello.mem_total_kib).filter(|&t| t > 0);
     let job = Job {
         id: 0,
@@ -373,17 +379,28 @@ fn idle_and_memory(
         used = s.msg.extras.get("mem_used_kib").map(|&v| v as u64);
     });
     let own_kernel = guest_total.is_some() && guest_total != host_total;
+    // gVisor's sentry reports the host's MemTotal, but MemAvailable from its own accounting of
+    // its memory file: what its guest uses is its own, as with a kernel of the guest's own.
+    let sentry_accounting = split
+        .guest_ram_kinds
+        .contains(&smaps::GuestRamKind::GvisorMemoryFile);
     let mut note: Option<String>;
     let mut overhead = None;
     match (&probe, used) {
-        (Ok(JobEnd::Done { .. }), Some(u)) if own_kernel => {
+        (Ok(JobEnd::Done { .. }), Some(u)) if own_kernel || sentry_accounting => {
             overhead = Some(memory_overhead_kib(pss, u));
-            note = Some(
+            note = Some(format!(
                 "overhead = host PSS − (MemTotal − MemAvailable inside): the VMM's own memory, \
                  plus guest memory outside MemTotal (kernel image, memmap) and pages the guest \
-                 touched and freed that the host still backs"
-                    .into(),
-            );
+                 touched and freed that the host still backs; the VMM's own memory alone is \
+                 `VMM own` (smaps split){}",
+                if own_kernel {
+                    ""
+                } else {
+                    "; gVisor reports the host's MemTotal, but its MemAvailable from the sentry's \
+                     own accounting"
+                }
+            ));
         }
         (Ok(JobEnd::Done { .. }), Some(_)) => {
             note = Some(
@@ -414,7 +431,7 @@ fn idle_and_memory(
         ));
     }
     let has_pids = !pids.is_empty();
-    let memory = has_pids.then_some(MemoryRecord {
+    let mut memory = MemoryRecord {
         host_pids: pids,
         host_rss_kib: rss,
         host_pss_kib: pss,
@@ -423,8 +440,100 @@ fn idle_and_memory(
         guest_used_kib: used,
         overhead_kib: overhead,
         note,
-    });
-    Some((idle, memory))
+        ..MemoryRecord::default()
+    };
+    add_split(&mut memory, &split, own_kernel);
+    Some((idle, has_pids.then_some(memory)))
+}
+
+/// How many of the VMM's own mappings the document lists.
+const LARGEST_MAPPINGS: usize = 12;
+
+/// Reads the smaps of every process of the guest and splits them (see [`crate::smaps`]).
+fn split_memory(pids: &[u32], agent: &std::path::Path, memory_mib: u32) -> smaps::Split {
+    let agent = smaps::FileId::of(agent);
+    let procs: Vec<smaps::ProcessMemory> = pids
+        .iter()
+        .filter_map(|&p| smaps::read_process(p, agent.as_ref()))
+        .collect();
+    smaps::split(
+        &procs,
+        u64::from(memory_mib) * 1024,
+        agent.as_ref(),
+        LARGEST_MAPPINGS,
+    )
+}
+
+/// Fills the guest-RAM / VMM-own split into `m`. Without a recognised guest-RAM mapping the
+/// VMM's own memory stays `None` (it would include the guest's RAM), and the note says so.
+fn add_split(m: &mut MemoryRecord, split: &smaps::Split, own_kernel: bool) {
+    m.processes = split
+        .processes
+        .iter()
+        .map(|(pid, name, own, guest)| ProcessMemoryRecord {
+            pid: *pid,
+            name: name.clone(),
+            own_pss_kib: *own,
+            guest_ram_pss_kib: *guest,
+        })
+        .collect();
+    if split.guest_ram_kinds.is_empty() {
+        let why = if own_kernel {
+            format!(
+                "no mapping holding the guest's RAM was recognised in smaps (no QEMU RAM block of \
+                 {} MiB, no UML or gVisor memory file): the VMM's own memory is not separable",
+                m.configured_mib
+            )
+        } else {
+            "no process of the guest runs the agent and no guest memory file was recognised: \
+             the VMM's own memory is not separable"
+                .to_string()
+        };
+        m.note = Some(match m.note.take() {
+            Some(n) => format!("{n}; {why}"),
+            None => why,
+        });
+        return;
+    }
+    m.guest_ram_backed_kib = Some(split.guest_ram_pss_kib);
+    m.guest_ram_mapped_kib = Some(split.guest_ram_size_kib);
+    m.vmm_own_kib = Some(split.own_pss_kib);
+    m.vmm_own_rss_kib = Some(split.own_rss_kib);
+    m.guest_ram = Some(
+        split
+            .guest_ram_kinds
+            .iter()
+            .map(|k| k.describe())
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    m.backed_minus_used_kib = m
+        .guest_used_kib
+        .map(|u| split.guest_ram_pss_kib as i64 - u as i64);
+    m.vmm_parts = split
+        .parts
+        .iter()
+        .map(|(part, t)| MemoryPart {
+            part: part.name().into(),
+            pss_kib: t.pss_kib,
+            size_kib: t.size_kib,
+            mappings: t.mappings,
+        })
+        .collect();
+    m.largest_mappings = split
+        .largest
+        .iter()
+        .map(|l| MappingRecord {
+            pid: l.pid,
+            process: l.process.clone(),
+            part: l.part.name().into(),
+            name: l.mapping.name.clone(),
+            perms: l.mapping.perms.clone(),
+            size_kib: l.mapping.size_kib,
+            pss_kib: l.mapping.pss_kib,
+            vm_flags: l.mapping.vm_flags.join(" "),
+        })
+        .collect();
 }
 
 /// The lifecycle tables.

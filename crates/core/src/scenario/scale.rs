@@ -492,7 +492,7 @@ pub(crate) fn guest_result(
 /// becomes operations per second.
 pub fn throughput(metric: Metric, value: f64) -> f64 {
     match metric {
-        Metric::Rate { .. } => value,
+        Metric::Rate { .. } | Metric::Level => value,
         Metric::TimePerOp { scale } => 1e9 * scale / value,
     }
 }
@@ -500,7 +500,7 @@ pub fn throughput(metric: Metric, value: f64) -> f64 {
 /// The unit of [`throughput`] for a workload.
 pub fn throughput_unit(w: &WorkloadInfo) -> String {
     match w.metric {
-        Metric::Rate { .. } => w.unit.to_string(),
+        Metric::Rate { .. } | Metric::Level => w.unit.to_string(),
         Metric::TimePerOp { .. } => "ops/s".into(),
     }
 }

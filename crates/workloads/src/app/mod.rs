@@ -30,6 +30,7 @@ mod compile;
 mod files;
 pub mod pgbench;
 pub mod root;
+pub mod web;
 
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -44,6 +45,7 @@ const SUITES: &[&str] = &["app", "app-full"];
 pub struct App {
     pub root: AppRoot,
     pg: Option<pgbench::Server>,
+    web: Option<web::Server>,
 }
 
 static APP: Mutex<Option<App>> = Mutex::new(None);
@@ -92,6 +94,7 @@ pub(crate) fn with_app<T>(
         *guard = Some(App {
             root: root::prepare(tree.as_ref(), app_dir.as_ref())?,
             pg: None,
+            web: None,
         });
     }
     let app = guard.as_mut().expect("set above");
@@ -202,6 +205,24 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         metric: Metric::TimePerOp { scale: 1e-9 },
         setup_timeout_s: compile::TIMEOUT.as_secs() as u32,
         run: compile::run_xz,
+    },
+    WorkloadInfo {
+        name: "app.web",
+        unit: "sessions",
+        higher_is_better: true,
+        description: "nginx serving a SPECweb-Support-like file set to the host's load \
+                      generator: the most simultaneous sessions that meet QoS (95% of requests \
+                      within 60 ms, 99% within 100 ms, 100 ms think time)",
+        kind: Kind::App,
+        needs: Needs {
+            rootfs: true,
+            network: true,
+            ..Needs::NONE
+        },
+        suites: SUITES,
+        metric: Metric::Level,
+        setup_timeout_s: 600,
+        run: web::run,
     },
     WorkloadInfo {
         name: "app.files",

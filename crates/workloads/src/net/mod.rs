@@ -30,6 +30,7 @@ use crate::cpu::check_iterations;
 use crate::{param_u64, Kind, Metric, Needs, Outcome, Params, WorkloadError, WorkloadInfo};
 
 pub mod peer;
+pub mod web_load;
 pub mod wire;
 
 use wire::{Header, Op, ACK_LEN};
@@ -439,6 +440,36 @@ fn run_rr(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
         .insert("lat_p99_us".into(), percentile(&lat_ns, 0.99) as f64 / 1e3);
     out.labels = conn.labels();
     Ok(out)
+}
+
+/// Asks the host peer to drive `spec` against this guest's web server (`app.web`): one
+/// connection, as every net run; the peer answers with what it measured. The connection's
+/// stall bound is stretched to the load's length.
+pub(crate) fn web_load(
+    params: &Params,
+    spec: &web_load::LoadSpec,
+) -> Result<web_load::LoadResult, WorkloadError> {
+    let p = net_params(params)?;
+    let mut conn = Conn::accept(&p)?;
+    let bound =
+        Duration::from_millis(spec.ramp_ms + spec.measure_ms + spec.timeout_ms) + STALL_TIMEOUT;
+    conn.stream
+        .set_read_timeout(Some(bound))
+        .map_err(|e| WorkloadError::Failed(format!("setting a read timeout: {e}")))?;
+    conn.send_header(Op::Web, u64::from(spec.sessions))?;
+    let body = serde_json::to_vec(spec).expect("a load spec serialises");
+    wire::write_frame(&mut conn.stream, &body).map_err(|e| conn.io_error("sending the load", e))?;
+    let answer = wire::read_frame(&mut conn.stream)
+        .map_err(|e| conn.io_error("reading the load's result", e))?;
+    let v: serde_json::Value = serde_json::from_slice(&answer)
+        .map_err(|e| WorkloadError::Failed(format!("the peer's web result: {e}")))?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        return Err(WorkloadError::Failed(format!(
+            "the host's load generator: {e}"
+        )));
+    }
+    serde_json::from_value(v.get("ok").cloned().unwrap_or_default())
+        .map_err(|e| WorkloadError::Failed(format!("the peer's web result: {e}")))
 }
 
 /// The nearest-rank `q` quantile of sorted, non-empty `v`.

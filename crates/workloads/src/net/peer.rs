@@ -32,7 +32,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::wire::{Header, Op, HEADER_LEN, UNBOUNDED};
+use super::web_load::{self, LoadSpec};
+use super::wire::{self as wire_fmt, Header, Op, HEADER_LEN, UNBOUNDED};
 
 /// Bound on one connection attempt; also bounds how late a stop is noticed while connecting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -80,6 +81,10 @@ pub struct PeerStats {
 #[derive(Debug)]
 struct Shared {
     stop: AtomicBool,
+    /// The guest's web server, for the web loads the agent asks for (`app.web`).
+    web: Option<SocketAddr>,
+    /// CPUs the web load's session threads are pinned to.
+    web_cpus: Option<Vec<usize>>,
     /// A second handle on the connection being served, for [`Peer::stop`] to shut down.
     current: Mutex<Option<TcpStream>>,
 }
@@ -114,8 +119,21 @@ impl Peer {
     /// that network namespace, on the thread only: the rest of the process keeps its own. An
     /// error entering it is returned here.
     pub fn start(addr: SocketAddr, netns: Option<File>) -> std::io::Result<Peer> {
+        Peer::start_with_web(addr, None, netns)
+    }
+
+    /// [`Peer::start`], and the peer also drives the web loads the agent asks for against the
+    /// guest's web server at `web` (`app.web`), from the host's last CPU when there are two
+    /// or more (the first ones are where a native application runs).
+    pub fn start_with_web(
+        addr: SocketAddr,
+        web: Option<SocketAddr>,
+        netns: Option<File>,
+    ) -> std::io::Result<Peer> {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            web,
+            web_cpus: generator_cpus(),
             current: Mutex::new(None),
         });
         let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<()>>();
@@ -329,6 +347,7 @@ fn serve(
         Op::Sink => sink(s, buf, header.count, moved)?,
         Op::Source => source(s, buf, header.count, moved)?,
         Op::Echo => echo(s, buf, header.count, moved)?,
+        Op::Web => web(s, header.count, shared)?,
     }
     // An unbounded stream ended because the agent closed the connection.
     if header.count != UNBOUNDED || header.op == Op::Echo {
@@ -418,6 +437,41 @@ fn echo(mut s: &TcpStream, buf: &mut [u8], count: u64, moved: &mut u64) -> Resul
         }
     }
     Ok(())
+}
+
+/// The CPUs a web load runs on: the last of this process's, when it has two or more.
+fn generator_cpus() -> Option<Vec<usize>> {
+    // SAFETY: cpu_set_t is a plain bit array; sched_getaffinity fills it for this thread.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size given.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
+        return None;
+    }
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: CPU_ISSET reads a bit of a valid set.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect();
+    (cpus.len() >= 2).then(|| vec![*cpus.last().expect("two or more")])
+}
+
+/// Drives the web load the agent describes next against the guest's web server, and answers
+/// with what it measured (or with an error message, as a result with no requests).
+fn web(mut s: &TcpStream, sessions: u64, shared: &Shared) -> Result<(), String> {
+    let spec = wire_fmt::read_frame(&mut s).map_err(|e| format!("web: reading the load: {e}"))?;
+    let mut spec: LoadSpec =
+        serde_json::from_slice(&spec).map_err(|e| format!("web: a bad load: {e}"))?;
+    spec.sessions = u32::try_from(sessions).unwrap_or(u32::MAX);
+    let result = match shared.web {
+        None => Err("the host side has no address for the guest's web server".to_string()),
+        Some(addr) => web_load::run_load(addr, &spec, &shared.stop, shared.web_cpus.as_deref()),
+    };
+    let answer = match result {
+        Ok(r) => serde_json::json!({ "ok": r }),
+        Err(e) => serde_json::json!({ "error": e }),
+    };
+    wire_fmt::write_frame(&mut s, answer.to_string().as_bytes())
+        .map_err(|e| format!("web: sending the result: {e}"))
 }
 
 /// Waits for the agent to close its end: the operation is over only then, and anything the

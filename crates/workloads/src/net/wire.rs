@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! offset 0  u32  magic  0x4E425648 (the bytes "HVBN")
-//! offset 4  u32  op     1 = sink, 2 = source, 3 = echo
-//! offset 8  u64  count  bytes for sink and source, transactions for echo
+//! offset 4  u32  op     1 = sink, 2 = source, 3 = echo, 4 = web load
+//! offset 8  u64  count  bytes for sink and source, transactions for echo, sessions for web
 //! ```
 //!
 //! - **sink** (`net.stream.tx`): the agent sends `count` bytes; the peer reads them all, then
@@ -14,6 +14,10 @@
 //!   after the ack, so the interval covers delivery, not only filling socket buffers.
 //! - **source** (`net.stream.rx`): the peer sends `count` bytes.
 //! - **echo** (`net.rr`): `count` times, the agent sends one byte and the peer sends it back.
+//! - **web load** (`app.web`): the agent sends a [`super::web_load::LoadSpec`] as a frame (a
+//!   u32 length, then JSON); the peer drives `count` sessions against the guest's web server
+//!   (not against the agent) and answers with a [`super::web_load::LoadResult`] frame. The
+//!   load is generated, and its latencies measured, on the host, as a SPECweb client would.
 //!
 //! A sink or source with `count` = [`UNBOUNDED`] (u64::MAX) lasts until the agent closes the
 //! connection: the isolation scenario's network stressors (`stress.net-send`,
@@ -41,6 +45,8 @@ pub enum Op {
     Source = 2,
     /// Echo `count` one-byte requests.
     Echo = 3,
+    /// Drive `count` web sessions against the guest's web server and report.
+    Web = 4,
 }
 
 /// The agent's request at the start of a connection.
@@ -72,6 +78,7 @@ impl Header {
             1 => Op::Sink,
             2 => Op::Source,
             3 => Op::Echo,
+            4 => Op::Web,
             other => return Err(format!("unknown op {other}")),
         };
         let mut count = [0u8; 8];
@@ -83,13 +90,46 @@ impl Header {
     }
 }
 
+/// Longest frame either side accepts: a load's spec or result is a few hundred bytes of JSON.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// Writes `payload` as a frame: its length as a little-endian u32, then the bytes.
+pub fn write_frame(w: &mut impl std::io::Write, payload: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|&n| n as usize <= MAX_FRAME)
+        .ok_or_else(|| std::io::Error::other(format!("a frame of {} bytes", payload.len())))?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(payload)
+}
+
+/// Reads one frame written by [`write_frame`].
+pub fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!(
+            "a frame of {len} bytes (at most {MAX_FRAME})"
+        )));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn header_round_trips_and_starts_with_hvbn() {
-        for (op, count) in [(Op::Sink, 0), (Op::Source, 1 << 40), (Op::Echo, u64::MAX)] {
+        for (op, count) in [
+            (Op::Sink, 0),
+            (Op::Source, 1 << 40),
+            (Op::Echo, u64::MAX),
+            (Op::Web, 64),
+        ] {
             let h = Header { op, count };
             let b = h.encode();
             assert_eq!(&b[0..4], b"HVBN");
@@ -108,5 +148,18 @@ mod tests {
         assert!(Header::decode(&b).unwrap_err().contains("unknown op 9"));
         b[0] = b'X';
         assert!(Header::decode(&b).unwrap_err().contains("bad magic"));
+    }
+
+    #[test]
+    fn frames_round_trip_and_oversized_ones_are_refused() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"{\"a\":1}").unwrap();
+        write_frame(&mut buf, b"").unwrap();
+        let mut r = &buf[..];
+        assert_eq!(read_frame(&mut r).unwrap(), b"{\"a\":1}");
+        assert_eq!(read_frame(&mut r).unwrap(), b"");
+        assert!(read_frame(&mut r).is_err());
+        let huge = ((MAX_FRAME + 1) as u32).to_le_bytes();
+        assert!(read_frame(&mut &huge[..]).is_err());
     }
 }

@@ -59,7 +59,7 @@
 //! group even after its leader died. Debian's UML 6.1 is uniprocessor (`CONFIG_NR_CPUS=1`): a
 //! guest always runs one CPU, and asking for more is recorded as such in the configuration.
 
-use crate::devices::{Attached, NetEndpoint, GUEST_PORT};
+use crate::devices::{Attached, NetEndpoint};
 use crate::netns;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -822,11 +822,7 @@ impl Backend for Uml {
             let ns = netns::tap_namespace(&spec.label).map_err(BackendError::Setup)?;
             cfg.prefix = ns.enter_prefix();
             cfg.net = true;
-            attached.net = Some(NetEndpoint {
-                listen: format!("0.0.0.0:{GUEST_PORT}"),
-                connect: std::net::SocketAddr::from((netns::GUEST_ADDR, GUEST_PORT)),
-                netns: Some(ns.path()),
-            });
+            attached.net = Some(NetEndpoint::guest(netns::GUEST_ADDR, Some(ns.path())));
             attached.keep.push(Box::new(ns));
         }
         (self.adjust)(&mut cfg);
