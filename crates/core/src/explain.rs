@@ -54,7 +54,9 @@ const CPU_WORKLOADS: &[&str] = &[
 /// Whether `hvbench run --explain` counts `w`'s events: the applications and the synthetic
 /// check.
 pub fn explained(w: &WorkloadInfo) -> bool {
-    w.kind == Kind::App || w.suites.contains(&"explain-check")
+    // app.web's value is a level a QoS search found (sessions), not a time per unit of work:
+    // the model has no time to add costs to.
+    w.metric != Metric::Level && (w.kind == Kind::App || w.suites.contains(&"explain-check"))
 }
 
 /// Seconds per unit of work of a sample `value` of a workload with `metric`.
@@ -62,6 +64,8 @@ pub fn seconds_per_unit(metric: Metric, value: f64) -> f64 {
     match metric {
         Metric::Rate { scale } => scale / value,
         Metric::TimePerOp { scale } => value / (1e9 * scale),
+        // Not a time per unit: never modelled (see `explained`).
+        Metric::Level => f64::NAN,
     }
 }
 
