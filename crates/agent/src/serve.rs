@@ -89,8 +89,22 @@ fn run_job(job: &Job, out: &mut impl Write) -> io::Result<()> {
     let runs = (0..job.warmup)
         .map(|i| (i, true))
         .chain((0..job.reps).map(|i| (i, false)));
+    let count = crate::counters::wanted(&job.params);
     for (rep, warmup) in runs {
-        match run_rep(w, &job.params, iterations, job.copies) {
+        let counting = count.then(|| crate::counters::Counting::start(&job.params));
+        let result = run_rep(w, &job.params, iterations, job.copies);
+        let result = match (result, counting) {
+            (Ok(mut r), Some(c)) => {
+                let (counts, not_counted) = c.finish();
+                r.extras.extend(counts);
+                if let Some(n) = not_counted {
+                    r.labels.insert("ev_not_counted".into(), n);
+                }
+                Ok(r)
+            }
+            (result, _) => result,
+        };
+        match result {
             Ok(r) => send(
                 out,
                 &AgentMessage::Sample(SampleMsg {

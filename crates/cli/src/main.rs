@@ -31,6 +31,9 @@ enum Command {
     /// Compare two result documents: what differs in their set-up, then what changed, with
     /// significance (permutation test, p < 0.01, beyond a noise threshold).
     Compare(commands::compare::CompareArgs),
+    /// Where each application's overhead comes from: native event counts × each event's extra
+    /// cost in the backend, predicted against measured efficiency (needs `run --explain`).
+    Explain(commands::explain::ExplainArgs),
     /// Which backends can run here, why not, and how to fix it.
     Doctor(commands::doctor::DoctorArgs),
     /// Boot time over repeated boots, idle host CPU and memory overhead of a backend's guests,
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::List(a) => commands::list::list(a),
         Command::Report(a) => commands::report::report(a),
         Command::Compare(a) => commands::compare::compare(a),
+        Command::Explain(a) => commands::explain::explain(a),
         Command::Doctor(a) => commands::doctor::doctor(a),
         Command::Lifecycle(a) => commands::lifecycle::run(a),
         Command::Scale(a) => commands::scale::run(a),

@@ -27,6 +27,7 @@ pub mod kernel;
 pub mod mem;
 pub mod net;
 pub mod stress;
+pub mod synthetic;
 
 /// Parameters of one job, as sent by the host (`max_prime`, `buffer_mib`, ...).
 pub type Params = BTreeMap<String, serde_json::Value>;
@@ -200,6 +201,7 @@ pub fn registry() -> impl Iterator<Item = &'static WorkloadInfo> {
         .chain(net::WORKLOADS)
         .chain(stress::WORKLOADS)
         .chain(app::WORKLOADS)
+        .chain(synthetic::WORKLOADS)
 }
 
 /// Finds a workload by name.

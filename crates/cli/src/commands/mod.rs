@@ -3,6 +3,7 @@
 pub mod backend_args;
 pub mod compare;
 pub mod doctor;
+pub mod explain;
 pub mod image;
 pub mod isolation;
 pub mod lifecycle;

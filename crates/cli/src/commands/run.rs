@@ -100,6 +100,12 @@ pub struct RunArgs {
     /// device in a network namespace hvbench creates; root only). UML always uses tap.
     #[arg(long, default_value = "user", value_name = "MODE")]
     net: String,
+    /// Explain the applications' overhead: count their kernel events natively (in extra,
+    /// unscored repetitions), also run the micro workloads that price each event (system
+    /// calls, page faults, context switches, disk I/O, CPU), and predict each backend's
+    /// efficiency from them (docs/explain.md). `hvbench explain RUN.json` shows it again.
+    #[arg(long)]
+    explain: bool,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -274,10 +280,39 @@ fn device_plan(args: &RunArgs, workloads: &[&'static WorkloadInfo]) -> anyhow::R
     )?)
 }
 
+/// With `--explain`: the micro workloads that price the explained workloads' events, added
+/// after them (the disk's only when one of them writes to a disk).
+fn add_cost_workloads(workloads: &mut Vec<&'static WorkloadInfo>) -> anyhow::Result<()> {
+    use hvbench_core::explain;
+    if !workloads.iter().any(|w| explain::explained(w)) {
+        bail!(
+            "--explain needs an application (--suite app) or synth.events among the workloads: \
+             nothing else has its events counted"
+        );
+    }
+    let disk = workloads
+        .iter()
+        .any(|w| explain::explained(w) && w.kind == Kind::App);
+    let extra = explain::COST_WORKLOADS
+        .iter()
+        .copied()
+        .chain(disk.then_some(explain::DISK_COST_WORKLOAD));
+    for name in extra {
+        let w = hvbench_workloads::find(name).expect("a registered workload");
+        if !workloads.iter().any(|o| o.name == w.name) {
+            workloads.push(w);
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let workloads = select_workloads(&args)?;
+    let mut workloads = select_workloads(&args)?;
     // Applications run for seconds (a pgbench -T); micro workloads for a fraction of one.
     let only_apps = workloads.iter().all(|w| w.kind == Kind::App);
+    if args.explain {
+        add_cost_workloads(&mut workloads)?;
+    }
     let reps = args.reps.unwrap_or(if only_apps { 3 } else { 5 });
     if reps < 2 {
         bail!(
@@ -388,6 +423,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         command_line: std::env::args().collect(),
         timeout,
         devices,
+        explain: args.explain,
     };
     let (least, most) = plan.measuring_time();
     eprintln!(
@@ -404,6 +440,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let bar = Bar::new(args.quiet);
     let finished = efficiency::run(plan, &agent, &bar)?;
     print!("{}", hvbench_core::report::terminal(&finished.document));
+    if args.explain {
+        let explain = &finished.document.explain;
+        print!("{}", hvbench_core::report::explain::terminal(explain));
+        let page = finished.path.with_extension("explain.html");
+        match std::fs::write(&page, hvbench_core::report::explain::html(explain)) {
+            Ok(()) => println!("Explain chart:   {}", page.display()),
+            Err(e) => eprintln!("cannot write {}: {e}", page.display()),
+        }
+    }
     println!("Result document: {}", finished.path.display());
     println!("Journal:         {}", finished.journal.display());
     println!(

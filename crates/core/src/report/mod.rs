@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod csv;
+pub mod explain;
 pub mod html;
 pub mod markdown;
 pub(crate) mod scenario;

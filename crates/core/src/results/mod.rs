@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::backends::{Availability, BackendConfig};
 use crate::host::HostInfo;
 
+mod explain;
 pub mod scenario;
 mod time;
+pub use explain::*;
 pub use scenario::*;
 pub use time::{rfc3339_utc, run_id_utc};
 
@@ -52,6 +54,10 @@ pub struct RunDocument {
     /// [`ScenarioData`]); absent for the efficiency scenario.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario_data: Option<ScenarioData>,
+    /// Predicted against measured efficiency of the counted workloads (`hvbench run
+    /// --explain`, `hvbench explain`); empty when nothing was counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explain: Vec<ExplainRecord>,
 }
 
 /// The agent binary that ran everywhere in this run.
@@ -170,6 +176,9 @@ pub struct RunRecord {
     /// repetitions disagree, their distinct values joined with ` | `.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Event counts of extra, unscored repetitions (`--explain`, native only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted: Option<CountedRecord>,
 }
 
 /// The host's view of one repetition.

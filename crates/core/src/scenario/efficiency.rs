@@ -36,6 +36,9 @@ pub struct Plan {
     pub timeout: Option<Duration>,
     /// The disk and network for the `io` and `net` workloads.
     pub devices: DevicePlan,
+    /// Count the kernel events of the explained workloads natively (extra, unscored
+    /// repetitions) and add the `explain` section (see `crate::explain`).
+    pub explain: bool,
 }
 
 impl Plan {
@@ -101,6 +104,7 @@ struct Acc {
     samples: Vec<f64>,
     details: Vec<SampleDetail>,
     works: Vec<f64>,
+    counted: Option<CountedRecord>,
 }
 
 /// Runs the scenario. Guests that fail become failed runs in the document, with reasons.
@@ -209,7 +213,7 @@ pub fn run(
                 workload: w.name.into(),
                 params: plan.devices.params(w, guest, &params),
                 iterations: None,
-                target_s: settings.target_s,
+                target_s: target_s(w, &plan, &settings),
                 warmup: settings.warmup,
                 reps: 0,
                 copies: settings.copies,
@@ -285,7 +289,7 @@ pub fn run(
                     workload: w.name.into(),
                     params: plan.devices.params(w, guest, &params),
                     iterations: acc.iterations,
-                    target_s: settings.target_s,
+                    target_s: target_s(w, &plan, &settings),
                     warmup: 0,
                     reps: 1,
                     copies: settings.copies,
@@ -334,6 +338,25 @@ pub fn run(
             }
             round += 1;
         }
+        if plan.explain && crate::explain::explained(w) && accs[0].active {
+            let job = slots[0].guest.as_mut().map(|guest| {
+                let mut p = plan.devices.params(w, guest, &params);
+                p.insert("count_events".into(), true.into());
+                Job {
+                    id: 0,
+                    workload: w.name.into(),
+                    params: p,
+                    iterations: accs[0].iterations,
+                    target_s: target_s(w, &plan, &settings),
+                    warmup: 0,
+                    reps: settings.reps.clamp(1, crate::explain::COUNTED_REPS),
+                    copies: settings.copies,
+                }
+            });
+            if let (Some(job), Some(guest)) = (job, slots[0].guest.as_mut()) {
+                accs[0].counted = Some(count_events(w, guest, job, timeout));
+            }
+        }
         finish_workload(w, &slots, &mut accs, &settings, &mut runs);
     }
     if crate::stop_requested() {
@@ -348,6 +371,12 @@ pub fn run(
     }
 
     let efficiency = efficiency_records(&runs, slots[0].record.name.as_str());
+    let explain_note = plan.explain.then(|| {
+        "explain: event counts come from extra native repetitions that are not scored \
+         (an enabled system-call tracepoint slows every system call)"
+            .to_string()
+    });
+    warnings.extend(explain_note);
     let flagged: usize = runs
         .iter()
         .map(|r| r.sample_details.iter().filter(|d| d.clock_flag).count())
@@ -406,7 +435,12 @@ pub fn run(
         efficiency,
         warnings,
         scenario_data: None,
+        explain: Vec::new(),
     };
+    let mut document = document;
+    if plan.explain {
+        document.explain = crate::explain::explain(&document, &document);
+    }
     journal.append(&json!({"type": "end", "interrupted": interrupted}));
     document
         .write_atomic(&path)
@@ -451,6 +485,62 @@ pub(crate) fn run_with_peer(
         p.stop();
     }
     result
+}
+
+/// Runs the counted repetitions of `w` (the job asks the agent to count) and keeps their counts;
+/// a failure is recorded as the reason nothing was counted, never as a count.
+fn count_events(w: &WorkloadInfo, guest: &mut Guest, job: Job, timeout: Duration) -> CountedRecord {
+    let mut reps = Vec::new();
+    let mut not_counted = BTreeMap::new();
+    let result = run_with_peer(w, guest, job, timeout, |s| {
+        let mut counts = BTreeMap::new();
+        for (k, v) in &s.msg.extras {
+            if let Some(name) = k.strip_prefix("ev.") {
+                counts.insert(name.to_string(), *v);
+            }
+        }
+        if let Some(text) = s.msg.labels.get("ev_not_counted") {
+            for part in text.split("; ") {
+                if let Some((k, why)) = part.split_once(": ") {
+                    not_counted.insert(k.to_string(), why.to_string());
+                }
+            }
+        }
+        reps.push(CountedRep {
+            value: s.msg.value,
+            work: s.msg.work,
+            elapsed_s: s.msg.elapsed_ns as f64 * 1e-9,
+            wall_s: s.msg.wall_ns as f64 * 1e-9,
+            counts,
+        });
+    });
+    match result {
+        Ok(JobEnd::Done { .. }) => {}
+        Ok(JobEnd::Error { message, .. }) => {
+            not_counted.insert(
+                "all".into(),
+                format!("the counted repetition failed: {message}"),
+            );
+        }
+        Err(e) => {
+            not_counted.insert("all".into(), format!("the counted repetition failed: {e}"));
+        }
+    }
+    CountedRecord { reps, not_counted }
+}
+
+/// Repetitions of the micro workloads that `--explain` adds last at most this long: an
+/// application suite's repetitions last seconds, a micro workload needs a fraction of one.
+const COST_TARGET_S: f64 = 0.5;
+
+fn target_s(w: &WorkloadInfo, plan: &Plan, settings: &Settings) -> f64 {
+    let cost = crate::explain::COST_WORKLOADS.contains(&w.name)
+        || w.name == crate::explain::DISK_COST_WORKLOAD;
+    if plan.explain && cost && w.kind != hvbench_workloads::Kind::App {
+        settings.target_s.min(COST_TARGET_S)
+    } else {
+        settings.target_s
+    }
 }
 
 fn progress_skip(progress: &dyn Progress, reps: u32) {
@@ -676,6 +766,7 @@ fn run_record(
         host_cpu_per_op: host_cpu_per_op(w, &acc.details, &acc.works),
         extras,
         labels,
+        counted: acc.counted.clone(),
     }
 }
 

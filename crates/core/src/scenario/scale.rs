@@ -124,6 +124,7 @@ impl Output {
             efficiency: Vec::new(),
             warnings,
             scenario_data: Some(data),
+            explain: Vec::new(),
         };
         self.log(json!({"type": "end", "interrupted": interrupted}));
         document

@@ -1,0 +1,754 @@
+//! Event counts of one repetition's whole process tree, for `hvbench explain`.
+//!
+//! When a job carries the parameter `count_events: true`, the agent counts what each
+//! repetition asks of the kernel and sends the counts as extras of its sample (`ev.*`, one
+//! figure per repetition), with the events it could not count named in the label
+//! `ev_not_counted`. Nothing is estimated: an event that cannot be counted here is absent.
+//!
+//! How (perf's counting interface through `perf_event_open(2)`, no sampling, no BPF):
+//! - Software events: minor and major page faults, context switches, CPU migrations, task
+//!   clock. Tracepoint `raw_syscalls:sys_enter` for every system call, and the same tracepoint
+//!   once more per class of system calls with a filter on the syscall number (`id == 0 || id ==
+//!   1 ...`): one event per class instead of one per system call, and no BPF. The classes are
+//!   in [`CLASSES`]; `other` is the total minus the classes.
+//! - Whose: each event is opened with `inherit` on the agent itself and on every process and
+//!   thread that already descends from it (an application's server that persists across
+//!   repetitions: PostgreSQL's postmaster and its helpers), right before the repetition and
+//!   closed right after it. Processes created during the repetition inherit the events. A read
+//!   of an inherited counter sums the parent's count, those of its live inherited children and
+//!   those of the children that have exited (the kernel folds them in at exit), so the tree is
+//!   complete whether the application's processes are still running or not
+//!   (`inherited_counts_include_live_children` checks it).
+//! - Opened per repetition, not kept open: an enabled syscall tracepoint puts every task of
+//!   the system on the slow system-call path, which would slow the other backends too.
+//! - CPU time: user and system seconds of the tree from `getrusage` (the agent and the
+//!   children it reaped) and `/proc/PID/stat` (utime, stime and the reaped children's cutime,
+//!   cstime of every live descendant), before and after.
+//! - Disk: `/sys/dev/block/MAJ:MIN/stat` of the device the job's application directory is on
+//!   (I/Os and sectors read and written, flushes). It is the whole device: other processes'
+//!   I/O during the repetition is included.
+//! - Hardware counters (cycles, instructions, TLB misses) are not used: the host this was built
+//!   on, a VM, exposes none, and the model needs none.
+//!
+//! Where `perf_event_open` is refused (gVisor implements no perf; an unprivileged namespace;
+//! a kernel without tracepoints) the events are reported as not counted, with the reason.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use hvbench_workloads::Params;
+
+/// `PERF_TYPE_SOFTWARE`, `PERF_TYPE_TRACEPOINT` (linux/perf_event.h).
+const PERF_TYPE_SOFTWARE: u32 = 1;
+const PERF_TYPE_TRACEPOINT: u32 = 2;
+const PERF_COUNT_SW_TASK_CLOCK: u64 = 1;
+const PERF_COUNT_SW_CONTEXT_SWITCHES: u64 = 3;
+const PERF_COUNT_SW_CPU_MIGRATIONS: u64 = 4;
+const PERF_COUNT_SW_PAGE_FAULTS_MIN: u64 = 5;
+const PERF_COUNT_SW_PAGE_FAULTS_MAJ: u64 = 6;
+/// `attr.flags` bits.
+const FLAG_INHERIT: u64 = 1 << 1;
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+/// `_IOW('$', 6, char *)`.
+const PERF_EVENT_IOC_SET_FILTER: libc::c_ulong = 0x4008_2406;
+
+/// `struct perf_event_attr` up to `PERF_ATTR_SIZE_VER5` (112 bytes); the bit fields are one
+/// `u64`. libc does not define it.
+#[repr(C)]
+#[derive(Default)]
+struct PerfEventAttr {
+    type_: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+    config2: u64,
+    branch_sample_type: u64,
+    sample_regs_user: u64,
+    sample_stack_user: u32,
+    clockid: i32,
+    sample_regs_intr: u64,
+    aux_watermark: u32,
+    sample_max_stack: u16,
+    reserved_2: u16,
+}
+
+/// The classes of system calls counted apart, by name; `other` is what is left.
+pub const CLASSES: &[(&str, &[libc::c_long])] = &[
+    (
+        "file",
+        &[
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_pread64,
+            libc::SYS_pwrite64,
+            libc::SYS_readv,
+            libc::SYS_writev,
+            libc::SYS_preadv,
+            libc::SYS_pwritev,
+            libc::SYS_open,
+            libc::SYS_openat,
+            libc::SYS_close,
+            libc::SYS_stat,
+            libc::SYS_fstat,
+            libc::SYS_lstat,
+            libc::SYS_newfstatat,
+            libc::SYS_statx,
+            libc::SYS_lseek,
+            libc::SYS_fsync,
+            libc::SYS_fdatasync,
+            libc::SYS_getdents64,
+            libc::SYS_unlink,
+            libc::SYS_unlinkat,
+            libc::SYS_mkdir,
+            libc::SYS_mkdirat,
+            libc::SYS_rmdir,
+            libc::SYS_rename,
+            libc::SYS_renameat2,
+            libc::SYS_access,
+            libc::SYS_faccessat,
+            libc::SYS_faccessat2,
+            libc::SYS_readlink,
+            libc::SYS_readlinkat,
+            libc::SYS_fcntl,
+            libc::SYS_ioctl,
+            libc::SYS_ftruncate,
+            libc::SYS_fallocate,
+            libc::SYS_dup,
+            libc::SYS_dup2,
+            libc::SYS_dup3,
+            libc::SYS_pipe,
+            libc::SYS_pipe2,
+            libc::SYS_chdir,
+            libc::SYS_getcwd,
+            libc::SYS_chmod,
+            libc::SYS_fchmod,
+            libc::SYS_fchmodat,
+            libc::SYS_utimensat,
+            libc::SYS_sendfile,
+            libc::SYS_copy_file_range,
+        ],
+    ),
+    (
+        "net",
+        &[
+            libc::SYS_socket,
+            libc::SYS_socketpair,
+            libc::SYS_connect,
+            libc::SYS_accept,
+            libc::SYS_accept4,
+            libc::SYS_bind,
+            libc::SYS_listen,
+            libc::SYS_sendto,
+            libc::SYS_recvfrom,
+            libc::SYS_sendmsg,
+            libc::SYS_recvmsg,
+            libc::SYS_sendmmsg,
+            libc::SYS_recvmmsg,
+            libc::SYS_shutdown,
+            libc::SYS_getsockopt,
+            libc::SYS_setsockopt,
+            libc::SYS_getsockname,
+            libc::SYS_getpeername,
+        ],
+    ),
+    (
+        "mm",
+        &[
+            libc::SYS_mmap,
+            libc::SYS_munmap,
+            libc::SYS_mprotect,
+            libc::SYS_brk,
+            libc::SYS_mremap,
+            libc::SYS_madvise,
+            libc::SYS_msync,
+        ],
+    ),
+    (
+        "sched",
+        &[
+            libc::SYS_futex,
+            libc::SYS_sched_yield,
+            libc::SYS_nanosleep,
+            libc::SYS_clock_nanosleep,
+            libc::SYS_poll,
+            libc::SYS_ppoll,
+            libc::SYS_select,
+            libc::SYS_pselect6,
+            libc::SYS_epoll_wait,
+            libc::SYS_epoll_pwait,
+            libc::SYS_epoll_ctl,
+            libc::SYS_epoll_create1,
+            libc::SYS_kill,
+            libc::SYS_tgkill,
+            libc::SYS_rt_sigaction,
+            libc::SYS_rt_sigprocmask,
+            libc::SYS_rt_sigreturn,
+        ],
+    ),
+    (
+        "process",
+        &[
+            libc::SYS_clone,
+            libc::SYS_clone3,
+            libc::SYS_fork,
+            libc::SYS_vfork,
+            libc::SYS_execve,
+            libc::SYS_execveat,
+            libc::SYS_exit,
+            libc::SYS_exit_group,
+            libc::SYS_wait4,
+            libc::SYS_waitid,
+        ],
+    ),
+];
+
+/// The tracepoint filter that selects `ids`.
+pub fn class_filter(ids: &[libc::c_long]) -> String {
+    ids.iter()
+        .map(|id| format!("id == {id}"))
+        .collect::<Vec<_>>()
+        .join(" || ")
+}
+
+/// What to open: a name (the extra is `ev.<name>`), a type, a config, an optional filter.
+struct EventSpec {
+    name: String,
+    type_: u32,
+    config: u64,
+    filter: Option<String>,
+}
+
+fn specs(sys_enter: Option<u64>) -> Vec<EventSpec> {
+    let sw = |name: &str, config| EventSpec {
+        name: name.into(),
+        type_: PERF_TYPE_SOFTWARE,
+        config,
+        filter: None,
+    };
+    let mut out = vec![
+        sw("faults_minor", PERF_COUNT_SW_PAGE_FAULTS_MIN),
+        sw("faults_major", PERF_COUNT_SW_PAGE_FAULTS_MAJ),
+        sw("ctx_switches", PERF_COUNT_SW_CONTEXT_SWITCHES),
+        sw("cpu_migrations", PERF_COUNT_SW_CPU_MIGRATIONS),
+        sw("task_clock_ns", PERF_COUNT_SW_TASK_CLOCK),
+    ];
+    if let Some(id) = sys_enter {
+        out.push(EventSpec {
+            name: "syscalls".into(),
+            type_: PERF_TYPE_TRACEPOINT,
+            config: id,
+            filter: None,
+        });
+        for (class, ids) in CLASSES {
+            out.push(EventSpec {
+                name: format!("syscalls.{class}"),
+                type_: PERF_TYPE_TRACEPOINT,
+                config: id,
+                filter: Some(class_filter(ids)),
+            });
+        }
+    }
+    out
+}
+
+fn perf_event_open(spec: &EventSpec, pid: libc::pid_t) -> std::io::Result<OwnedFd> {
+    let attr = PerfEventAttr {
+        type_: spec.type_,
+        size: std::mem::size_of::<PerfEventAttr>() as u32,
+        config: spec.config,
+        flags: FLAG_INHERIT,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is a valid perf_event_attr of the size it declares; the kernel only reads
+    // it. The other arguments are plain integers.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfEventAttr,
+            pid,
+            -1 as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new file descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    if let Some(f) = &spec.filter {
+        let c = CString::new(f.as_str()).expect("no NUL in a filter");
+        // SAFETY: `fd` is a perf event; the filter is a NUL-terminated string that outlives
+        // the call.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_SET_FILTER, c.as_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
+}
+
+fn read_count(fd: &OwnedFd) -> Option<u64> {
+    let mut v = [0u8; 8];
+    // SAFETY: reads at most 8 bytes into `v`, which is 8 bytes long.
+    let n = unsafe { libc::read(fd.as_raw_fd(), v.as_mut_ptr().cast(), 8) };
+    (n == 8).then(|| u64::from_ne_bytes(v))
+}
+
+/// The id of `raw_syscalls:sys_enter`, mounting tracefs at /sys/kernel/tracing when it is not
+/// mounted and this agent's mounts are its own.
+fn sys_enter_id() -> Result<u64, String> {
+    const REL: &str = "events/raw_syscalls/sys_enter/id";
+    let read = |base: &str| {
+        std::fs::read_to_string(format!("{base}/{REL}"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    if let Some(id) = read("/sys/kernel/tracing").or_else(|| read("/sys/kernel/debug/tracing")) {
+        return Ok(id);
+    }
+    if !mounts_are_private() {
+        // The native agent of a run without applications shares hvbench's mounts: it takes a
+        // mount namespace of its own, with nothing propagating back, before mounting tracefs.
+        // SAFETY: unshare and mount with constant arguments; they change only this agent's
+        // view of the mounts (and its children's).
+        let private = unsafe {
+            libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+        };
+        if !private {
+            return Err(format!(
+                "tracefs is not mounted and the agent cannot take mounts of its own: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    let src = c"nodev";
+    let target = c"/sys/kernel/tracing";
+    let fstype = c"tracefs";
+    // SAFETY: NUL-terminated strings that outlive the call; no data argument.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "mounting tracefs: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    read("/sys/kernel/tracing").ok_or_else(|| "no raw_syscalls:sys_enter tracepoint".into())
+}
+
+/// Whether a mount made by this thread stays in its world: PID 1 (a guest's init, a PID
+/// namespace), or a mount namespace other than the parent's (the native agent's own).
+fn mounts_are_private() -> bool {
+    // SAFETY: getpid and getppid have no preconditions.
+    let (pid, ppid) = unsafe { (libc::getpid(), libc::getppid()) };
+    pid == 1
+        || match (
+            std::fs::read_link("/proc/thread-self/ns/mnt"),
+            std::fs::read_link(format!("/proc/{ppid}/ns/mnt")),
+        ) {
+            (Ok(mine), Ok(parent)) => mine != parent,
+            _ => false,
+        }
+}
+
+/// Every process that descends from this agent (not the agent itself), from /proc, and all
+/// their threads.
+fn descendants() -> (Vec<libc::pid_t>, Vec<libc::pid_t>) {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let mut parent: BTreeMap<libc::pid_t, libc::pid_t> = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            if let Some(ppid) = parent_of(pid) {
+                parent.insert(pid, ppid);
+            }
+        }
+    }
+    let is_desc = |mut p: libc::pid_t| {
+        for _ in 0..64 {
+            match parent.get(&p) {
+                Some(&pp) if pp == me => return true,
+                Some(&pp) if pp > 1 => p = pp,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let (mut pids, mut out) = (Vec::new(), Vec::new());
+    for &pid in parent.keys() {
+        if pid != me && is_desc(pid) {
+            pids.push(pid);
+            // Every thread: a pid-targeted event counts one thread (and what it creates).
+            match std::fs::read_dir(format!("/proc/{pid}/task")) {
+                Ok(tasks) => out.extend(tasks.flatten().filter_map(|t| {
+                    t.file_name()
+                        .to_str()
+                        .and_then(|s| s.parse::<libc::pid_t>().ok())
+                })),
+                Err(_) => out.push(pid),
+            }
+        }
+    }
+    (pids, out)
+}
+
+/// The fields of `/proc/PID/stat` after the command (which may contain spaces and
+/// parentheses: the fields start after the last ')'); index 0 is field 3, the state.
+fn stat_fields(pid: libc::pid_t) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = text.get(text.rfind(')')? + 2..)?;
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
+/// Field 4 of `/proc/PID/stat`.
+fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// User and system seconds of the agent and everything it reaped, plus the live descendants.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTimes {
+    user_s: f64,
+    sys_s: f64,
+}
+
+fn rusage(who: libc::c_int) -> (f64, f64) {
+    // SAFETY: an all-zero rusage is a valid value to be overwritten.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid rusage to fill.
+    unsafe { libc::getrusage(who, &mut ru) };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    (s(ru.ru_utime), s(ru.ru_stime))
+}
+
+/// utime + cutime and stime + cstime (fields 14 to 17), in clock ticks.
+fn user_sys_of(pid: libc::pid_t) -> Option<(u64, u64)> {
+    let f = stat_fields(pid)?;
+    let num = |i: usize| f.get(i - 3)?.parse::<u64>().ok();
+    Some((num(14)? + num(16)?, num(15)? + num(17)?))
+}
+
+fn cpu_times(processes: &[libc::pid_t]) -> CpuTimes {
+    let (su, ss) = rusage(libc::RUSAGE_SELF);
+    let (cu, cs) = rusage(libc::RUSAGE_CHILDREN);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let (mut lu, mut ls) = (0u64, 0u64);
+    for &p in processes {
+        if let Some((u, s)) = user_sys_of(p) {
+            lu += u;
+            ls += s;
+        }
+    }
+    CpuTimes {
+        user_s: su + cu + lu as f64 / hz,
+        sys_s: ss + cs + ls as f64 / hz,
+    }
+}
+
+/// `/sys/dev/block/MAJ:MIN/stat` of the block device `path` is on.
+fn disk_stat_path(path: &str) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(|e| format!("{path}: {e}"))?;
+    let dev = m.dev();
+    let (maj, min) = (libc::major(dev), libc::minor(dev));
+    if maj == 0 {
+        return Err(format!(
+            "{path} is on a file system without a block device ({maj}:{min})"
+        ));
+    }
+    let stat = format!("/sys/dev/block/{maj}:{min}/stat");
+    if std::path::Path::new(&stat).exists() {
+        Ok(stat)
+    } else {
+        Err(format!("no {stat}"))
+    }
+}
+
+/// Reads, sectors read, writes, sectors written, flushes (0 where the kernel has no field).
+fn disk_counts(stat: &str) -> Option<[u64; 5]> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    let f: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    Some([
+        *f.first()?,
+        *f.get(2)?,
+        *f.get(4)?,
+        *f.get(6)?,
+        f.get(15).copied().unwrap_or(0),
+    ])
+}
+
+/// Whether the job asks for counts.
+pub fn wanted(params: &Params) -> bool {
+    params
+        .get("count_events")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
+/// The directory whose device holds what the application writes.
+fn data_dir(params: &Params) -> Option<String> {
+    if params.contains_key("app_dev") {
+        return Some("/hvb/app".into());
+    }
+    params
+        .get("app_dir")
+        .and_then(|v| v.as_str())
+        .map(String::from)
+}
+
+/// Counters open over one repetition.
+pub struct Counting {
+    events: Vec<(String, Vec<OwnedFd>)>,
+    not_counted: BTreeMap<String, String>,
+    cpu0: CpuTimes,
+    leaders0: Vec<libc::pid_t>,
+    disk: Option<(String, [u64; 5])>,
+}
+
+impl Counting {
+    /// Opens every counter it can, on the agent and its live descendants.
+    pub fn start(params: &Params) -> Counting {
+        let mut not_counted = BTreeMap::new();
+        let sys_enter = match sys_enter_id() {
+            Ok(id) => Some(id),
+            Err(why) => {
+                not_counted.insert("syscalls".to_string(), why);
+                None
+            }
+        };
+        let (leaders0, tids) = descendants();
+        let mut events = Vec::new();
+        for spec in specs(sys_enter) {
+            let mut fds = Vec::new();
+            let mut failed = None;
+            for pid in std::iter::once(0).chain(tids.iter().copied()) {
+                match perf_event_open(&spec, pid) {
+                    Ok(fd) => fds.push(fd),
+                    // A descendant that exited in between is no loss: nothing to count.
+                    Err(e) if pid != 0 && e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => {
+                        failed = Some(format!("perf_event_open: {e}"));
+                        break;
+                    }
+                }
+            }
+            match failed {
+                Some(why) => {
+                    not_counted.insert(spec.name, why);
+                }
+                None => events.push((spec.name, fds)),
+            }
+        }
+        let disk = match data_dir(params).map(|d| disk_stat_path(&d)) {
+            Some(Ok(stat)) => disk_counts(&stat).map(|c| (stat, c)),
+            Some(Err(why)) => {
+                not_counted.insert("disk".into(), why);
+                None
+            }
+            None => {
+                not_counted.insert("disk".into(), "the job has no application directory".into());
+                None
+            }
+        };
+        Counting {
+            cpu0: cpu_times(&leaders0),
+            leaders0,
+            events,
+            not_counted,
+            disk,
+        }
+    }
+
+    /// Reads and closes every counter: the `ev.*` extras and the `ev_not_counted` label.
+    pub fn finish(self) -> (BTreeMap<String, f64>, Option<String>) {
+        let mut out = BTreeMap::new();
+        for (name, fds) in &self.events {
+            let mut sum = 0u64;
+            for fd in fds {
+                sum += read_count(fd).unwrap_or(0);
+            }
+            out.insert(format!("ev.{name}"), sum as f64);
+        }
+        drop(self.events);
+        if let Some(total) = out.get("ev.syscalls").copied() {
+            let classes: f64 = CLASSES
+                .iter()
+                .filter_map(|(c, _)| out.get(&format!("ev.syscalls.{c}")))
+                .sum();
+            out.insert("ev.syscalls.other".into(), (total - classes).max(0.0));
+        }
+        // Processes alive now: those alive at the start and those born since.
+        let mut now = descendants().0;
+        now.extend(self.leaders0.iter().copied());
+        now.sort_unstable();
+        now.dedup();
+        let cpu1 = cpu_times(&now);
+        // A process alive at the start that has exited since was reaped by the agent or by a
+        // live descendant: its whole time is in their children's times, its start subtracted.
+        out.insert(
+            "ev.user_s".into(),
+            (cpu1.user_s - self.cpu0.user_s).max(0.0),
+        );
+        out.insert("ev.sys_s".into(), (cpu1.sys_s - self.cpu0.sys_s).max(0.0));
+        if let Some((stat, c0)) = &self.disk {
+            if let Some(c1) = disk_counts(stat) {
+                let d = |i: usize| c1[i].saturating_sub(c0[i]) as f64;
+                out.insert("ev.disk_reads".into(), d(0));
+                out.insert("ev.disk_read_bytes".into(), d(1) * 512.0);
+                out.insert("ev.disk_writes".into(), d(2));
+                out.insert("ev.disk_write_bytes".into(), d(3) * 512.0);
+                out.insert("ev.disk_flushes".into(), d(4));
+            }
+        }
+        let mut not = self.not_counted;
+        not.insert(
+            "hardware".into(),
+            "hardware counters are not used (cycles, instructions)".into(),
+        );
+        not.insert(
+            "net".into(),
+            "network packets and bytes are not counted yet".into(),
+        );
+        let label = not
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        (out, Some(label))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_attribute_has_the_size_of_version_5() {
+        assert_eq!(std::mem::size_of::<PerfEventAttr>(), 112);
+    }
+
+    #[test]
+    fn classes_are_disjoint_and_filters_name_every_id() {
+        let mut all: Vec<libc::c_long> =
+            CLASSES.iter().flat_map(|(_, ids)| *ids).copied().collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "a system call is in two classes");
+        let f = class_filter(&[0, 1, 39]);
+        assert_eq!(f, "id == 0 || id == 1 || id == 39");
+    }
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// A forked child, alive when the counters are read, does 1000 getppid calls and touches
+    /// 200 fresh pages: the inherited counters include them.
+    #[test]
+    fn inherited_counts_include_live_children() {
+        if !is_root() {
+            eprintln!("not root: perf tracepoints are not open to this user, skipped");
+            return;
+        }
+        // A mount namespace of this test's own, where tracefs may be mounted (as the native
+        // agent has one of its own).
+        // SAFETY: unshare and mount with constant arguments; the test thread's mounts only.
+        unsafe {
+            assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0);
+            libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            );
+        }
+        let c = Counting::start(&Params::new());
+        if c.not_counted.contains_key("syscalls") || c.events.is_empty() {
+            let ci = std::env::var("CI").as_deref() == Ok("true");
+            assert!(
+                !ci,
+                "CI runs as root on a kernel with perf: {:?}",
+                c.not_counted
+            );
+            eprintln!("cannot count here: {:?}", c.not_counted);
+            return;
+        }
+        let (r, w) = {
+            let mut fds = [0; 2];
+            // SAFETY: `fds` has room for two descriptors.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            (fds[0], fds[1])
+        };
+        // SAFETY: the child only makes system calls and writes to its own memory, then
+        // blocks in read until the parent has read the counters, and _exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            for _ in 0..1000 {
+                // SAFETY: getppid takes no arguments.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+            let pages = vec![1u8; 200 * 4096];
+            std::hint::black_box(&pages);
+            let mut b = [0u8; 1];
+            // SAFETY: reads one byte into `b`; then exits without unwinding.
+            unsafe {
+                libc::read(r, b.as_mut_ptr().cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        assert!(pid > 0);
+        // Let the child finish its calls (it blocks in read afterwards).
+        let mut waited = 0;
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            waited += 1;
+            if st.contains(") S ") || waited > 250 {
+                break;
+            }
+        }
+        let (counts, _) = c.finish();
+        // SAFETY: `w` is the pipe's write end; `pid` our child.
+        unsafe {
+            libc::write(w, b"x".as_ptr().cast(), 1);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+            libc::close(r);
+            libc::close(w);
+        }
+        eprintln!("{counts:?}");
+        assert!(counts["ev.syscalls"] >= 1000.0, "{counts:?}");
+        assert!(counts["ev.syscalls.other"] >= 1000.0, "{counts:?}");
+        assert!(counts["ev.faults_minor"] >= 200.0, "{counts:?}");
+    }
+}

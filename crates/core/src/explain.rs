@@ -1,0 +1,517 @@
+//! `explain`: where a workload's overhead in a backend comes from, predicted from the kernel
+//! events its native run asked for and what each event costs extra in that backend.
+//!
+//! The model (docs/explain.md), per unit of work (a transaction, a build, an operation):
+//!
+//! ```text
+//! predicted guest time = native time
+//!                      + native user time × (CPU factor − 1)
+//!                      + Σ over event classes: events per unit × extra ns per event
+//! predicted efficiency = native time / predicted guest time
+//! ```
+//!
+//! Counts come from the native run's counted repetitions (`runs[].counted`); extra costs are
+//! differences of medians between the backend and native of micro workloads of the same run
+//! (or of another, `--costs`): system calls from `sys.getppid` (and the file-I/O class from
+//! `sys.pipe`, two calls per op), page faults from `mm.pagefault`, context switches from
+//! `sched.ctxswitch.same` less its two system calls per switch, disk I/Os from `io.randread`,
+//! the CPU factor from the `cpu.*` workloads (geometric mean of native / guest speed). The
+//! interval of the prediction is a bootstrap: every input's samples are resampled together,
+//! the prediction recomputed, and the percentile interval read off. The pure functions here
+//! read documents and never run anything.
+
+use hvbench_stats::Rng;
+use hvbench_workloads::{Kind, Metric, WorkloadInfo};
+
+use crate::results::{
+    CountedRecord, ExplainRecord, ExplainTerm, Interval, RunDocument, RunRecord, RunStatus,
+};
+
+/// Counted repetitions per explained workload (fewer when `--reps` is smaller).
+pub const COUNTED_REPS: u32 = 3;
+
+/// The micro workloads the model takes unit costs from: `hvbench run --explain` adds them.
+pub const COST_WORKLOADS: &[&str] = &[
+    "sys.getppid",
+    "sys.pipe",
+    "mm.pagefault",
+    "sched.ctxswitch.same",
+    "cpu.dhrystone",
+    "cpu.primes",
+];
+
+/// The disk cost, added when an explained workload writes to a disk (it needs a scratch disk).
+pub const DISK_COST_WORKLOAD: &str = "io.randread";
+
+/// CPU-bound workloads whose guest/native speed gives the CPU factor.
+const CPU_WORKLOADS: &[&str] = &[
+    "cpu.dhrystone",
+    "cpu.whetstone",
+    "cpu.primes",
+    "cpu.compress",
+];
+
+/// Whether `hvbench run --explain` counts `w`'s events: the applications and the synthetic
+/// check.
+pub fn explained(w: &WorkloadInfo) -> bool {
+    // app.web's value is a level a QoS search found (sessions), not a time per unit of work:
+    // the model has no time to add costs to.
+    w.metric != Metric::Level && (w.kind == Kind::App || w.suites.contains(&"explain-check"))
+}
+
+/// Seconds per unit of work of a sample `value` of a workload with `metric`.
+pub fn seconds_per_unit(metric: Metric, value: f64) -> f64 {
+    match metric {
+        Metric::Rate { scale } => scale / value,
+        Metric::TimePerOp { scale } => value / (1e9 * scale),
+        // Not a time per unit: never modelled (see `explained`).
+        Metric::Level => f64::NAN,
+    }
+}
+
+/// Nanoseconds per operation of a micro workload's sample (ns/op workloads are already; IOPS
+/// are inverted).
+fn ns_per_op(workload: &str, value: f64) -> Option<f64> {
+    let w = hvbench_workloads::find(workload)?;
+    Some(seconds_per_unit(w.metric, value) * 1e9)
+}
+
+fn median(v: &[f64]) -> f64 {
+    crate::scenario::efficiency::median(v).unwrap_or(f64::NAN)
+}
+
+/// One input of the model as samples: its point is the median, a bootstrap draw the median of
+/// a resample.
+#[derive(Debug, Clone)]
+struct Input(Vec<f64>);
+
+impl Input {
+    fn point(&self) -> f64 {
+        median(&self.0)
+    }
+    fn draw(&self, rng: &mut Rng, buf: &mut Vec<f64>) -> f64 {
+        buf.clear();
+        for _ in 0..self.0.len() {
+            buf.push(self.0[rng.below(self.0.len())]);
+        }
+        median(buf)
+    }
+}
+
+/// Where a cost comes from: a micro workload's samples on native and on the backend, in ns per
+/// op, and how many events one op is.
+#[derive(Debug, Clone)]
+struct CostSource {
+    workload: &'static str,
+    native: Input,
+    guest: Input,
+    events_per_op: f64,
+}
+
+impl CostSource {
+    fn find(
+        costs: &RunDocument,
+        backend: &str,
+        workload: &'static str,
+        events_per_op: f64,
+    ) -> Option<CostSource> {
+        let ns = |r: &RunRecord| -> Option<Input> {
+            (r.status == RunStatus::Ok && !r.samples.is_empty()).then_some(())?;
+            let v: Option<Vec<f64>> = r.samples.iter().map(|&x| ns_per_op(workload, x)).collect();
+            Some(Input(v?))
+        };
+        let baseline = costs.backends.first()?.name.as_str();
+        Some(CostSource {
+            workload,
+            native: ns(costs.run(baseline, workload)?)?,
+            guest: ns(costs.run(backend, workload)?)?,
+            events_per_op,
+        })
+    }
+    /// Extra ns per event, from the medians (or from a resample of both).
+    fn extra(&self, draw: Option<(&mut Rng, &mut Vec<f64>)>) -> f64 {
+        let (n, g) = match draw {
+            None => (self.native.point(), self.guest.point()),
+            Some((rng, buf)) => (self.native.draw(rng, buf), self.guest.draw(rng, buf)),
+        };
+        (g - n) / self.events_per_op
+    }
+}
+
+/// How a class of events is priced.
+#[derive(Debug, Clone)]
+enum Cost {
+    /// Extra ns per event from one micro workload.
+    Micro(CostSource),
+    /// A context switch: `sched.ctxswitch.same` less its two pipe system calls (the calls are
+    /// counted, and priced, as system calls already); never below zero.
+    Switch {
+        switch: CostSource,
+        pipe: CostSource,
+    },
+    /// User time × (geometric mean of native/guest time of the CPU workloads − 1).
+    Cpu(Vec<CostSource>),
+}
+
+impl Cost {
+    fn extra_ns(&self, mut draw: Option<(&mut Rng, &mut Vec<f64>)>) -> f64 {
+        match self {
+            Cost::Micro(c) => c.extra(draw),
+            Cost::Switch { switch, pipe } => {
+                let s = switch.extra(draw.as_mut().map(|(r, b)| (&mut **r, &mut **b)));
+                let p = pipe.extra(draw);
+                (s - 2.0 * p).max(0.0)
+            }
+            Cost::Cpu(list) if list.is_empty() => 0.0,
+            Cost::Cpu(list) => {
+                let mut log_sum = 0.0;
+                for c in list {
+                    let (n, g) = match draw.as_mut() {
+                        None => (c.native.point(), c.guest.point()),
+                        Some((rng, buf)) => (c.native.draw(rng, buf), c.guest.draw(rng, buf)),
+                    };
+                    log_sum += (g / n).ln();
+                }
+                // The CPU factor minus one: extra ns per ns of user time.
+                (log_sum / list.len() as f64).exp() - 1.0
+            }
+        }
+    }
+    fn from(&self) -> String {
+        match self {
+            Cost::Micro(c) => c.workload.to_string(),
+            Cost::Switch { switch, pipe } => format!("{} − 2 × {}", switch.workload, pipe.workload),
+            Cost::Cpu(list) if list.is_empty() => {
+                "cpu.*: no measurable difference, factor 1".into()
+            }
+            Cost::Cpu(list) => list
+                .iter()
+                .map(|c| c.workload)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// A class of events: its name, the counts that make it, how it is priced.
+struct Class {
+    name: String,
+    /// Per counted repetition: events (or user seconds) per unit of work.
+    per_unit: Input,
+    cost: Cost,
+    /// Counts are seconds (the CPU term): the cost is per ns of them.
+    seconds: bool,
+}
+
+/// Per-unit counts of `keys` summed, one value per counted repetition; `None` when a key is
+/// absent from every repetition (not counted).
+fn per_unit(counted: &CountedRecord, keys: &[&str]) -> Option<Input> {
+    let mut out = Vec::new();
+    for rep in counted.reps.iter().filter(|r| r.work > 0.0) {
+        let mut sum = 0.0;
+        let mut any = false;
+        for k in keys {
+            if let Some(v) = rep.counts.get(*k) {
+                sum += v;
+                any = true;
+            }
+        }
+        if !any {
+            return None;
+        }
+        out.push(sum / rep.work);
+    }
+    (!out.is_empty()).then_some(Input(out))
+}
+
+/// The classes of `counted` priced for `backend` from `costs`; what cannot be priced or was not
+/// counted goes to `missing`.
+fn classes(
+    counted: &CountedRecord,
+    costs: &RunDocument,
+    backend: &str,
+    missing: &mut Vec<String>,
+) -> Vec<Class> {
+    let getppid = CostSource::find(costs, backend, "sys.getppid", 1.0);
+    let pipe = CostSource::find(costs, backend, "sys.pipe", 2.0);
+    let mut out = Vec::new();
+    let mut add = |name: &str,
+                   keys: &[&str],
+                   cost: Option<Cost>,
+                   seconds: bool,
+                   out: &mut Vec<Class>| {
+        match (per_unit(counted, keys), cost) {
+            (Some(p), Some(c)) => out.push(Class {
+                name: name.into(),
+                per_unit: p,
+                cost: c,
+                seconds,
+            }),
+            (None, _) => {
+                let why = keys
+                    .iter()
+                    .find_map(|k| counted.not_counted.get(*k))
+                    .or_else(|| counted.not_counted.get("all"))
+                    .cloned()
+                    .unwrap_or_else(|| "not counted".into());
+                missing.push(format!("{name}: not counted ({why})"));
+            }
+            (Some(_), None) => missing.push(format!(
+                "{name}: no cost for {backend} (its micro workload did not run on it and native)"
+            )),
+        }
+    };
+    let classed = per_unit(counted, &["syscalls.file"]).is_some();
+    if classed {
+        add(
+            "syscalls.file",
+            &["syscalls.file"],
+            pipe.clone().or(getppid.clone()).map(Cost::Micro),
+            false,
+            &mut out,
+        );
+        for class in ["net", "mm", "sched", "process", "other"] {
+            let key = format!("syscalls.{class}");
+            add(
+                &key,
+                &[key.as_str()],
+                getppid.clone().map(Cost::Micro),
+                false,
+                &mut out,
+            );
+        }
+    } else {
+        add(
+            "syscalls",
+            &["syscalls"],
+            getppid.clone().map(Cost::Micro),
+            false,
+            &mut out,
+        );
+    }
+    add(
+        "page_faults",
+        &["faults_minor"],
+        CostSource::find(costs, backend, "mm.pagefault", 1.0).map(Cost::Micro),
+        false,
+        &mut out,
+    );
+    let switch = CostSource::find(costs, backend, "sched.ctxswitch.same", 1.0);
+    add(
+        "ctx_switches",
+        &["ctx_switches"],
+        switch
+            .zip(pipe.clone())
+            .map(|(switch, pipe)| Cost::Switch { switch, pipe }),
+        false,
+        &mut out,
+    );
+    let ios = per_unit(counted, &["disk_reads", "disk_writes", "disk_flushes"]);
+    if ios.as_ref().is_some_and(|p| p.point() > 0.0) {
+        add(
+            "disk_ios",
+            &["disk_reads", "disk_writes", "disk_flushes"],
+            CostSource::find(costs, backend, DISK_COST_WORKLOAD, 1.0).map(Cost::Micro),
+            false,
+            &mut out,
+        );
+    }
+    let cpu: Vec<CostSource> = CPU_WORKLOADS
+        .iter()
+        .filter_map(|w| CostSource::find(costs, backend, w, 1.0))
+        .collect();
+    // A CPU workload whose efficiency interval contains 100% shows no measurable difference:
+    // it gives no factor (user code runs natively in namespaces, gVisor and UML, and a noisy
+    // host otherwise turns its noise into a large term). With none left, the factor is 1.
+    let measurable: Vec<CostSource> = cpu
+        .iter()
+        .filter(|c| {
+            costs.efficiency.iter().any(|e| {
+                e.backend == backend
+                    && e.workload == c.workload
+                    && e.verdict != crate::results::Verdict::NoMeasurableOverhead
+            })
+        })
+        .cloned()
+        .collect();
+    add(
+        "cpu_user",
+        &["user_s"],
+        (!cpu.is_empty()).then_some(Cost::Cpu(measurable)),
+        true,
+        &mut out,
+    );
+    out
+}
+
+/// The prediction's extra seconds per unit, by class, from points or from one bootstrap draw.
+fn extras(classes: &[Class], mut draw: Option<(&mut Rng, &mut Vec<f64>)>) -> Vec<f64> {
+    classes
+        .iter()
+        .map(|c| {
+            let (n, e) = match draw.as_mut() {
+                None => (c.per_unit.point(), c.cost.extra_ns(None)),
+                Some((rng, buf)) => {
+                    let n = c.per_unit.draw(rng, buf);
+                    (n, c.cost.extra_ns(Some((&mut **rng, &mut **buf))))
+                }
+            };
+            if c.seconds {
+                n * e
+            } else {
+                n * e * 1e-9
+            }
+        })
+        .collect()
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Every explained workload of `doc` on every backend it was measured on, priced with the
+/// unit costs of `costs` (`doc` itself, or another run on the same host).
+pub fn explain(doc: &RunDocument, costs: &RunDocument) -> Vec<ExplainRecord> {
+    let Some(baseline) = doc.backends.first().map(|b| b.name.as_str()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for native in doc.runs.iter().filter(|r| r.backend == baseline) {
+        let (Some(counted), Some(w)) = (&native.counted, hvbench_workloads::find(&native.workload))
+        else {
+            continue;
+        };
+        if native.status != RunStatus::Ok || native.samples.is_empty() {
+            continue;
+        }
+        let native_s = Input(
+            native
+                .samples
+                .iter()
+                .map(|&v| seconds_per_unit(w.metric, v))
+                .collect(),
+        );
+        for eff in doc
+            .efficiency
+            .iter()
+            .filter(|e| e.workload == native.workload)
+        {
+            let mut missing = Vec::new();
+            let classes = classes(counted, costs, &eff.backend, &mut missing);
+            out.push(predict(
+                native,
+                &native_s,
+                eff,
+                &classes,
+                missing,
+                costs,
+                doc.settings.confidence,
+                doc.settings.bootstrap_seed,
+            ));
+        }
+    }
+    out
+}
+
+/// Bootstrap resamples of a prediction: its inputs are few, the draws cheap.
+const RESAMPLES: usize = 2000;
+
+#[allow(clippy::too_many_arguments)]
+fn predict(
+    native: &RunRecord,
+    native_s: &Input,
+    eff: &crate::results::EfficiencyRecord,
+    classes: &[Class],
+    missing: Vec<String>,
+    costs: &RunDocument,
+    confidence: f64,
+    seed: u64,
+) -> ExplainRecord {
+    let t_n = native_s.point();
+    let parts = extras(classes, None);
+    let predicted_extra: f64 = parts.iter().sum();
+    let mut rng = Rng::new(seed);
+    let mut buf = Vec::new();
+    let mut draws: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let t = native_s.draw(&mut rng, &mut buf);
+            let e: f64 = extras(classes, Some((&mut rng, &mut buf))).iter().sum();
+            t / (t + e)
+        })
+        .filter(|x| x.is_finite())
+        .collect();
+    draws.sort_by(f64::total_cmp);
+    let point = t_n / (t_n + predicted_extra);
+    let tail = (1.0 - confidence) / 2.0;
+    let (lo, hi) = if draws.is_empty() {
+        (point, point)
+    } else {
+        (
+            quantile(&draws, tail).min(point),
+            quantile(&draws, 1.0 - tail).max(point),
+        )
+    };
+    let measured_extra = t_n / eff.ratio - t_n;
+    ExplainRecord {
+        workload: native.workload.clone(),
+        backend: eff.backend.clone(),
+        costs_from: costs.run_id.clone(),
+        native_s: t_n,
+        measured: Interval {
+            value: eff.ratio,
+            ci_low: eff.ci_low,
+            ci_high: eff.ci_high,
+        },
+        predicted: Interval {
+            value: point,
+            ci_low: lo,
+            ci_high: hi,
+        },
+        measured_extra_s: measured_extra,
+        predicted_extra_s: predicted_extra,
+        // Only a measured overhead can be explained: an interval that contains 100% has no
+        // extra time to share out (the residual is still given).
+        explained_share: (eff.ci_high < 1.0 || eff.ci_low > 1.0)
+            .then(|| predicted_extra / measured_extra)
+            .filter(|s| s.is_finite()),
+        residual_s: measured_extra - predicted_extra,
+        terms: classes
+            .iter()
+            .zip(&parts)
+            .map(|(c, &extra_s)| ExplainTerm {
+                class: c.name.clone(),
+                per_unit: c.per_unit.point(),
+                extra_ns: c.cost.extra_ns(None),
+                cost_from: c.cost.from(),
+                extra_s,
+            })
+            .collect(),
+        missing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_per_unit_inverts_each_metric() {
+        // 2000 tps: 0.5 ms per transaction; 3 s per build; 250 ns/op.
+        assert!((seconds_per_unit(Metric::Rate { scale: 1.0 }, 2000.0) - 5e-4).abs() < 1e-15);
+        assert!((seconds_per_unit(Metric::TimePerOp { scale: 1e-9 }, 3.0) - 3.0).abs() < 1e-12);
+        assert!((seconds_per_unit(Metric::TimePerOp { scale: 1.0 }, 250.0) - 250e-9).abs() < 1e-18);
+        // µs/op
+        assert!((seconds_per_unit(Metric::TimePerOp { scale: 1e-3 }, 7.0) - 7e-6).abs() < 1e-18);
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        let v = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(quantile(&v, 0.0), 1.0);
+        assert_eq!(quantile(&v, 0.5), 3.0);
+        assert_eq!(quantile(&v, 0.125), 1.5);
+        assert_eq!(quantile(&v, 1.0), 5.0);
+    }
+}
