@@ -4,16 +4,12 @@
 //! Properties only (a run is measured, its labels say what ran), never timings.
 
 mod support;
-use support::{hvbench, only_document, text, tmpdir};
+use support::{available, ci, hvbench, only_document, text, tmpdir};
 
 use std::path::Path;
 use std::sync::OnceLock;
 
 use serde_json::Value;
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -66,14 +62,6 @@ fn run_apps(out: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn available(doc: &Value, name: &str) -> bool {
-    doc["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|b| b["name"] == name && b["availability"]["status"] == "available")
 }
 
 fn run_of<'a>(doc: &'a Value, backend: &str, workload: &str) -> &'a Value {

@@ -7,13 +7,9 @@
 //! tree, a cost per op instead of per event) fails it.
 
 mod support;
-use support::{hvbench, only_document, text, tmpdir};
+use support::{available, ci, hvbench, only_document, text, tmpdir};
 
 use serde_json::Value;
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -29,14 +25,6 @@ fn overlap(r: &Value) -> bool {
     let f = |a: &str, b: &str| r[a][b].as_f64().unwrap();
     f("predicted", "ci_low") <= f("measured", "ci_high")
         && f("measured", "ci_low") <= f("predicted", "ci_high")
-}
-
-fn available(doc: &Value, name: &str) -> bool {
-    doc["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|b| b["name"] == name && b["availability"]["status"] == "available")
 }
 
 #[test]

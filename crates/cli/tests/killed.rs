@@ -7,7 +7,7 @@
 //! hvbench starts; each run gets a private TMPDIR, so its work directories are countable.
 
 mod support;
-use support::{hvbench, text, tmpdir};
+use support::{ci, hvbench, text, tmpdir};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -15,10 +15,6 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const MARKER_VAR: &str = "HVBENCH_KILL_TEST";
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
 
 /// One run at a time: the marker scan and the cgroup check look at the whole machine.
 fn serial() -> MutexGuard<'static, ()> {

@@ -3,7 +3,7 @@
 //! document, exit code 130. Properties only, never timings.
 
 mod support;
-use support::{documents, hvbench, only_document, text, tmpdir};
+use support::{ci, documents, hvbench, only_document, text, tmpdir};
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,10 +48,6 @@ fn lifecycle_runs_end_to_end_and_prints_its_tables() {
         2
     );
     let _ = std::fs::remove_dir_all(out);
-}
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
 }
 
 /// `hvbench lifecycle` on `backend` (one vCPU count, two boots, a short idle window): the

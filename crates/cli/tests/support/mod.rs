@@ -50,3 +50,17 @@ pub fn only_document(dir: &Path) -> Value {
     );
     serde_json::from_str(&std::fs::read_to_string(&docs[0]).unwrap()).unwrap()
 }
+
+/// Whether the tests run in CI (`CI=true`), where a backend that cannot start is a failure.
+pub fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Whether a result document says `name` was available.
+pub fn available(doc: &Value, name: &str) -> bool {
+    doc["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["name"] == name && b["availability"]["status"] == "available")
+}
