@@ -63,6 +63,20 @@ fn workload_error(out: &mut impl Write, job: u64, e: WorkloadError) -> io::Resul
     )
 }
 
+/// The sample extra that carries the agent's involuntary context switches of a repetition.
+pub const AGENT_NIVCSW: &str = "agent_nivcsw";
+
+/// Involuntary context switches of this process and its waited-for children so far.
+fn involuntary_switches() -> Option<u64> {
+    let get = |who| {
+        // SAFETY: rusage is plain old data; all-zero is a valid value for getrusage to fill.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to a rusage owned by this frame.
+        (unsafe { libc::getrusage(who, &mut ru) } == 0).then_some(ru.ru_nivcsw as u64)
+    };
+    Some(get(libc::RUSAGE_SELF)? + get(libc::RUSAGE_CHILDREN)?)
+}
+
 fn run_job(job: &Job, out: &mut impl Write) -> io::Result<()> {
     let Some(w) = find(&job.workload) else {
         let known: Vec<&str> = registry().map(|w| w.name).collect();
@@ -92,7 +106,17 @@ fn run_job(job: &Job, out: &mut impl Write) -> io::Result<()> {
     let count = crate::counters::wanted(&job.params);
     for (rep, warmup) in runs {
         let counting = count.then(|| crate::counters::Counting::start(&job.params));
+        let switched = involuntary_switches();
         let result = run_rep(w, &job.params, iterations, job.copies);
+        let result = result.map(|mut r| {
+            // Preemptions of the agent (and its waited-for children) during the repetition:
+            // how often something else took its CPU. The host moves it out of the extras.
+            if let (Some(a), Some(b)) = (switched, involuntary_switches()) {
+                r.extras
+                    .insert(AGENT_NIVCSW.into(), b.saturating_sub(a) as f64);
+            }
+            r
+        });
         let result = match (result, counting) {
             (Ok(mut r), Some(c)) => {
                 let (counts, not_counted) = c.finish();

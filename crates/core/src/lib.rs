@@ -13,6 +13,7 @@ pub mod devices;
 pub mod explain;
 pub mod guest;
 pub mod host;
+pub mod hostload;
 pub mod image;
 pub mod netns;
 pub mod placement;

@@ -45,7 +45,8 @@ pub struct Recipe {
 
 impl Recipe {
     /// The applications' recipe: PostgreSQL with pgbench, a C toolchain and the sources of
-    /// zlib and xz-utils to build with it, nginx; e2fsprogs (mke2fs) in the tree.
+    /// zlib and xz-utils to build with it, the release's Linux source and the tools a kernel
+    /// build needs (bc, bison, flex), nginx; e2fsprogs (mke2fs) in the tree.
     pub fn applications(suite: &str) -> Recipe {
         Recipe {
             suite: suite.into(),
@@ -59,6 +60,11 @@ impl Recipe {
                 "xz-utils",
                 "bzip2",
                 "e2fsprogs",
+                // app.compile.kernel: the release's kernel source and what tinyconfig needs.
+                "linux-source",
+                "bc",
+                "bison",
+                "flex",
             ]
             .map(String::from)
             .to_vec(),

@@ -194,6 +194,14 @@ pub struct SampleDetail {
     pub host_cpu_s: Option<f64>,
     /// Set when the guest's and the host's timings disagree by more than 5%.
     pub clock_flag: bool,
+    /// What else the host was doing during the repetition (steal, other processes' CPU);
+    /// absent in older documents and where `/proc/stat` could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_load: Option<crate::hostload::HostLoad>,
+    /// How often the agent was preempted during the repetition (involuntary context switches
+    /// of it and its children, by the guest's kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_nivcsw: Option<f64>,
     #[serde(default)]
     pub extras: BTreeMap<String, f64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

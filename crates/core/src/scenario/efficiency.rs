@@ -17,6 +17,7 @@ use crate::backends::{Availability, Backend, GuestSpec};
 use crate::devices::{DevicePlan, Devices};
 use crate::guest::{with_timeout, Guest, GuestError, HostSample, JobEnd};
 use crate::host::HostInfo;
+use crate::hostload::{own_process_cpu, CpuTimes, HostLoad};
 use crate::results::*;
 use crate::workdir::WorkDir;
 
@@ -255,16 +256,16 @@ pub fn run(
             }
         }
 
-        // Measured repetitions, interleaved; more rounds while a backend's CV is too high.
+        // Measured repetitions, interleaved; more rounds where an efficiency is still open
+        // (`reps`: narrow enough, or a clear overhead, stops; the noisy side is repeated).
         let mut round = 0;
         loop {
             let extra = round >= settings.reps;
+            let more = extra.then(|| wanted_more(w, &runnable, &accs, &settings));
             let wanted: Vec<usize> = runnable
                 .iter()
                 .copied()
-                .filter(|&i| {
-                    accs[i].active && (!extra || too_noisy(&accs[i].samples, settings.cv_threshold))
-                })
+                .filter(|&i| accs[i].active && more.as_ref().is_none_or(|m| m[i]))
                 .collect();
             if wanted.is_empty() || round >= settings.max_reps {
                 break;
@@ -298,12 +299,15 @@ pub fn run(
                     settle_host_writeback();
                 }
                 let mut got: Option<HostSample> = None;
+                let before = (CpuTimes::now(), own_process_cpu());
                 let result = run_with_peer(w, guest, job, timeout, |s| got = Some(s));
+                let after = (CpuTimes::now(), own_process_cpu());
                 progress.step();
                 match result {
                     Ok(JobEnd::Done { .. }) => match got {
                         Some(s) => {
-                            let d = detail(&s);
+                            let mut d = detail(&s);
+                            d.host_load = host_load(before, after, s.host_cpu);
                             journal.append(&json!({"type": "sample", "backend": slot.record.name, "workload": w.name,
                                 "round": round, "value": s.msg.value, "detail": d}));
                             acc.samples.push(s.msg.value);
@@ -387,6 +391,7 @@ pub fn run(
             CLOCK_TOLERANCE * 100.0
         ));
     }
+    warnings.extend(busy_host_warning(&runs));
     // A workload that could not run as asked (no io_uring, no direct I/O) says so.
     for r in &runs {
         for key in ["fallback", "direct_fallback"] {
@@ -404,7 +409,9 @@ pub fn run(
             .collect();
         if !noisy.is_empty() {
             warnings.push(format!(
-                "{}: extra repetitions because CV exceeded {:.1}% (cap {} in all): {}",
+                "{}: extra repetitions where an efficiency was still open (interval wider than \
+                 ±3% and not wholly below 90%; the side with CV over {:.1}% repeated; cap {} in \
+                 all): {}",
                 b.record.name,
                 settings.cv_threshold * 100.0,
                 settings.max_reps,
@@ -563,8 +570,67 @@ pub(crate) fn silence_bound(w: &WorkloadInfo, s: &Settings) -> Duration {
     Duration::from_secs_f64(30.0 + 3.0 * f64::from(w.setup_timeout_s) + 20.0 * per_rep)
 }
 
-fn too_noisy(samples: &[f64], threshold: f64) -> bool {
-    Samples::new(samples.to_vec()).is_ok_and(|s| hvbench_stats::needs_more_reps(&s, threshold))
+/// A note when repetitions ran on a busy or steal-heavy host (see [`crate::hostload`]).
+fn busy_host_warning(runs: &[RunRecord]) -> Option<String> {
+    let loads: Vec<HostLoad> = runs
+        .iter()
+        .flat_map(|r| r.sample_details.iter().filter_map(|d| d.host_load))
+        .collect();
+    let disturbed = loads.iter().filter(|l| l.disturbed()).count();
+    if disturbed == 0 {
+        return None;
+    }
+    let others: Vec<f64> = loads.iter().map(|l| l.other_cpus).collect();
+    let steal: Vec<f64> = loads.iter().map(|l| l.steal_frac * 100.0).collect();
+    Some(format!(
+        "busy host: {disturbed} of {} repetition(s) ran while other processes kept more than \
+         {} CPU busy or the hypervisor under this machine stole more than {:.0}% of the time \
+         (median others {:.2} CPUs, max {:.2}; median steal {:.1}%, max {:.1}%): their figures \
+         measure the host's load too (host_load in sample_details)",
+        loads.len(),
+        crate::hostload::OTHER_CPUS_LIMIT,
+        crate::hostload::STEAL_LIMIT * 100.0,
+        median(&others).unwrap_or(0.0),
+        others.iter().copied().fold(0.0, f64::max),
+        median(&steal).unwrap_or(0.0),
+        steal.iter().copied().fold(0.0, f64::max),
+    ))
+}
+
+/// Per slot, whether it needs another repetition of `w` (the rule of [`super::reps`]): the
+/// baseline is slot 0; a guest whose baseline could not run follows the spread rule alone.
+fn wanted_more(
+    w: &WorkloadInfo,
+    runnable: &[usize],
+    accs: &[Acc],
+    settings: &Settings,
+) -> Vec<bool> {
+    let rule = super::reps::RepRule::new(settings.cv_threshold);
+    let mut more = vec![false; accs.len()];
+    let guests: Vec<usize> = runnable
+        .iter()
+        .copied()
+        .filter(|&i| i != 0 && accs[i].active)
+        .collect();
+    if !(runnable.contains(&0) && accs[0].active) {
+        for &i in &guests {
+            more[i] = super::reps::wanted(&accs[i].samples, &[], &rule).baseline;
+        }
+        return more;
+    }
+    let views: Vec<super::reps::GuestSamples> = guests
+        .iter()
+        .map(|&i| super::reps::GuestSamples {
+            samples: &accs[i].samples,
+            higher_is_better: w.higher_is_better,
+        })
+        .collect();
+    let want = super::reps::wanted(&accs[0].samples, &views, &rule);
+    more[0] = want.baseline;
+    for (k, &i) in guests.iter().enumerate() {
+        more[i] = want.guests[k];
+    }
+    more
 }
 
 /// Starts the slot's guest if it has none; at most three launches per backend in a run.
@@ -672,6 +738,28 @@ fn lose_guest(slot: &mut Slot, e: &GuestError, progress: &dyn Progress) {
     slot.guest = None;
 }
 
+/// The sample extra in which the agent reports its involuntary context switches
+/// (`hvbench_agent::serve::AGENT_NIVCSW`; the protocol's extras carry it).
+const AGENT_NIVCSW: &str = "agent_nivcsw";
+
+/// The host's load over a repetition, given `/proc/stat` and hvbench's own CPU time before
+/// and after it and the CPU time of the guest's processes.
+fn host_load(
+    before: (Option<CpuTimes>, Option<Duration>),
+    after: (Option<CpuTimes>, Option<Duration>),
+    guest_cpu: Option<Duration>,
+) -> Option<HostLoad> {
+    let own = match (before.1, after.1) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => Duration::ZERO,
+    };
+    HostLoad::between(
+        before.0?,
+        after.0?,
+        Some(guest_cpu.unwrap_or_default() + own),
+    )
+}
+
 fn detail(s: &HostSample) -> SampleDetail {
     let host = s.host_elapsed.as_secs_f64();
     let guest_wall = s.msg.wall_ns as f64 * 1e-9;
@@ -681,7 +769,15 @@ fn detail(s: &HostSample) -> SampleDetail {
         host_elapsed_s: host,
         host_cpu_s: s.host_cpu.map(|c| c.as_secs_f64()),
         clock_flag: host > 0.0 && ((host - guest_wall) / host).abs() > CLOCK_TOLERANCE,
-        extras: s.msg.extras.clone(),
+        host_load: None,
+        agent_nivcsw: s.msg.extras.get(AGENT_NIVCSW).copied(),
+        extras: s
+            .msg
+            .extras
+            .iter()
+            .filter(|(k, _)| k.as_str() != AGENT_NIVCSW)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
         labels: s.msg.labels.clone(),
     }
 }

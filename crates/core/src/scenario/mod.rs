@@ -5,6 +5,7 @@
 pub mod efficiency;
 pub mod isolation;
 pub mod lifecycle;
+pub mod reps;
 pub mod scale;
 
 /// Progress of a scenario, for a progress bar. Implementations must be cheap.

@@ -344,7 +344,10 @@ fn run_job_of(
         on_sample(value, s.msg.warmup);
         if !s.msg.warmup {
             out.values.push(value);
-            out.extras.push(s.msg.extras.clone());
+            let mut extras = s.msg.extras.clone();
+            // The agent's preemption count is a property of the host, not a result here.
+            extras.remove("agent_nivcsw");
+            out.extras.push(extras);
             if let Some(c) = s.host_cpu {
                 *out.host_cpu_s.get_or_insert(0.0) += c.as_secs_f64();
             }

@@ -207,6 +207,20 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         run: compile::run_xz,
     },
     WorkloadInfo {
+        name: "app.compile.kernel",
+        unit: "s",
+        higher_is_better: false,
+        description: "make tinyconfig + make -j<CPUs> of the Linux kernel from the release's \
+                      linux-source, from a clean tree: seed 004's kernel compile (minutes \
+                      natively, most of an hour under binary translation)",
+        kind: Kind::App,
+        needs: APP_NEEDS,
+        suites: &["app-full"],
+        metric: Metric::TimePerOp { scale: 1e-9 },
+        setup_timeout_s: compile::KERNEL_TIMEOUT.as_secs() as u32,
+        run: compile::run_kernel,
+    },
+    WorkloadInfo {
         name: "app.web",
         unit: "sessions",
         higher_is_better: true,
