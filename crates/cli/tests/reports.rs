@@ -398,3 +398,10 @@ fn report_renders_the_tables_of_a_scenario_document() {
     let o = run(&["report", "--help"]);
     assert!(stdout(&o).contains("status DNR"), "{}", stdout(&o));
 }
+
+#[test]
+fn qos_csv_says_when_the_document_has_no_app_web() {
+    let o = run(&["report", path_str(&fixture("native.json")), "--qos-csv"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("has no QoS curve"), "{}", stderr(&o));
+}
