@@ -28,8 +28,7 @@ pub struct Cell {
 
 impl Cell {
     /// A cell for something that has no number: the outcome's word (`DNR`, `did not start`,
-    /// `skipped`), with its reason; `why` is prefixed to the reason when given (the guest's
-    /// label).
+    /// `skipped`), with its reason (a failure's with its kind's words) as `why`.
     pub fn outcome(o: &Outcome) -> Cell {
         Cell {
             text: o.label().into(),

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{anchor, charts, escape, figure, swatch, table_html, Section};
+use super::{anchor, charts, escape, figure, table_html, Section};
 use crate::report::fmt_sig;
 use crate::report::model::{Cell, Table};
 use crate::report::view::{self, measured};
@@ -148,33 +148,33 @@ fn startup(doc: &RunDocument) -> Section {
         )),
         None => body.push_str("<p class=\"note\">No guest said hello in this run.</p>\n"),
     }
-    body.push_str(
-        "<table>\n<thead><tr><th scope=\"col\">Backend</th><th scope=\"col\">Guest</th>\
-         <th scope=\"col\" class=\"num\">Boot</th><th scope=\"col\" class=\"num\">Guest uptime \
-         at hello</th><th scope=\"col\">Outcome</th></tr></thead>\n<tbody>\n",
+    let mut t = Table::titled(
+        "",
+        &[
+            ("Backend", false),
+            ("Guest", false),
+            ("Boot", true),
+            ("Guest uptime at hello", true),
+            ("Outcome", false),
+        ],
     );
+    let secs = |s: Option<f64>| s.map(|s| format!("{s:.3} s")).unwrap_or("-".into());
     for b in &doc.backends {
         for g in &b.guests {
-            let secs = |s: Option<f64>| s.map(|s| format!("{s:.3} s")).unwrap_or("-".into());
-            let _ = writeln!(
-                body,
-                "<tr><td>{}{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td>{}</td></tr>",
-                swatch(doc, &b.name),
-                escape(&b.name),
-                escape(&g.label),
-                secs(g.boot_s),
-                secs(g.guest_uptime_s),
-                escape(
-                    &g.failure
-                        .as_ref()
-                        .map(|f| view::brief(&f.describe(), 240))
-                        .unwrap_or_else(|| "ran".into())
-                ),
-            );
+            t.push(vec![
+                b.name.clone().into(),
+                g.label.clone().into(),
+                secs(g.boot_s).into(),
+                secs(g.guest_uptime_s).into(),
+                g.failure
+                    .as_ref()
+                    .map(|f| view::brief(&f.describe(), 240))
+                    .unwrap_or_else(|| "ran".into())
+                    .into(),
+            ]);
         }
     }
-    body.push_str("</tbody>\n</table>\n");
+    body.push_str(&table_html(doc, &t, Some(0)));
     Section {
         id: "startup".into(),
         title: "Guest start-up".into(),
