@@ -61,7 +61,7 @@ fn native_run_writes_a_complete_document() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("Result document:"), "{stdout}");
     let doc = only_document(&out);
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], hvbench_core::results::SCHEMA_VERSION);
     assert_eq!(doc["interrupted"], false);
     assert!(
         doc["efficiency"].as_array().unwrap().is_empty(),

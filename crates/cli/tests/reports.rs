@@ -267,20 +267,18 @@ fn run_writes_the_html_report_beside_the_document() {
 /// A scalability document as `hvbench scale` writes it (no runs, the tables in `scenario_data`),
 /// on the native fixture's host: 1, 2 and 4 guests, one of the four did not return.
 fn scale_document(dir: &Path) -> PathBuf {
-    use hvbench_core::results::{GuestResult, RunStatus, ScalabilityData, ScaleStep, ScenarioData};
+    use hvbench_core::results::{
+        Failure, FailureKind, GuestResult, Outcome, ScalabilityData, ScaleStep, ScenarioData,
+    };
     let guest = |label: String, throughput: Option<f64>| GuestResult {
         label,
-        status: if throughput.is_some() {
-            RunStatus::Ok
-        } else {
-            RunStatus::Failed
+        outcome: match throughput {
+            Some(_) => Outcome::ok(),
+            None => Outcome::Failed(
+                Failure::new(FailureKind::DidNotReturn, "no sample within 30 s")
+                    .with_tail("Out of memory: Killed process 1 (init)"),
+            ),
         },
-        reason: throughput
-            .is_none()
-            .then(|| "did not return (DNR): no sample within 30 s".to_string()),
-        console_tail: throughput
-            .is_none()
-            .then(|| "Out of memory: Killed process 1 (init)".to_string()),
         boot_s: Some(0.5),
         iterations: Some(1000),
         samples: throughput
@@ -326,6 +324,7 @@ fn scale_document(dir: &Path) -> PathBuf {
     });
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("native.json")).unwrap()).unwrap();
+    doc["schema_version"] = hvbench_core::results::SCHEMA_VERSION.into();
     doc["scenario"] = "scalability".into();
     doc["run_id"] = "20261201-120000-scalability".into();
     doc["runs"] = serde_json::json!([]);
@@ -346,7 +345,10 @@ fn report_renders_the_tables_of_a_scenario_document() {
     let out = stdout(&o);
     assert!(out.contains("Scalability: cpu.primes on native"), "{out}");
     assert!(out.contains("aggregate events/s"), "{out}");
-    let four = out.lines().find(|l| l.starts_with("4 ")).expect(&out);
+    let four = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("4 "))
+        .expect(&out);
     assert_eq!(
         four.split_whitespace().take(4).collect::<Vec<_>>(),
         ["4", "3", "1", "1500"],
@@ -395,4 +397,11 @@ fn report_renders_the_tables_of_a_scenario_document() {
 
     let o = run(&["report", "--help"]);
     assert!(stdout(&o).contains("status DNR"), "{}", stdout(&o));
+}
+
+#[test]
+fn qos_csv_says_when_the_document_has_no_app_web() {
+    let o = run(&["report", path_str(&fixture("native.json")), "--qos-csv"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("has no QoS curve"), "{}", stderr(&o));
 }

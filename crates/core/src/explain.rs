@@ -23,9 +23,7 @@
 use hvbench_stats::Rng;
 use hvbench_workloads::{Kind, Metric, WorkloadInfo};
 
-use crate::results::{
-    CountedRecord, ExplainRecord, ExplainTerm, Interval, RunDocument, RunRecord, RunStatus,
-};
+use crate::results::{CountedRecord, ExplainRecord, ExplainTerm, Interval, RunDocument, RunRecord};
 
 /// Counted repetitions per explained workload (fewer when `--reps` is smaller).
 pub const COUNTED_REPS: u32 = 3;
@@ -116,7 +114,7 @@ impl CostSource {
         events_per_op: f64,
     ) -> Option<CostSource> {
         let ns = |r: &RunRecord| -> Option<Input> {
-            (r.status == RunStatus::Ok && !r.samples.is_empty()).then_some(())?;
+            (r.outcome.is_ok() && !r.samples.is_empty()).then_some(())?;
             let v: Option<Vec<f64>> = r.samples.iter().map(|&x| ns_per_op(workload, x)).collect();
             Some(Input(v?))
         };
@@ -383,7 +381,7 @@ pub fn explain(doc: &RunDocument, costs: &RunDocument) -> Vec<ExplainRecord> {
         else {
             continue;
         };
-        if native.status != RunStatus::Ok || native.samples.is_empty() {
+        if !native.outcome.is_ok() || native.samples.is_empty() {
             continue;
         }
         let native_s = Input(

@@ -22,6 +22,7 @@ use hvbench_protocol::{
 
 use crate::accounting::CpuMeter;
 use crate::backends::{Backend, BackendConfig, BackendError, GuestSpec};
+use crate::results::{Failure, FailureKind};
 
 /// Lines of console output kept for error reports.
 const CONSOLE_TAIL_LINES: usize = 40;
@@ -75,25 +76,61 @@ enum Event {
     Io(String),
 }
 
-/// Why a guest did not do what was asked.
+/// Why a guest did not do what was asked. `tail` is the guest's console tail at that moment
+/// (empty when it printed nothing), kept apart from the message: see [`GuestError::failure`].
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
     #[error(transparent)]
     Launch(#[from] BackendError),
-    #[error("no hello from the agent within {timeout:?}{tail}")]
+    #[error("no hello from the agent within {timeout:?}")]
     NoHello { timeout: Duration, tail: String },
     #[error("agent version {agent} is not hvbench's {host}: rebuild both with `cargo build --release --workspace`")]
     VersionMismatch { agent: String, host: String },
-    #[error("the guest went silent: nothing for {timeout:?}{tail}")]
+    #[error("the guest went silent: nothing for {timeout:?}")]
     Silent { timeout: Duration, tail: String },
-    #[error("the guest closed its channel (exited or crashed){tail}")]
-    Closed { tail: String },
-    #[error("the guest sent an invalid message: {error}{tail}")]
+    #[error("the guest closed its channel (exited or crashed){detail}")]
+    Closed { detail: String, tail: String },
+    #[error("the guest sent an invalid message: {error}")]
     Protocol { error: ProtocolError, tail: String },
-    #[error("channel error: {0}")]
-    Io(String),
+    #[error("channel error: {error}")]
+    Io { error: String, tail: String },
     #[error("stopped by the user")]
     Interrupted,
+}
+
+impl GuestError {
+    /// A channel error without a console tail (host-side set-up of a guest).
+    pub fn io(error: impl Into<String>) -> GuestError {
+        GuestError::Io {
+            error: error.into(),
+            tail: String::new(),
+        }
+    }
+
+    /// The guest's console tail when the error happened, if it printed anything.
+    pub fn console_tail(&self) -> Option<&str> {
+        match self {
+            GuestError::NoHello { tail, .. }
+            | GuestError::Silent { tail, .. }
+            | GuestError::Closed { tail, .. }
+            | GuestError::Protocol { tail, .. }
+            | GuestError::Io { tail, .. } => Some(tail.as_str()).filter(|t| !t.trim().is_empty()),
+            _ => None,
+        }
+    }
+
+    /// This error as the failure of a guest that had `started` (said hello) or not: one that
+    /// never said hello did not start (or its agent was refused); one lost during a job did not
+    /// return (DNR), unless it sent garbage (bad output).
+    pub fn failure(&self, started: bool) -> Failure {
+        let kind = match self {
+            GuestError::VersionMismatch { .. } => FailureKind::Refused,
+            _ if !started => FailureKind::DidNotStart,
+            GuestError::Protocol { .. } => FailureKind::BadOutput,
+            _ => FailureKind::DidNotReturn,
+        };
+        Failure::new(kind, self.to_string()).with_tail(self.console_tail().unwrap_or_default())
+    }
 }
 
 /// One repetition as the host saw it.
@@ -172,7 +209,7 @@ impl Guest {
         std::thread::Builder::new()
             .name(format!("hvb-read-{}", spec.label))
             .spawn(move || read_events(reader, tx, tail))
-            .map_err(|e| GuestError::Io(e.to_string()))?;
+            .map_err(|e| GuestError::io(e.to_string()))?;
         let mut guest = Guest {
             backend: backend.name().to_string(),
             label: spec.label.clone(),
@@ -203,12 +240,12 @@ impl Guest {
             }
             Ok(Event::Message(other)) => Err(GuestError::Protocol {
                 error: ProtocolError::Malformed(format!("expected hello, got {other:?}")),
-                tail: guest.tail_text(),
+                tail: guest.console_tail(),
             }),
             Ok(ev) => Err(guest.event_error(ev)),
             Err(GuestError::Silent { .. }) => Err(GuestError::NoHello {
                 timeout: hello_timeout,
-                tail: guest.tail_text(),
+                tail: guest.console_tail(),
             }),
             Err(e) => Err(e),
         }
@@ -299,15 +336,6 @@ impl Guest {
         lines[start..].join("\n")
     }
 
-    fn tail_text(&self) -> String {
-        let t = self.console_tail();
-        if t.trim().is_empty() {
-            String::new()
-        } else {
-            format!("; console tail:\n{t}")
-        }
-    }
-
     /// Sends a job and collects its samples. `timeout` bounds the silence between two messages.
     pub fn run_job(
         &mut self,
@@ -324,7 +352,8 @@ impl Guest {
             .write_all(line.as_bytes())
             .and_then(|_| self.writer.flush())
             .map_err(|e| GuestError::Closed {
-                tail: format!(" ({e}){}", self.tail_text()),
+                detail: format!(" ({e})"),
+                tail: self.console_tail(),
             })?;
         loop {
             let ev = self.next_event(Instant::now() + timeout)?;
@@ -363,7 +392,7 @@ impl Guest {
                             "unexpected message for job {}: {other:?}",
                             job.id
                         )),
-                        tail: self.tail_text(),
+                        tail: self.console_tail(),
                     })
                 }
                 ev => return Err(self.event_error(ev)),
@@ -398,7 +427,7 @@ impl Guest {
             if now >= deadline {
                 return Err(GuestError::Silent {
                     timeout: Duration::ZERO,
-                    tail: self.tail_text(),
+                    tail: self.console_tail(),
                 });
             }
             let slice = (deadline - now).min(Duration::from_millis(250));
@@ -414,15 +443,19 @@ impl Guest {
         match ev {
             Event::Bad(error) => GuestError::Protocol {
                 error,
-                tail: self.tail_text(),
+                tail: self.console_tail(),
             },
             Event::Eof => GuestError::Closed {
-                tail: self.tail_text(),
+                detail: String::new(),
+                tail: self.console_tail(),
             },
-            Event::Io(e) => GuestError::Io(format!("{e}{}", self.tail_text())),
+            Event::Io(error) => GuestError::Io {
+                error,
+                tail: self.console_tail(),
+            },
             Event::Message(m) => GuestError::Protocol {
                 error: ProtocolError::Malformed(format!("unexpected {m:?}")),
-                tail: self.tail_text(),
+                tail: self.console_tail(),
             },
         }
     }
@@ -533,5 +566,35 @@ fn read_events(
         if tx.send(ev).is_err() || last {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_lost_before_its_hello_did_not_start_and_after_it_did_not_return() {
+        let e = GuestError::Closed {
+            detail: String::new(),
+            tail: "Kernel panic".into(),
+        };
+        let before = e.failure(false);
+        assert_eq!(before.kind, FailureKind::DidNotStart);
+        assert_eq!(before.console_tail.as_deref(), Some("Kernel panic"));
+        assert!(!before.reason.contains("Kernel panic"), "the tail is apart");
+        assert_eq!(e.failure(true).kind, FailureKind::DidNotReturn);
+        let garbage = GuestError::Protocol {
+            error: ProtocolError::Malformed("x".into()),
+            tail: " \n".into(),
+        };
+        let f = garbage.failure(true);
+        assert_eq!(f.kind, FailureKind::BadOutput);
+        assert_eq!(f.console_tail, None, "a blank tail is no tail");
+        let refused = GuestError::VersionMismatch {
+            agent: "0.0.1".into(),
+            host: "0.1.0".into(),
+        };
+        assert_eq!(refused.failure(false).kind, FailureKind::Refused);
     }
 }

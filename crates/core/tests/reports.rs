@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hvbench_core::backends::{Availability, BackendConfig};
+use hvbench_core::report::text::render_scenario_data;
 use hvbench_core::report::{self, compare};
 use hvbench_core::results::*;
 
@@ -166,7 +167,7 @@ fn csv_has_one_row_per_sample_with_exact_values() {
         assert_eq!(row[9], run.sample_details[rep].clock_flag.to_string());
     }
     // DNR runs have no samples and so no rows, never a zero.
-    assert!(doc.runs.iter().any(|r| r.status == RunStatus::Failed));
+    assert!(doc.runs.iter().any(|r| r.outcome.is_failed()));
     assert!(rows.iter().all(|r| r[0] != "gvisor"));
 }
 
@@ -241,7 +242,11 @@ fn html_report_is_self_contained_with_every_chart() {
             "{name} in the legend"
         );
     }
-    assert!(chart.contains("DNR"), "gvisor's runs are marked DNR");
+    // gvisor never started: its runs say so, never "DNR".
+    assert!(
+        chart.contains("did not start"),
+        "gvisor's runs are marked did not start"
+    );
 }
 
 #[test]
@@ -258,12 +263,13 @@ fn every_string_from_the_document_is_escaped() {
     let evil = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>";
     doc.run_id = evil.into();
     doc.backends[1].technique = evil.into();
-    doc.backends[3].guests[0].failure = Some(evil.into());
+    doc.backends[3].guests[0].failure =
+        Some(Failure::new(FailureKind::DidNotStart, evil).with_tail(evil));
     doc.host.cpu_model = evil.into();
     doc.warnings.push(evil.into());
     for r in doc.runs.iter_mut().filter(|r| r.workload == "cpu.primes") {
         r.workload = evil.into();
-        r.reason = Some(evil.into());
+        r.outcome = Outcome::failed(FailureKind::Failed, evil);
     }
     for e in doc
         .efficiency
@@ -532,7 +538,7 @@ fn summary(values: &[f64]) -> hvbench_core::stats::Summary {
     hvbench_core::stats::summarize(&s)
 }
 
-fn guest_record(label: &str, boot_s: Option<f64>, failure: Option<&str>) -> GuestRecord {
+fn guest_record(label: &str, boot_s: Option<f64>, failure: Option<&Failure>) -> GuestRecord {
     GuestRecord {
         label: label.into(),
         config: BackendConfig::default(),
@@ -544,7 +550,7 @@ fn guest_record(label: &str, boot_s: Option<f64>, failure: Option<&str>) -> Gues
         clocksource: None,
         cpu_accounting: "cgroup2 cpu.stat".into(),
         setup_notes: Vec::new(),
-        failure: failure.map(String::from),
+        failure: failure.cloned(),
     }
 }
 
@@ -582,9 +588,7 @@ const OOM_TAIL: &str = "[    0.51] Run /init as init process\n\
 fn scale_guest(label: &str, samples: &[f64]) -> GuestResult {
     GuestResult {
         label: label.into(),
-        status: RunStatus::Ok,
-        reason: None,
-        console_tail: None,
+        outcome: Outcome::ok(),
         boot_s: Some(0.5),
         iterations: Some(1000),
         samples: samples.to_vec(),
@@ -597,9 +601,9 @@ fn scale_guest(label: &str, samples: &[f64]) -> GuestResult {
 fn scale_dnr(label: &str) -> GuestResult {
     GuestResult {
         label: label.into(),
-        status: RunStatus::Failed,
-        reason: Some("did not return (DNR): no sample within 30 s".into()),
-        console_tail: Some(OOM_TAIL.into()),
+        outcome: Outcome::Failed(
+            Failure::new(FailureKind::DidNotReturn, "no sample within 30 s").with_tail(OOM_TAIL),
+        ),
         boot_s: Some(0.6),
         iterations: Some(1000),
         samples: Vec::new(),
@@ -614,10 +618,7 @@ fn step(guests: u32, per_guest: Vec<GuestResult>, single: f64) -> ScaleStep {
     let aggregate = (!returned.is_empty()).then(|| returned.iter().sum::<f64>());
     ScaleStep {
         guests,
-        failed: per_guest
-            .iter()
-            .filter(|g| g.status == RunStatus::Failed)
-            .count() as u32,
+        failed: per_guest.iter().filter(|g| g.outcome.is_failed()).count() as u32,
         scaling_efficiency: aggregate.map(|a| a / (returned.len() as f64 * single)),
         aggregate,
         per_guest,
@@ -665,8 +666,10 @@ fn scalability_document() -> RunDocument {
             (0..16)
                 .map(|i| {
                     let mut r = scale_dnr(&g(16, i));
-                    r.reason =
-                        Some("did not return (DNR): did not start: no hello within 60 s".into());
+                    r.outcome = Outcome::Failed(
+                        Failure::new(FailureKind::DidNotStart, "no hello within 60 s")
+                            .with_tail(OOM_TAIL),
+                    );
                     r.boot_s = None;
                     r
                 })
@@ -677,7 +680,7 @@ fn scalability_document() -> RunDocument {
     let guests = steps
         .iter()
         .flat_map(|s| &s.per_guest)
-        .map(|r| guest_record(&r.label, r.boot_s, r.reason.as_deref()))
+        .map(|r| guest_record(&r.label, r.boot_s, r.outcome.failure()))
         .collect();
     let data = ScenarioData::Scalability(ScalabilityData {
         backend: "native".into(),
@@ -707,9 +710,7 @@ fn iso_guest(label: &str, role: &str, primes: f64, getppid: f64) -> IsolationGue
     IsolationGuest {
         label: label.into(),
         role: role.into(),
-        status: RunStatus::Ok,
-        reason: None,
-        console_tail: None,
+        outcome: Outcome::ok(),
         medians: [
             ("cpu.primes".to_string(), primes),
             ("sys.getppid".to_string(), getppid),
@@ -733,9 +734,13 @@ fn iso_dnr(label: &str, role: &str) -> IsolationGuest {
     IsolationGuest {
         label: label.into(),
         role: role.into(),
-        status: RunStatus::Failed,
-        reason: Some("did not return (DNR): the guest died (exit status 137)".into()),
-        console_tail: Some(OOM_TAIL.into()),
+        outcome: Outcome::Failed(
+            Failure::new(
+                FailureKind::DidNotReturn,
+                "the guest died (exit status 137)",
+            )
+            .with_tail(OOM_TAIL),
+        ),
         medians: BTreeMap::new(),
         samples: BTreeMap::new(),
         stress_extras: BTreeMap::new(),
@@ -764,12 +769,9 @@ fn iso_row(
         reason: None,
         note: None,
         stressed_pct,
-        stressed_dnr: guests[0].status == RunStatus::Failed,
+        stressed_dnr: guests[0].outcome.is_failed(),
         normal_pct,
-        normal_dnr: guests[1..]
-            .iter()
-            .filter(|g| g.status == RunStatus::Failed)
-            .count() as u32,
+        normal_dnr: guests[1..].iter().filter(|g| g.outcome.is_failed()).count() as u32,
         per_workload: per
             .into_iter()
             .map(|(w, s, n)| WorkloadDegradation {
@@ -962,17 +964,18 @@ fn lifecycle_document() -> RunDocument {
         }],
         processes: Vec::new(),
     };
-    let failed = |label: &str| {
-        BootRecord {
+    let failed = |label: &str| BootRecord {
         label: label.into(),
         boot_s: None,
         guest_uptime_s: None,
         cpus: None,
         failure: Some(
-            "the guest exited before its hello (exit status 1); console tail:\nqemu: cannot allocate memory"
-                .into(),
+            Failure::new(
+                FailureKind::DidNotStart,
+                "the guest exited before its hello (exit status 1)",
+            )
+            .with_tail("qemu: cannot allocate memory"),
         ),
-    }
     };
     let rows = vec![
         row(
@@ -1010,7 +1013,7 @@ fn lifecycle_document() -> RunDocument {
     let guests = rows
         .iter()
         .flat_map(|r| &r.boots)
-        .map(|b| guest_record(&b.label, b.boot_s, b.failure.as_deref()))
+        .map(|b| guest_record(&b.label, b.boot_s, b.failure.as_ref()))
         .collect();
     let data = ScenarioData::Lifecycle(LifecycleData {
         backend: "qemu-tcg".into(),
@@ -1092,8 +1095,12 @@ fn the_terminal_report_of_a_scenario_prints_its_tables_without_empty_efficiency_
     }
     let text = report::terminal(&scalability_document());
     assert!(text.contains("Aggregate throughput stops rising (by more than 5%) beyond 4 guest(s)."));
-    let step16 = text.lines().find(|l| l.starts_with("16 ")).unwrap();
-    assert!(step16.contains("DNR"), "{step16}");
+    let step16 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("16 "))
+        .unwrap();
+    // No guest of that step started: "did not start", never "DNR" or a number.
+    assert!(step16.contains("did not start"), "{step16}");
     assert!(!step16.contains(" 0.0"), "{step16}");
 }
 
@@ -1155,7 +1162,7 @@ fn markdown_scalability_shows_every_guest_count_guest_aggregate_and_failures() {
     );
     assert_eq!(
         md_row(main, "16"),
-        "| 16 | 0 | 16 | DNR | DNR | DNR | - | 6.4 |"
+        "| 16 | 0 | 16 | did not start | did not start | did not start | - | 6.4 |"
     );
     assert!(md.contains("Aggregate throughput stops rising (by more than 5%) beyond 4 guest(s)."));
     let guests = md_section(&md, "Each guest's result");
@@ -1171,8 +1178,8 @@ fn markdown_scalability_shows_every_guest_count_guest_aggregate_and_failures() {
     let dnr = md_section(&md, "Guests that did not return (DNR) or were not measured");
     assert!(dnr.contains("- native-n4-g1, step of 4: did not return (DNR): no sample within 30 s"));
     assert!(dnr.contains(
-        "- 16 guests (native-n16-g0 … native-n16-g15), step of 16: did not return (DNR): did not \
-         start: no hello within 60 s"
+        "- 16 guests (native-n16-g0 … native-n16-g15), step of 16: did not start: no hello \
+         within 60 s"
     ));
 }
 
@@ -1185,11 +1192,14 @@ fn markdown_lifecycle_shows_boot_times_idle_cpu_and_memory() {
         "| 1 | 3/3 | 1.25 [1.20, 1.31] | 1.20–1.31 | 0.88 [0.84, 0.92] |"
     );
     assert!(md_row(boot, "2").starts_with("| 2 | 2/3 | 1.65 "));
-    // No guest booted with 4 vCPUs: DNR, not a blank or a zero.
-    assert_eq!(md_row(boot, "4"), "| 4 | 0/2 | DNR | DNR | DNR |");
+    // No guest booted with 4 vCPUs: did not start, not a blank or a zero.
+    assert_eq!(
+        md_row(boot, "4"),
+        "| 4 | 0/2 | did not start | did not start | did not start |"
+    );
     let idle = md_section(&md, "Idle guest: host CPU, % of one core");
     assert!(md_row(idle, "2").starts_with("| 2 | 4.75 | 4.75 [4.65, 4.85] | 10.0 |"));
-    assert!(md_row(idle, "4").starts_with("| 4 | DNR | DNR |"));
+    assert!(md_row(idle, "4").starts_with("| 4 | did not start | did not start |"));
     let memory = md_section(&md, "Memory, MiB");
     // The VMM's own memory apart from the guest RAM the host backs (issue 18); the former
     // `overhead` (host PSS − guest used) mixed them and is no longer a column.
@@ -1203,7 +1213,8 @@ fn markdown_lifecycle_shows_boot_times_idle_cpu_and_memory() {
     );
     assert_eq!(
         md_row(memory, "4"),
-        "| 4 | 256 | - | - | DNR | DNR | DNR | DNR | DNR | DNR | - |"
+        "| 4 | 256 | - | - | did not start | did not start | did not start | did not start | did \
+         not start | did not start | - |"
     );
     let parts = md_section(&md, "VMM own memory by part, MiB: PSS (reserved)");
     assert_eq!(md_row(parts, "1"), "| 1 | 127.0 (1024) | 39.06 (117.2) |");
@@ -1212,11 +1223,11 @@ fn markdown_lifecycle_shows_boot_times_idle_cpu_and_memory() {
     let every = md_section(&md, "Every boot");
     assert_eq!(
         md_row(every, "2 | qemu-tcg-v2-b1"),
-        "| 2 | qemu-tcg-v2-b1 | DNR | DNR | - |"
+        "| 2 | qemu-tcg-v2-b1 | did not start | did not start | - |"
     );
-    let failed = md_section(&md, "Boots that failed (DNR)");
+    let failed = md_section(&md, "Boots that failed");
     assert!(failed.contains(
-        "- qemu-tcg-v2-b1: did not boot: the guest exited before its hello (exit status 1)\n  \
+        "- qemu-tcg-v2-b1: did not start: the guest exited before its hello (exit status 1)\n  \
          - console: qemu: cannot allocate memory"
     ));
 }
@@ -1253,8 +1264,8 @@ fn html_scalability_has_a_chart_of_the_aggregate_and_dnr_with_reasons() {
         assert!(chart.contains(&format!(">\n{n}\n</text>")), "tick {n}");
     }
     assert!(html.contains(
-        "<td class=\"num status-bad\" title=\"no guest returned a result: did not return (DNR): \
-         did not start: no hello within 60 s\">DNR</td>"
+        "<td class=\"num status-bad\" title=\"no guest returned a result: did not start: no hello \
+         within 60 s\">did not start</td>"
     ));
     assert!(html.contains(
         "<td class=\"num status-bad\" title=\"did not return (DNR): no sample within 30 s\">DNR</td>"
@@ -1291,7 +1302,8 @@ fn html_isolation_and_lifecycle_have_their_tables_with_dnr_reasons() {
     }
     assert!(html.contains("<td class=\"num\">273.4</td>"));
     assert!(html.contains(
-        "title=\"no guest booted: the guest exited before its hello (exit status 1)\">DNR</td>"
+        "title=\"no guest booted: the guest exited before its hello (exit status 1)\">did not \
+         start</td>"
     ));
 }
 
@@ -1307,8 +1319,8 @@ fn every_string_of_a_scenario_document_is_escaped() {
                 d.steady[0].unit = evil.into();
                 d.rows[0].stressor = evil.into();
                 d.rows[0].note = Some(evil.into());
-                d.rows[1].guests[0].reason = Some(evil.into());
-                d.rows[1].guests[0].console_tail = Some(evil.into());
+                d.rows[1].guests[0].outcome =
+                    Outcome::Failed(Failure::new(FailureKind::DidNotReturn, evil).with_tail(evil));
                 d.rows[3].reason = Some(evil.into());
                 d.notes.push(evil.into());
             }
@@ -1318,14 +1330,15 @@ fn every_string_of_a_scenario_document_is_escaped() {
                 d.unit = evil.into();
                 d.aggregate_unit = evil.into();
                 d.steps[2].per_guest[1].label = evil.into();
-                d.steps[2].per_guest[1].reason = Some(evil.into());
-                d.steps[2].per_guest[1].console_tail = Some(evil.into());
+                d.steps[2].per_guest[1].outcome =
+                    Outcome::Failed(Failure::new(FailureKind::DidNotReturn, evil).with_tail(evil));
                 d.notes.push(evil.into());
             }
             ScenarioData::Lifecycle(d) => {
                 d.backend = evil.into();
                 d.rows[1].boots[1].label = evil.into();
-                d.rows[1].boots[1].failure = Some(format!("{evil}; console tail:\n{evil}"));
+                d.rows[1].boots[1].failure =
+                    Some(Failure::new(FailureKind::DidNotStart, evil).with_tail(evil));
                 d.rows[0].idle.as_mut().unwrap().method = evil.into();
                 d.notes.push(evil.into());
             }
@@ -1379,9 +1392,13 @@ fn csv_of_a_scenario_has_one_row_per_measurement_and_dnr_rows_without_values() {
             .find(|s| s.guests.to_string() == row[2])
             .and_then(|s| s.per_guest.iter().find(|g| g.label == row[3]))
             .unwrap();
-        if g.status == RunStatus::Failed {
-            assert_eq!((row[7], row[8], row[9]), ("", "", "DNR"), "{row:?}");
-            assert!(row[10].contains("did not return"), "{row:?}");
+        if let Some(f) = g.outcome.failure() {
+            assert_eq!(
+                (row[7], row[8], row[9]),
+                ("", "", f.kind.label()),
+                "{row:?}"
+            );
+            assert_eq!(row[10], f.describe(), "{row:?}");
         } else {
             let rep: usize = row[7].parse().unwrap();
             assert_eq!(row[8].parse::<f64>().unwrap(), g.samples[rep]);
@@ -1405,7 +1422,7 @@ fn csv_of_a_scenario_has_one_row_per_measurement_and_dnr_rows_without_values() {
         .lines()
         .any(|l| l == "lifecycle,qemu-tcg,1,qemu-tcg-v1-b1,,boot_s,s,1,1.25,ok,"));
     assert!(csv.lines().any(|l| l
-        == "lifecycle,qemu-tcg,2,qemu-tcg-v2-b1,,boot_s,s,1,,DNR,the guest exited before its hello (exit status 1)"));
+        == "lifecycle,qemu-tcg,2,qemu-tcg-v2-b1,,boot_s,s,1,,did not start,the guest exited before its hello (exit status 1)"));
     assert!(csv
         .lines()
         .any(|l| l == "lifecycle,qemu-tcg,1,qemu-tcg-v1-b0,,host_pss_kib,KiB,,280000,ok,"));
@@ -1446,4 +1463,167 @@ fn the_scalability_chart_renders_in_headless_chromium() {
         chart.matches("<circle").count() >= 4,
         "a point per measured step"
     );
+}
+
+// ----- typed outcomes and the one table model -----
+
+#[test]
+fn a_version_1_document_is_read_with_typed_outcomes() {
+    // The fixtures are schema version 1: a failure's kind and console tail were inside its
+    // reason (`did not return (DNR): no guest: …; console tail:\n…`).
+    let text = std::fs::read_to_string(tests_dir().join("fixtures/guests.json")).unwrap();
+    assert!(text.contains("\"schema_version\": 1,"));
+    let doc = fixture("guests.json");
+    assert_eq!(doc.schema_version, SCHEMA_VERSION);
+    let gvisor = doc.run("gvisor", "cpu.primes").unwrap();
+    let f = gvisor.outcome.failure().expect("gvisor failed");
+    // gVisor never said hello: it did not start, it is not "DNR".
+    assert_eq!(f.kind, FailureKind::DidNotStart);
+    assert_eq!(f.reason, "the guest closed its channel (exited or crashed)");
+    assert!(f
+        .console_tail
+        .as_deref()
+        .unwrap()
+        .starts_with("creating container: cannot create sandbox"));
+    let g = &doc.backends[3].guests[0];
+    assert_eq!(g.failure.as_ref().unwrap().kind, FailureKind::DidNotStart);
+    assert!(doc.run("native", "cpu.primes").unwrap().outcome.is_ok());
+
+    // Written again it is this version, and reads back the same.
+    let path = tmpdir("v1-upgrade").join("doc.json");
+    doc.write_atomic(&path).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(written["schema_version"], SCHEMA_VERSION);
+    let run = written["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["backend"] == "gvisor")
+        .unwrap();
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["kind"], "did_not_start");
+    assert!(run["console_tail"].is_string());
+    assert_eq!(RunDocument::read(&path).unwrap(), doc);
+}
+
+/// The native fixture with one run of `cpu.primes` on a guest backend per outcome.
+fn outcomes_document() -> RunDocument {
+    let mut doc = fixture("native.json");
+    let native = doc.run("native", "cpu.primes").unwrap().clone();
+    let outcomes = [
+        (
+            "dnr",
+            Outcome::failed(FailureKind::DidNotReturn, "the guest went silent"),
+        ),
+        (
+            "nostart",
+            Outcome::failed(FailureKind::DidNotStart, "no hello within 20 s"),
+        ),
+        (
+            "broken",
+            Outcome::failed(FailureKind::Failed, "a check did not hold"),
+        ),
+        (
+            "garbage",
+            Outcome::failed(FailureKind::BadOutput, "an invalid message"),
+        ),
+        ("skip", Outcome::skipped("cannot run there")),
+    ];
+    for (name, outcome) in outcomes {
+        doc.backends.push(BackendRecord {
+            name: name.into(),
+            technique: "test".into(),
+            availability: Availability::Available {
+                detail: "fixed test document".into(),
+            },
+            guests: Vec::new(),
+        });
+        doc.runs.push(RunRecord {
+            backend: name.into(),
+            outcome,
+            samples: Vec::new(),
+            sample_details: Vec::new(),
+            summary: None,
+            host_cpu_per_op: None,
+            ..native.clone()
+        });
+    }
+    doc
+}
+
+/// The part of a Markdown report under the `##` heading that starts with `title`.
+fn h2_section<'a>(md: &'a str, title: &str) -> &'a str {
+    let start = md
+        .find(&format!("\n## {title}"))
+        .unwrap_or_else(|| panic!("no section {title} in:\n{md}"));
+    let rest = &md[start + 4..];
+    let body = &rest[rest.find('\n').unwrap_or(0)..];
+    &body[..body.find("\n#").unwrap_or(body.len())]
+}
+
+#[test]
+fn terminal_and_markdown_agree_on_which_failures_are_dnr() {
+    let doc = outcomes_document();
+    let text = report::terminal(&doc);
+    let md = report::markdown::render(&doc);
+    let matrix = h2_section(&md, "Virtualization efficiency");
+    let words = [
+        ("dnr", "DNR"),
+        ("nostart", "did not start"),
+        ("broken", "failed"),
+        ("garbage", "bad output"),
+        ("skip", "skipped"),
+    ];
+    let header = "| Workload | dnr | nostart | broken | garbage | skip |";
+    assert!(matrix.contains(header), "{matrix}");
+    let row = md_row(matrix, "cpu.primes");
+    let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+    let terminal_row = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Virtualization efficiency"))
+        .find(|l| l.starts_with("cpu.primes"))
+        .unwrap();
+    for (i, (backend, word)) in words.iter().enumerate() {
+        assert_eq!(cells[i + 1], *word, "{backend} in Markdown: {row}");
+        assert!(terminal_row.contains(word), "{backend} in the terminal");
+        let scores = h2_section(&md, &format!("Scores on {backend}"));
+        assert!(md_row(scores, "cpu.primes").contains(&format!("| {word} |")));
+    }
+    assert_eq!(terminal_row.matches("DNR").count(), 1, "{terminal_row}");
+}
+
+#[test]
+fn the_qos_curve_of_app_web_is_exported_as_csv() {
+    let mut doc = fixture("native.json");
+    assert!(
+        report::csv::qos_curve(&doc).is_none(),
+        "no app.web, no curve"
+    );
+    let mut r = doc.run("native", "cpu.primes").unwrap().clone();
+    r.workload = "app.web".into();
+    r.samples = vec![96.0, 112.0];
+    r.sample_details.truncate(2);
+    for (d, (curve, rps, p99)) in r.sample_details.iter_mut().zip([
+        ("64:100.0,96:99.1,128:80.5", 410.5, 42.0),
+        ("96:99.4,112:97.0,128:81.0", 470.25, 55.5),
+    ]) {
+        d.labels.insert("qos_curve".into(), curve.into());
+        d.extras.insert("req_per_s".into(), rps);
+        d.extras.insert("p99_ms".into(), p99);
+    }
+    doc.runs.push(r);
+    let csv = report::csv::qos_curve(&doc).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "backend,rep,sessions,good_pct,req_per_s,p99_ms,chosen"
+    );
+    // One row per load of each repetition; the chosen load's throughput and p99, the others'
+    // left empty (never a zero).
+    assert_eq!(lines.len(), 1 + 6);
+    assert!(lines.contains(&"native,0,64,100,,,false"));
+    assert!(lines.contains(&"native,0,96,99.1,410.5,42,true"));
+    assert!(lines.contains(&"native,1,112,97,470.25,55.5,true"));
+    assert!(lines.contains(&"native,1,128,81,,,false"));
 }

@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use hvbench_core::agent::AgentBinary;
 use hvbench_core::backends::native::Native;
 use hvbench_core::backends::{Availability, Backend, BackendError, GuestSpec, Launched};
+use hvbench_core::report::text::render_scenario_data;
 use hvbench_core::results::*;
 use hvbench_core::scenario::isolation::{self, degradation, degradation_pct, IsolationPlan};
 use hvbench_core::scenario::lifecycle::{
@@ -87,17 +88,19 @@ fn degradation_is_positive_when_worse_in_either_direction() {
     assert_eq!(degradation_pct(200.0, 100.0, false), -50.0);
 }
 
-fn iso_guest(label: &str, values: &[(&str, f64)], status: RunStatus) -> IsolationGuest {
+fn iso_guest(label: &str, values: &[(&str, f64)], outcome: Outcome) -> IsolationGuest {
     IsolationGuest {
         label: label.into(),
         role: "x".into(),
-        status,
-        reason: (status == RunStatus::Failed).then(|| "did not return (DNR): gone".into()),
-        console_tail: None,
+        outcome,
         medians: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         samples: BTreeMap::new(),
         stress_extras: BTreeMap::new(),
     }
+}
+
+fn lost() -> Outcome {
+    Outcome::failed(FailureKind::DidNotReturn, "gone")
 }
 
 fn steady() -> Vec<SteadyWorkload> {
@@ -117,19 +120,19 @@ fn steady() -> Vec<SteadyWorkload> {
 
 #[test]
 fn degradation_of_a_phase_averages_each_guest_against_its_own_baseline() {
-    let ok = RunStatus::Ok;
+    let ok = Outcome::ok;
     let baseline = vec![
-        iso_guest("g0", &[("rate", 100.0), ("time", 10.0)], ok),
-        iso_guest("g1", &[("rate", 200.0), ("time", 20.0)], ok),
-        iso_guest("g2", &[("rate", 50.0), ("time", 5.0)], ok),
+        iso_guest("g0", &[("rate", 100.0), ("time", 10.0)], ok()),
+        iso_guest("g1", &[("rate", 200.0), ("time", 20.0)], ok()),
+        iso_guest("g2", &[("rate", 50.0), ("time", 5.0)], ok()),
     ];
     let phase = vec![
         // Stressed: half the rate (50%), twice the time (100%).
-        iso_guest("g0", &[("rate", 50.0), ("time", 20.0)], ok),
+        iso_guest("g0", &[("rate", 50.0), ("time", 20.0)], ok()),
         // Normal: 10% slower on rate, 10% slower on time.
-        iso_guest("g1", &[("rate", 180.0), ("time", 22.0)], ok),
+        iso_guest("g1", &[("rate", 180.0), ("time", 22.0)], ok()),
         // Normal: unchanged.
-        iso_guest("g2", &[("rate", 50.0), ("time", 5.0)], ok),
+        iso_guest("g2", &[("rate", 50.0), ("time", 5.0)], ok()),
     ];
     let (per, stressed, stressed_dnr, normal, normal_dnr) =
         degradation(&steady(), &baseline, &phase);
@@ -146,17 +149,17 @@ fn degradation_of_a_phase_averages_each_guest_against_its_own_baseline() {
 
 #[test]
 fn a_guest_that_did_not_return_is_dnr_never_a_number() {
-    let ok = RunStatus::Ok;
+    let ok = Outcome::ok;
     let baseline = vec![
-        iso_guest("g0", &[("rate", 100.0), ("time", 10.0)], ok),
-        iso_guest("g1", &[("rate", 100.0), ("time", 10.0)], ok),
-        iso_guest("g2", &[("rate", 100.0), ("time", 10.0)], ok),
+        iso_guest("g0", &[("rate", 100.0), ("time", 10.0)], ok()),
+        iso_guest("g1", &[("rate", 100.0), ("time", 10.0)], ok()),
+        iso_guest("g2", &[("rate", 100.0), ("time", 10.0)], ok()),
     ];
     // The stressed guest died after one workload; one normal guest died too.
     let phase = vec![
-        iso_guest("g0", &[("rate", 10.0)], RunStatus::Failed),
-        iso_guest("g1", &[("rate", 100.0)], RunStatus::Failed),
-        iso_guest("g2", &[("rate", 90.0), ("time", 10.0)], ok),
+        iso_guest("g0", &[("rate", 10.0)], lost()),
+        iso_guest("g1", &[("rate", 100.0)], lost()),
+        iso_guest("g2", &[("rate", 90.0), ("time", 10.0)], ok()),
     ];
     let (per, stressed, stressed_dnr, normal, normal_dnr) =
         degradation(&steady(), &baseline, &phase);
@@ -273,15 +276,11 @@ fn a_guest_killed_mid_scale_is_dnr_while_the_others_finish() {
     assert_eq!(step.failed, 1);
     for g in &step.per_guest {
         if g.label == killed {
-            assert_eq!(g.status, RunStatus::Failed);
-            assert!(
-                g.reason.as_deref().unwrap().contains("DNR"),
-                "{:?}",
-                g.reason
-            );
+            let f = g.outcome.failure().expect("the killed guest failed");
+            assert_eq!(f.kind, FailureKind::DidNotReturn, "{f:?}");
             assert!(g.samples.is_empty() && g.throughput.is_none());
         } else {
-            assert_eq!(g.status, RunStatus::Ok, "{:?}", g.reason);
+            assert!(g.outcome.is_ok(), "{:?}", g.outcome);
             assert_eq!(g.samples.len(), 3);
             assert!(g.throughput.unwrap() > 0.0);
         }
@@ -328,17 +327,20 @@ fn a_normal_guest_killed_mid_isolation_is_dnr_and_is_restarted_for_the_next_phas
         panic!("no isolation data");
     };
     assert_eq!(d.baseline.len(), 3);
-    assert_eq!(d.baseline[2].status, RunStatus::Failed);
-    assert!(d.baseline[2].medians.is_empty() || d.baseline[2].status == RunStatus::Failed);
-    assert_eq!(d.baseline[0].status, RunStatus::Ok);
-    assert_eq!(d.baseline[1].status, RunStatus::Ok);
+    assert!(
+        d.baseline[2].outcome.did_not_return(),
+        "{:?}",
+        d.baseline[2].outcome
+    );
+    assert!(d.baseline[0].outcome.is_ok());
+    assert!(d.baseline[1].outcome.is_ok());
     let cpu = d.rows.iter().find(|r| r.stressor == "cpu").unwrap();
     assert_eq!(cpu.status, StressStatus::Ran);
     // The restarted guest got a fresh baseline right before the stressor, so it has a number;
     // the row records the baseline it was compared with.
-    assert_eq!(cpu.guests[2].status, RunStatus::Ok);
+    assert!(cpu.guests[2].outcome.is_ok());
     assert_eq!(cpu.baseline.len(), 3);
-    assert!(cpu.baseline.iter().all(|g| g.status == RunStatus::Ok));
+    assert!(cpu.baseline.iter().all(|g| g.outcome.is_ok()));
     assert!(cpu.per_workload[0].normal_per_guest[1].is_some());
     assert!(cpu.stressed_pct.is_some());
     assert!(cpu.per_workload[0].normal_per_guest[0].is_some());
@@ -389,7 +391,7 @@ fn net_stressors_stream_between_the_stressed_guest_and_a_host_peer() {
     for name in ["net-send", "net-recv"] {
         let row = d.rows.iter().find(|r| r.stressor == name).unwrap();
         assert_eq!(row.status, StressStatus::Ran, "{name}: {:?}", row.reason);
-        assert!(!row.stressed_dnr, "{name}: {:?}", row.guests[0].reason);
+        assert!(!row.stressed_dnr, "{name}: {:?}", row.guests[0].outcome);
         assert!(
             row.stressed_pct.is_some() && row.normal_pct.is_some(),
             "{name}"
@@ -455,7 +457,7 @@ fn net_stressors_are_skipped_with_the_reason_when_guests_have_no_network() {
         let finished = isolation::run(plan, &agent(), &NoProgress).unwrap();
         let d = isolation_data(&finished);
         // The guests started (without a network) and the other stressors ran.
-        assert!(d.baseline.iter().all(|g| g.status == RunStatus::Ok));
+        assert!(d.baseline.iter().all(|g| g.outcome.is_ok()));
         let cpu = d.rows.iter().find(|r| r.stressor == "cpu").unwrap();
         assert_eq!(cpu.status, StressStatus::Ran);
         for name in ["net-send", "net-recv"] {

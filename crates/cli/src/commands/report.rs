@@ -34,9 +34,15 @@ pub struct ReportArgs {
     /// baseline, stressed or normal); lifecycle: boot_s and guest_uptime_s per boot,
     /// idle_cpu_pct_of_core per one-second slice, host_rss_kib, host_pss_kib, guest_used_kib and
     /// overhead_kib. A guest that did not return is a row with status DNR, its reason and an
-    /// empty value (never 0); a stressor that could not run, a row with status skipped.
+    /// empty value (never 0); one that never started, status `did not start`; a stressor that
+    /// could not run, a row with status skipped.
     #[arg(long)]
     csv: bool,
+    /// Print app.web's QoS curve as CSV: one row per load its searches tried, in each
+    /// repetition on each backend: backend, rep, sessions, good_pct, and for the load the
+    /// repetition settled on (chosen) its req_per_s and p99_ms (empty for the other loads).
+    #[arg(long, conflicts_with_all = ["csv", "markdown"])]
+    qos_csv: bool,
 }
 
 /// Reads a result document; the error names the file and the problem once (the I/O error
@@ -51,6 +57,13 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         Some(report::markdown::render(&doc))
     } else if args.csv {
         Some(report::csv::render(&doc))
+    } else if args.qos_csv {
+        Some(report::csv::qos_curve(&doc).with_context(|| {
+            format!(
+                "{} has no QoS curve: app.web did not run (hvbench run --workload app.web)",
+                args.document.display()
+            )
+        })?)
     } else if args.html.is_none() {
         Some(report::terminal(&doc))
     } else {

@@ -894,12 +894,7 @@ fn probe_boot(backend: &QemuKvm, agent: &AgentBinary) -> Result<Duration, String
         Err(e) => {
             let qemu = qemu_messages(&workdir.path().join("console.log"));
             let text = e.to_string();
-            let first = text
-                .split("; console tail:")
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
+            let first = text.lines().next().unwrap_or_default().trim().to_string();
             Err(match e {
                 _ if qemu.is_empty() => first,
                 // A guest that hung: say so, with whatever QEMU warned about.

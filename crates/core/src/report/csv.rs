@@ -1,5 +1,8 @@
-//! The CSV export: one row per raw sample, for spreadsheets and notebooks
-//! (`hvbench report RUN.json --csv`).
+//! The CSV exporter of the [table model](super::model): one row per raw sample, for
+//! spreadsheets and notebooks (`hvbench report RUN.json --csv`). The rows are built as a
+//! [`Table`] and written by [`table`], which writes any table of the model as CSV (the header is
+//! its column names; a cell's text, quoted as RFC 4180 says); `--csv qos` writes app.web's QoS
+//! curve ([`qos_curve`]).
 //!
 //! Columns: `backend, workload, unit, higher_is_better, rep, value, guest_elapsed_s,
 //! host_elapsed_s, host_cpu_s, clock_flag`. `rep` is the sample's 0-based index in measuring
@@ -24,15 +27,17 @@
 //!   `backed_minus_used_kib`, `vmm_own_kib`, `vmm_own_rss_kib` of the idle guest, and `vmm_own_part_kib` per part
 //!   of the VMM's own memory (the part in `role`).
 //!
-//! `status` is `ok`, `DNR` (the guest did not return; its reason given), `skipped` or
-//! `interrupted`. A guest that did not return has one row per metric with status `DNR`, its
-//! reason, and an empty `value`: never a zero.
+//! `status` is `ok`, `skipped`, `interrupted`, or a failure's word: `DNR` (the guest did not
+//! return), `did not start`, `refused`, `bad output`, `failed`; `reason` then says why. A guest
+//! without a result has one row per metric with its status, its reason, and an empty `value`:
+//! never a zero.
 
+use super::model::Table;
+use super::view::{self, number};
 use crate::results::{
-    GuestResult, IsolationData, IsolationGuest, LifecycleData, RunDocument, RunStatus,
-    ScalabilityData, ScenarioData, StressStatus,
+    GuestResult, IsolationData, IsolationGuest, LifecycleData, RunDocument, ScalabilityData,
+    ScenarioData, StressStatus,
 };
-use crate::scenario::scale::first_line;
 
 /// The header row's column names, in order.
 pub const COLUMNS: [&str; 10] = [
@@ -58,15 +63,13 @@ pub const SCENARIO_COLUMNS: [&str; 11] = [
 /// isolation document, every measurement of its guests ([`SCENARIO_COLUMNS`]).
 pub fn render(doc: &RunDocument) -> String {
     if let Some(data) = &doc.scenario_data {
-        return scenario(data);
+        return table(&scenario(data));
     }
-    let mut out = String::new();
-    push_row(&mut out, COLUMNS.iter().map(|c| c.to_string()));
+    let mut t = Table::plain("samples", &COLUMNS);
     for r in &doc.runs {
         for (rep, value) in r.samples.iter().enumerate() {
             let detail = r.sample_details.get(rep);
-            push_row(
-                &mut out,
+            t.push_text(
                 [
                     r.backend.clone(),
                     r.workload.clone(),
@@ -84,9 +87,26 @@ pub fn render(doc: &RunDocument) -> String {
                         .unwrap_or_default(),
                     detail.map(|d| d.clock_flag.to_string()).unwrap_or_default(),
                 ]
-                .into_iter(),
+                .to_vec(),
             );
         }
+    }
+    table(&t)
+}
+
+/// app.web's QoS curve as CSV: one row per load its searches tried, in each repetition on each
+/// backend (`backend, rep, sessions, good_pct, req_per_s, p99_ms, chosen`; see
+/// `view::qos_points_table`). `None` when the document has no app.web run with a curve.
+pub fn qos_curve(doc: &RunDocument) -> Option<String> {
+    view::qos_points_table(doc).map(|t| table(&t))
+}
+
+/// Any table of the model as CSV: the column names, then each row's cell texts.
+pub fn table(t: &Table) -> String {
+    let mut out = String::new();
+    push_row(&mut out, t.header().into_iter().map(str::to_string));
+    for row in &t.rows {
+        push_row(&mut out, row.iter().map(|c| c.text.clone()));
     }
     out
 }
@@ -105,17 +125,15 @@ struct Row<'a> {
     reason: Option<String>,
 }
 
-fn scenario(data: &ScenarioData) -> String {
-    let mut out = String::new();
-    push_row(&mut out, SCENARIO_COLUMNS.iter().map(|c| c.to_string()));
+fn scenario(data: &ScenarioData) -> Table {
+    let mut t = Table::plain("measurements", &SCENARIO_COLUMNS);
     let (kind, backend) = match data {
         ScenarioData::Lifecycle(d) => ("lifecycle", d.backend.as_str()),
         ScenarioData::Scalability(d) => ("scalability", d.backend.as_str()),
         ScenarioData::Isolation(d) => ("isolation", d.backend.as_str()),
     };
     let mut emit = |r: Row| {
-        push_row(
-            &mut out,
+        t.push_text(
             [
                 kind.to_string(),
                 backend.to_string(),
@@ -129,7 +147,7 @@ fn scenario(data: &ScenarioData) -> String {
                 r.status.to_string(),
                 r.reason.unwrap_or_default(),
             ]
-            .into_iter(),
+            .to_vec(),
         )
     };
     match data {
@@ -137,16 +155,7 @@ fn scenario(data: &ScenarioData) -> String {
         ScenarioData::Isolation(d) => isolation_rows(d, &mut emit),
         ScenarioData::Lifecycle(d) => lifecycle_rows(d, &mut emit),
     }
-    out
-}
-
-/// `ok`, `DNR` or `skipped`.
-fn status(s: RunStatus) -> &'static str {
-    match s {
-        RunStatus::Ok => "ok",
-        RunStatus::Failed => "DNR",
-        RunStatus::Skipped => "skipped",
-    }
+    t
 }
 
 fn scalability_rows<'a>(d: &'a ScalabilityData, emit: &mut dyn FnMut(Row<'a>)) {
@@ -157,11 +166,11 @@ fn scalability_rows<'a>(d: &'a ScalabilityData, emit: &mut dyn FnMut(Row<'a>)) {
                 guest: &g.label,
                 metric: &d.workload,
                 unit: &d.unit,
-                status: status(g.status),
-                reason: g.reason.clone(),
+                status: g.outcome.csv_status(),
+                reason: g.outcome.describe(),
                 ..Row::default()
             };
-            if g.status != RunStatus::Ok || g.samples.is_empty() {
+            if !g.outcome.is_ok() || g.samples.is_empty() {
                 emit(base(g));
                 continue;
             }
@@ -186,11 +195,11 @@ fn isolation_rows<'a>(d: &'a IsolationData, emit: &mut dyn FnMut(Row<'a>)) {
                     role: &g.role,
                     metric: &w.name,
                     unit: &w.unit,
-                    status: status(g.status),
-                    reason: g.reason.clone(),
+                    status: g.outcome.csv_status(),
+                    reason: g.outcome.describe(),
                     ..Row::default()
                 };
-                let samples = g.samples.get(&w.name).filter(|_| g.status == RunStatus::Ok);
+                let samples = g.samples.get(&w.name).filter(|_| g.outcome.is_ok());
                 match samples.filter(|s| !s.is_empty()) {
                     Some(samples) => {
                         for (rep, v) in samples.iter().enumerate() {
@@ -230,8 +239,8 @@ fn lifecycle_rows<'a>(d: &'a LifecycleData, emit: &mut dyn FnMut(Row<'a>)) {
     for r in &d.rows {
         let step = r.vcpus.to_string();
         for (i, b) in r.boots.iter().enumerate() {
-            let reason = b.failure.as_deref().map(first_line);
-            let state = if b.failure.is_some() { "DNR" } else { "ok" };
+            let reason = b.failure.as_ref().map(|f| f.first_line().to_string());
+            let state = b.failure.as_ref().map_or("ok", |f| f.kind.label());
             for (metric, value) in [("boot_s", b.boot_s), ("guest_uptime_s", b.guest_uptime_s)] {
                 if value.is_none() && b.failure.is_none() {
                     continue;
@@ -312,14 +321,6 @@ fn lifecycle_rows<'a>(d: &'a LifecycleData, emit: &mut dyn FnMut(Row<'a>)) {
                 });
             }
         }
-    }
-}
-
-fn number(v: f64) -> String {
-    if v.is_finite() {
-        v.to_string()
-    } else {
-        String::new()
     }
 }
 

@@ -14,7 +14,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::view::{self, TableView};
+use super::model::Table;
+use super::view;
 use crate::backends::Availability;
 use crate::results::{GuestRecord, RunDocument};
 
@@ -565,9 +566,12 @@ fn guest(g: &GuestRecord) -> String {
     if let Some(f) = &g.failure {
         let _ = writeln!(
             out,
-            "<p class=\"status-bad\">Failure:</p>\n<pre class=\"failure\">{}</pre>",
-            escape(f)
+            "<p class=\"status-bad\">Failure: {}</p>",
+            escape(&f.describe())
         );
+        if let Some(tail) = &f.console_tail {
+            let _ = writeln!(out, "<pre class=\"failure\">{}</pre>", escape(tail));
+        }
     }
     out
 }
@@ -613,31 +617,58 @@ fn kv_table(rows: impl Iterator<Item = (String, String)>) -> String {
 }
 
 /// A table of cells; `backend_column` gets each row's backend colour swatch.
-fn table_html(doc: &RunDocument, t: &TableView, backend_column: Option<usize>) -> String {
-    let class = |i: usize| {
-        if t.right.get(i).copied().unwrap_or(false) {
-            " class=\"num\""
+fn table_html(doc: &RunDocument, t: &Table, backend_column: Option<usize>) -> String {
+    let class = |i: usize, bad: bool| {
+        let mut classes = Vec::new();
+        if t.numeric(i) {
+            classes.push("num");
+        }
+        if bad {
+            classes.push("status-bad");
+        }
+        if classes.is_empty() {
+            String::new()
         } else {
-            ""
+            format!(" class=\"{}\"", classes.join(" "))
         }
     };
-    let mut out = format!(
-        "<table>\n<caption>{}</caption>\n<thead><tr>",
-        escape(&t.title)
-    );
-    for (i, h) in t.header.iter().enumerate() {
-        let _ = write!(out, "<th scope=\"col\"{}>{}</th>", class(i), escape(h));
+    let id =
+        t.id.as_ref()
+            .map(|id| format!(" id=\"{}\"", escape(id)))
+            .unwrap_or_default();
+    let mut out = format!("<table{id}>\n");
+    if !t.title.is_empty() {
+        let _ = writeln!(out, "<caption>{}</caption>", escape(&t.title));
+    }
+    out.push_str("<thead><tr>");
+    for (i, h) in t.header().iter().enumerate() {
+        let _ = write!(
+            out,
+            "<th scope=\"col\"{}>{}</th>",
+            class(i, false),
+            escape(h)
+        );
     }
     out.push_str("</tr></thead>\n<tbody>\n");
     for row in &t.rows {
         out.push_str("<tr>");
         for (i, c) in row.iter().enumerate() {
             let sw = if backend_column == Some(i) {
-                swatch(doc, c)
+                swatch(doc, &c.text)
             } else {
                 String::new()
             };
-            let _ = write!(out, "<td{}>{sw}{}</td>", class(i), escape(c));
+            let title = c
+                .why
+                .as_ref()
+                .map(|w| format!(" title=\"{}\"", escape(w)))
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "<td{}{title}>{sw}{}</td>",
+                class(i, c.bad),
+                escape(&c.text)
+            );
         }
         out.push_str("</tr>\n");
     }

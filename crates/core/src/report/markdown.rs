@@ -1,6 +1,7 @@
-//! The Markdown report: the terminal report's tables as GitHub-flavoured Markdown, for a README,
-//! an issue or a pull request (`hvbench report RUN.json --markdown`), the tables of a lifecycle,
-//! scalability or isolation document included.
+//! The Markdown exporter of the [table model](super::model): the terminal report's tables as
+//! GitHub-flavoured Markdown, for a README, an issue or a pull request (`hvbench report RUN.json
+//! --markdown`), the tables of a lifecycle, scalability or isolation document included, and
+//! their detail tables, which the terminal leaves out.
 //!
 //! Cells are escaped for Markdown tables (`|`, line breaks) and for inline HTML (`<`, `&`), since
 //! renderers of issues and READMEs accept HTML and document strings (console tails, reasons) may
@@ -8,8 +9,9 @@
 
 use std::fmt::Write;
 
-use super::scenario::{self, Block, ScenarioView};
-use super::view::{self, TableView};
+use super::model::{Block, Table};
+use super::scenario::{self, ScenarioView};
+use super::view;
 use crate::results::RunDocument;
 
 /// Renders the Markdown report of a document.
@@ -68,20 +70,8 @@ pub fn render(doc: &RunDocument) -> String {
     for line in view::placement_lines(doc) {
         let _ = writeln!(out, "{}\n", cell(line.trim()));
     }
-    out.push_str(&table(&view::backends_table(doc)));
-    for b in &doc.backends {
-        if b.availability.is_available() && doc.runs.iter().any(|r| r.backend == b.name) {
-            out.push_str(&table(&view::scores_table(doc, &b.name)));
-        }
-    }
-    if let Some(t) = view::applications_table(doc) {
+    for t in view::document_tables(doc) {
         out.push_str(&table(&t));
-    }
-    if let Some(t) = view::qos_table(doc) {
-        out.push_str(&table(&t));
-    }
-    for b in view::guest_backends(doc) {
-        out.push_str(&table(&view::efficiency_table(doc, &b.name)));
     }
     if let Some(data) = &doc.scenario_data {
         out.push_str(&scenario_md(&scenario::view(data)));
@@ -97,32 +87,26 @@ pub fn render(doc: &RunDocument) -> String {
 }
 
 /// A `##` heading and a pipe table, numbers right-aligned.
-fn table(t: &TableView) -> String {
+fn table(t: &Table) -> String {
     let mut out = format!("## {}\n\n", cell(&t.title));
-    out.push_str(&pipe_table(&t.header, &t.right, &t.rows));
+    out.push_str(&pipe_table(t));
     out.push('\n');
     out
 }
 
 /// A pipe table, numbers right-aligned.
-fn pipe_table(header: &[String], right: &[bool], rows: &[Vec<String>]) -> String {
-    let line = |cells: &[String]| {
-        let cells: Vec<String> = cells.iter().map(|c| cell(c)).collect();
+pub(crate) fn pipe_table(t: &Table) -> String {
+    let line = |cells: Vec<&str>| {
+        let cells: Vec<String> = cells.iter().map(|c| cell(c.trim_end())).collect();
         format!("| {} |\n", cells.join(" | "))
     };
-    let mut out = line(header);
-    let rule: Vec<&str> = (0..header.len())
-        .map(|i| {
-            if right.get(i).copied().unwrap_or(false) {
-                "---:"
-            } else {
-                "---"
-            }
-        })
+    let mut out = line(t.header());
+    let rule: Vec<&str> = (0..t.columns.len())
+        .map(|i| if t.numeric(i) { "---:" } else { "---" })
         .collect();
     let _ = writeln!(out, "| {} |", rule.join(" | "));
-    for row in rows {
-        out.push_str(&line(row));
+    for row in &t.rows {
+        out.push_str(&line(row.iter().map(|c| c.text.as_str()).collect()));
     }
     out
 }
@@ -138,7 +122,7 @@ fn scenario_md(v: &ScenarioView) -> String {
         match b {
             Block::Table(t) => {
                 let _ = writeln!(out, "### {}\n", cell(&t.title));
-                out.push_str(&pipe_table(&t.header, &t.right, &t.rows));
+                out.push_str(&pipe_table(t));
                 out.push('\n');
             }
             Block::Sentence(x) => {

@@ -5,12 +5,12 @@ pub mod csv;
 pub mod explain;
 pub mod html;
 pub mod markdown;
+pub mod model;
 pub(crate) mod scenario;
-mod table;
 pub mod text;
 mod view;
 
-pub use table::Table;
+pub use model::Table;
 pub use text::terminal;
 
 /// A number with about four significant digits, without exponent for everyday magnitudes.

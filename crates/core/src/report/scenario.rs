@@ -1,17 +1,16 @@
 //! What the lifecycle, scalability and isolation documents show (their `scenario_data`),
-//! computed once as titled tables, sentences and lists, so that every format says the same: the
-//! terminal (what `hvbench lifecycle`, `scale` and `isolation` print at the end of a run and
-//! `hvbench report` prints again, [`text`]), Markdown and HTML.
+//! computed once in the [table model](super::model) as titled tables, sentences and lists, so
+//! that every format says the same: the terminal (what `hvbench lifecycle`, `scale` and
+//! `isolation` print at the end of a run and `hvbench report` prints again), Markdown, HTML and
+//! CSV.
 //!
-//! A guest that did not return is `DNR` in its cell, never a number, a zero or a blank; the
-//! reason is kept with the cell ([`Grid::why`], a `title` in HTML) and every such guest is listed
-//! with its reason and console tail below the tables ([`Block::Failures`]).
+//! A guest without a result is its outcome's word in its cell (`DNR`, `did not start`,
+//! `skipped`), never a number, a zero or a blank; the reason is kept with the cell
+//! ([`Cell::why`], a `title` in HTML) and every such guest is listed with its reason and console
+//! tail below the tables ([`Block::Failures`]).
 
-use std::collections::BTreeMap;
-
+use super::model::{tail_excerpt, Block, Cell, FailureItem, Table};
 use crate::results::*;
-use crate::scenario::isolation::is_dnr;
-use crate::scenario::scale::{first_line, num, table, tail_excerpt};
 
 /// The tables of one scenario document, in reading order.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,67 +24,6 @@ pub(crate) struct ScenarioView {
     pub blocks: Vec<Block>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Block {
-    Table(Grid),
-    /// A conclusion drawn from the tables (where the aggregate stops rising).
-    Sentence(String),
-    /// Guests that did not return (or boots that failed), with why.
-    Failures {
-        title: String,
-        items: Vec<Failure>,
-    },
-    Notes(Vec<String>),
-}
-
-/// A titled table of plain-text cells.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Grid {
-    pub title: String,
-    pub header: Vec<String>,
-    /// `right[i]`: column i holds numbers (aligned right in Markdown and HTML).
-    pub right: Vec<bool>,
-    pub rows: Vec<Vec<String>>,
-    /// Why a cell says `DNR` or `skipped`, by (row, column).
-    pub why: BTreeMap<(usize, usize), String>,
-    /// Only in the shareable reports: one line per guest or boot is too long for a terminal.
-    pub detail: bool,
-}
-
-impl Grid {
-    fn new(title: impl Into<String>, header: &[&str], right: &[bool]) -> Grid {
-        Grid {
-            title: title.into(),
-            header: header.iter().map(|h| h.to_string()).collect(),
-            right: right.to_vec(),
-            rows: Vec::new(),
-            why: BTreeMap::new(),
-            detail: false,
-        }
-    }
-
-    /// Adds a row; `why` gives the reason of some of its cells, by column.
-    fn push(&mut self, cells: Vec<String>, why: Vec<(usize, String)>) {
-        let row = self.rows.len();
-        for (col, reason) in why {
-            if !reason.is_empty() {
-                self.why.insert((row, col), reason);
-            }
-        }
-        self.rows.push(cells);
-    }
-}
-
-/// One guest (or boot) that did not return or was not measured.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Failure {
-    /// The guest, and where: `native-g2 under fork (normal)`.
-    pub who: String,
-    pub reason: String,
-    /// The telling lines of its console tail.
-    pub tail: Vec<String>,
-}
-
 /// The view of any scenario's tables.
 pub(crate) fn view(data: &ScenarioData) -> ScenarioView {
     match data {
@@ -95,90 +33,68 @@ pub(crate) fn view(data: &ScenarioData) -> ScenarioView {
     }
 }
 
-/// The terminal rendering: the intro, then every table that is not a detail, with its title.
-pub(crate) fn text(v: &ScenarioView) -> String {
-    let mut s = String::new();
-    for line in &v.intro {
-        s.push_str(line);
-        s.push('\n');
+/// A table with `header`, `right[i]` saying which columns hold numbers.
+fn grid(title: impl Into<String>, header: &[&str], right: &[bool]) -> Table {
+    Table {
+        title: title.into(),
+        ..Table::new(header, right)
     }
-    s.push('\n');
-    let mut first = true;
-    for b in &v.blocks {
-        match b {
-            Block::Table(t) if t.detail => continue,
-            Block::Table(t) => {
-                if !first {
-                    s.push('\n');
-                }
-                s.push_str(&t.title);
-                s.push('\n');
-                let header: Vec<&str> = t.header.iter().map(String::as_str).collect();
-                s.push_str(&table(&header, &t.rows));
-            }
-            Block::Sentence(x) => {
-                s.push('\n');
-                s.push_str(x);
-                s.push('\n');
-            }
-            Block::Failures { items, .. } => {
-                for f in items {
-                    s.push_str(&format!("  {}: {}\n", f.who, f.reason));
-                    for l in &f.tail {
-                        s.push_str(&format!("      | {l}\n"));
-                    }
-                }
-            }
-            Block::Notes(notes) => {
-                for n in notes {
-                    s.push_str(&format!("Note: {n}\n"));
-                }
-            }
-        }
-        first = false;
-    }
-    s
-}
-
-/// The console tail kept after `; console tail:` in a launch error, as its telling lines.
-fn error_tail(text: &str) -> Vec<String> {
-    text.split_once("; console tail:\n")
-        .map(|(_, t)| tail_excerpt(t).into_iter().map(String::from).collect())
-        .unwrap_or_default()
 }
 
 fn tail_of(tail: Option<&str>) -> Vec<String> {
-    tail.map(|t| tail_excerpt(t).into_iter().map(String::from).collect())
-        .unwrap_or_default()
+    tail.map(tail_excerpt).unwrap_or_default()
 }
 
-/// `DNR` or `skipped` for a guest without a result.
-fn status_word(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Failed => "DNR",
-        RunStatus::Skipped => "skipped",
-        RunStatus::Ok => "-",
+/// A number with three significant digits or so.
+pub(crate) fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
     }
 }
 
 // ----- isolation -----
 
-/// A degradation cell: `DNR`, the percentage, or `-`.
-fn pct_cell(pct: Option<f64>, dnr: bool) -> String {
-    match (dnr, pct) {
-        (true, _) => "DNR".into(),
-        (false, Some(p)) => format!("{p:.1}%"),
-        (false, None) => "-".into(),
+/// A degradation cell: the percentage, or `-`.
+fn pct_cell(pct: Option<f64>) -> String {
+    match pct {
+        Some(p) => format!("{p:.1}%"),
+        None => "-".into(),
     }
 }
 
-/// `label: reason` of a guest that did not return.
+/// `label: reason` of a guest without a result.
 fn guest_reason(g: &IsolationGuest) -> String {
     format!(
         "{}: {}",
         g.label,
-        g.reason.as_deref().unwrap_or("did not return (DNR)")
+        g.outcome
+            .describe()
+            .unwrap_or_else(|| "did not return (DNR)".into())
     )
+}
+
+fn failed(g: &&IsolationGuest) -> bool {
+    g.outcome.is_failed()
+}
+
+fn failed_ref(g: &&&IsolationGuest) -> bool {
+    g.outcome.is_failed()
+}
+
+/// The stressed guest's cell: its outcome's word when it failed, else its degradation.
+fn stressed_cell(r: &IsolationRow, pct: Option<f64>) -> Cell {
+    match r.guests.first().filter(failed) {
+        Some(g) => Cell::bad(g.outcome.label(), guest_reason(g)),
+        None if r.stressed_dnr => Cell::bad("DNR", ""),
+        None => pct_cell(pct).into(),
+    }
 }
 
 pub(crate) fn isolation(d: &IsolationData) -> ScenarioView {
@@ -196,7 +112,7 @@ pub(crate) fn isolation(d: &IsolationData) -> ScenarioView {
         ),
         "% degradation against each guest's baseline (higher is worse; DNR: did not return)".into(),
     ];
-    let mut main = Grid::new(
+    let mut main = grid(
         "Degradation under each stressor",
         &["stressor", "stressed guest", "normal guests", "note"],
         &[false, true, true, false],
@@ -204,23 +120,14 @@ pub(crate) fn isolation(d: &IsolationData) -> ScenarioView {
     for r in &d.rows {
         if r.status == StressStatus::Skipped {
             let why = r.reason.clone().unwrap_or_default();
-            main.push(
-                vec![
-                    r.stressor.clone(),
-                    "skipped".into(),
-                    "skipped".into(),
-                    why.clone(),
-                ],
-                vec![(1, why.clone()), (2, why)],
-            );
+            main.push(vec![
+                r.stressor.clone().into(),
+                Cell::with_why("skipped", why.clone()),
+                Cell::with_why("skipped", why.clone()),
+                why.into(),
+            ]);
             continue;
         }
-        let stressed_why = r
-            .guests
-            .first()
-            .filter(|g| is_dnr(g))
-            .map(guest_reason)
-            .unwrap_or_default();
         let normals: Vec<&IsolationGuest> = r.guests.iter().skip(1).collect();
         let normal = if r.normal_dnr > 0 {
             let of = if normals.is_empty() {
@@ -228,19 +135,24 @@ pub(crate) fn isolation(d: &IsolationData) -> ScenarioView {
             } else {
                 format!(" of {}", normals.len())
             };
-            match r.normal_pct {
-                Some(p) => format!("DNR ({}{of}), others {p:.1}%", r.normal_dnr),
-                None => format!("DNR ({}{of})", r.normal_dnr),
-            }
+            let word = normals
+                .iter()
+                .find(failed_ref)
+                .map_or("DNR", |g| g.outcome.label());
+            let text = match r.normal_pct {
+                Some(p) => format!("{word} ({}{of}), others {p:.1}%", r.normal_dnr),
+                None => format!("{word} ({}{of})", r.normal_dnr),
+            };
+            let why = normals
+                .iter()
+                .filter(failed_ref)
+                .map(|g| guest_reason(g))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Cell::bad(text, why)
         } else {
-            pct_cell(r.normal_pct, false)
+            pct_cell(r.normal_pct).into()
         };
-        let normal_why = normals
-            .iter()
-            .filter(|g| is_dnr(g))
-            .map(|g| guest_reason(g))
-            .collect::<Vec<_>>()
-            .join("; ");
         let interrupted = (r.status == StressStatus::Interrupted).then(|| match &r.reason {
             Some(why) => format!("interrupted: {why}"),
             None => "interrupted".to_string(),
@@ -250,63 +162,60 @@ pub(crate) fn isolation(d: &IsolationData) -> ScenarioView {
             .flatten()
             .collect::<Vec<_>>()
             .join("; ");
-        main.push(
-            vec![
-                r.stressor.clone(),
-                pct_cell(r.stressed_pct, r.stressed_dnr),
-                normal,
-                note,
-            ],
-            vec![(1, stressed_why), (2, normal_why)],
-        );
+        main.push(vec![
+            r.stressor.clone().into(),
+            stressed_cell(r, r.stressed_pct),
+            normal,
+            note.into(),
+        ]);
     }
     let mut blocks = vec![Block::Table(main)];
 
-    let mut detail = Grid::new(
+    let mut detail = grid(
         "Per workload: stressed guest, then each normal guest (%)",
         &["stressor", "workload", "stressed", "normal guests"],
         &[false, false, true, true],
     );
     for r in d.rows.iter().filter(|r| r.status != StressStatus::Skipped) {
-        let stressed_why = r
-            .guests
-            .first()
-            .filter(|g| is_dnr(g))
-            .map(guest_reason)
-            .unwrap_or_default();
         for w in &r.per_workload {
             // A normal guest without a number did not return in this phase or in its baseline.
-            let lost = w
+            let lost_guest = |i: usize| {
+                r.guests
+                    .get(i + 1)
+                    .filter(failed)
+                    .or_else(|| r.baseline.get(i + 1).filter(failed))
+            };
+            let lost: Vec<String> = w
                 .normal_per_guest
                 .iter()
                 .enumerate()
                 .filter(|(_, v)| v.is_none())
-                .filter_map(|(i, _)| {
-                    let i = i + 1;
-                    r.guests
-                        .get(i)
-                        .filter(|g| is_dnr(g))
-                        .or_else(|| r.baseline.get(i).filter(|g| is_dnr(g)))
-                        .map(guest_reason)
+                .filter_map(|(i, _)| lost_guest(i).map(guest_reason))
+                .collect();
+            let normals = w
+                .normal_per_guest
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Some(p) => format!("{p:.1}"),
+                    None => lost_guest(i).map_or("DNR", |g| g.outcome.label()).into(),
                 })
                 .collect::<Vec<_>>()
-                .join("; ");
-            detail.push(
-                vec![
-                    r.stressor.clone(),
-                    w.workload.clone(),
-                    pct_cell(w.stressed_pct, r.stressed_dnr),
-                    w.normal_per_guest
-                        .iter()
-                        .map(|v| v.map_or("DNR".into(), |p| format!("{p:.1}")))
-                        .collect::<Vec<_>>()
-                        .join(" / "),
-                ],
-                vec![(2, stressed_why.clone()), (3, lost)],
-            );
+                .join(" / ");
+            let normals = if lost.is_empty() {
+                Cell::from(normals)
+            } else {
+                Cell::bad(normals, lost.join("; "))
+            };
+            detail.push(vec![
+                r.stressor.clone().into(),
+                w.workload.clone().into(),
+                stressed_cell(r, w.stressed_pct),
+                normals,
+            ]);
         }
     }
-    if !detail.rows.is_empty() {
+    if !detail.is_empty() {
         blocks.push(Block::Table(detail));
     }
 
@@ -319,43 +228,47 @@ pub(crate) fn isolation(d: &IsolationData) -> ScenarioView {
         let mut header = vec!["guest"];
         header.extend(heads.iter().map(String::as_str));
         let right: Vec<bool> = (0..header.len()).map(|i| i > 0).collect();
-        let mut base = Grid::new(
+        let mut base = grid(
             "Baseline: each guest's median before any stressor",
             &header,
             &right,
         );
         for g in &d.baseline {
-            let mut row = vec![g.label.clone()];
-            let mut why = Vec::new();
-            for (i, w) in d.steady.iter().enumerate() {
-                if is_dnr(g) {
-                    row.push("DNR".into());
-                    why.push((i + 1, guest_reason(g)));
+            let mut row: Vec<Cell> = vec![g.label.clone().into()];
+            for w in &d.steady {
+                row.push(if g.outcome.is_failed() {
+                    Cell::bad(g.outcome.label(), guest_reason(g))
                 } else {
-                    row.push(g.medians.get(&w.name).map_or("-".into(), |&v| num(v)));
-                }
+                    g.medians
+                        .get(&w.name)
+                        .map_or("-".into(), |&v| num(v))
+                        .into()
+                });
             }
-            base.push(row, why);
+            base.push(row);
         }
         blocks.push(Block::Table(base));
     }
 
-    let failure = |g: &IsolationGuest, where_: String| Failure {
+    let failure = |g: &IsolationGuest, where_: String| FailureItem {
         who: format!("{} {where_}", g.label),
-        reason: g.reason.clone().unwrap_or_else(|| "did not return".into()),
-        tail: tail_of(g.console_tail.as_deref()),
+        reason: g
+            .outcome
+            .describe()
+            .unwrap_or_else(|| "did not return".into()),
+        tail: tail_of(g.outcome.console_tail()),
     };
-    let mut failures: Vec<Failure> = d
+    let mut failures: Vec<FailureItem> = d
         .baseline
         .iter()
-        .filter(|g| is_dnr(g))
+        .filter(failed)
         .map(|g| failure(g, "in the first baseline".into()))
         .collect();
     for r in &d.rows {
-        for g in r.baseline.iter().filter(|g| is_dnr(g)) {
+        for g in r.baseline.iter().filter(failed) {
             failures.push(failure(g, format!("in the baseline before {}", r.stressor)));
         }
-        for g in r.guests.iter().filter(|g| is_dnr(g)) {
+        for g in r.guests.iter().filter(failed) {
             failures.push(failure(g, format!("under {} ({})", r.stressor, g.role)));
         }
     }
@@ -385,7 +298,7 @@ pub(crate) fn scalability(d: &ScalabilityData) -> ScenarioView {
     )];
     let agg = format!("aggregate {}", d.aggregate_unit);
     let per = format!("per guest {}", d.aggregate_unit);
-    let mut main = Grid::new(
+    let mut main = grid(
         "Aggregate throughput by guest count (DNR: guests that did not return)",
         &[
             "guests",
@@ -406,48 +319,45 @@ pub(crate) fn scalability(d: &ScalabilityData) -> ScenarioView {
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
                 (a.min(v), b.max(v))
             });
-        let none = if st.failed > 0 || st.per_guest.is_empty() {
-            "DNR"
-        } else {
-            "skipped"
-        };
-        let why = st
+        // A cell without a number: the first failed guest's word (`DNR`, `did not start`), or
+        // `skipped` when none failed.
+        let without = st
             .per_guest
             .iter()
-            .find(|g| g.status != RunStatus::Ok)
-            .and_then(|g| g.reason.clone())
+            .find(|g| g.outcome.is_failed())
+            .or_else(|| st.per_guest.iter().find(|g| !g.outcome.is_ok()));
+        let none = |why: &str| match without {
+            Some(g) if g.outcome.is_failed() => Cell::bad(g.outcome.label(), why),
+            Some(g) => Cell::with_why(g.outcome.label(), why),
+            None if st.per_guest.is_empty() => Cell::bad("DNR", why),
+            None => Cell::with_why("skipped", why),
+        };
+        let why = without
+            .and_then(|g| g.outcome.describe())
             .map(|r| format!("no guest returned a result: {r}"))
             .unwrap_or_default();
-        let mut why_cells = Vec::new();
-        if st.aggregate.is_none() {
-            why_cells.push((3, why.clone()));
-        }
-        if ok.is_empty() {
-            why_cells.push((4, why.clone()));
-            why_cells.push((5, why));
-        }
-        main.push(
-            vec![
-                st.guests.to_string(),
-                ok.len().to_string(),
-                st.failed.to_string(),
-                st.aggregate.map_or(none.into(), num),
-                if ok.is_empty() {
-                    none.into()
-                } else {
-                    num(ok.iter().sum::<f64>() / ok.len() as f64)
-                },
-                if ok.is_empty() {
-                    none.into()
-                } else {
-                    format!("{}–{}", num(min), num(max))
-                },
-                st.scaling_efficiency
-                    .map_or("-".into(), |e| format!("{:.0}%", e * 100.0)),
-                st.startup_s.map_or("-".into(), |t| format!("{t:.1}")),
-            ],
-            why_cells,
-        );
+        main.push(vec![
+            st.guests.to_string().into(),
+            ok.len().to_string().into(),
+            st.failed.to_string().into(),
+            st.aggregate.map_or_else(|| none(&why), |a| num(a).into()),
+            if ok.is_empty() {
+                none(&why)
+            } else {
+                num(ok.iter().sum::<f64>() / ok.len() as f64).into()
+            },
+            if ok.is_empty() {
+                none(&why)
+            } else {
+                format!("{}–{}", num(min), num(max)).into()
+            },
+            st.scaling_efficiency
+                .map_or("-".into(), |e| format!("{:.0}%", e * 100.0))
+                .into(),
+            st.startup_s
+                .map_or("-".into(), |t| format!("{t:.1}"))
+                .into(),
+        ]);
     }
     let mut blocks = vec![Block::Table(main)];
     blocks.push(Block::Sentence(match d.saturation_guests {
@@ -464,7 +374,7 @@ pub(crate) fn scalability(d: &ScalabilityData) -> ScenarioView {
         if d.higher_is_better { "↑" } else { "↓" }
     );
     let throughput = format!("throughput {}", d.aggregate_unit);
-    let mut guests = Grid::new(
+    let mut guests = grid(
         "Each guest's result",
         &[
             "guests",
@@ -484,53 +394,43 @@ pub(crate) fn scalability(d: &ScalabilityData) -> ScenarioView {
             let measured = g
                 .summary
                 .as_ref()
-                .filter(|_| g.status == RunStatus::Ok && g.throughput.is_some());
-            let (value, cv, tp, why) = match measured {
+                .filter(|_| g.outcome.is_ok() && g.throughput.is_some());
+            let (value, cv, tp): (Cell, Cell, Cell) = match measured {
                 Some(s) => (
-                    num(s.median),
-                    format!("{:.1}%", s.cv * 100.0),
-                    g.throughput.map_or("-".into(), num),
-                    Vec::new(),
+                    num(s.median).into(),
+                    format!("{:.1}%", s.cv * 100.0).into(),
+                    g.throughput.map_or("-".into(), num).into(),
                 ),
-                None => {
-                    let word = status_word(g.status);
-                    let why = g.reason.clone().unwrap_or_default();
-                    (
-                        word.to_string(),
-                        "-".into(),
-                        g.throughput.map_or(word.into(), num),
-                        vec![(2, why.clone()), (4, why)],
-                    )
-                }
+                None => (
+                    Cell::outcome(&g.outcome),
+                    "-".into(),
+                    g.throughput
+                        .map_or_else(|| Cell::outcome(&g.outcome), |t| num(t).into()),
+                ),
             };
-            guests.push(
-                vec![
-                    st.guests.to_string(),
-                    g.label.clone(),
-                    value,
-                    cv,
-                    tp,
-                    secs(g.boot_s),
-                    secs(g.host_cpu_s),
-                ],
-                why,
-            );
+            guests.push(vec![
+                st.guests.to_string().into(),
+                g.label.clone().into(),
+                value,
+                cv,
+                tp,
+                secs(g.boot_s).into(),
+                secs(g.host_cpu_s).into(),
+            ]);
         }
     }
-    if !guests.rows.is_empty() {
+    if !guests.is_empty() {
         blocks.push(Block::Table(guests));
     }
 
-    // Guests that did not return, grouped per step by reason (the first one's console tail).
+    // Guests without a result, grouped per step by reason (the first one's console tail).
     let mut failures = Vec::new();
     for st in &d.steps {
         let mut groups: Vec<(String, Vec<&GuestResult>)> = Vec::new();
-        for g in st.per_guest.iter().filter(|g| g.status != RunStatus::Ok) {
-            let reason = g.reason.as_deref().unwrap_or("");
-            let key = match g.status {
-                RunStatus::Failed if reason.contains("DNR") => reason.to_string(),
-                RunStatus::Failed => format!("DNR: {reason}"),
-                _ => format!("skipped: {reason}"),
+        for g in st.per_guest.iter().filter(|g| !g.outcome.is_ok()) {
+            let key = match &g.outcome {
+                Outcome::Failed(f) => f.describe(),
+                other => format!("skipped: {}", other.reason().unwrap_or_default()),
             };
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, v)) => v.push(g),
@@ -548,10 +448,10 @@ pub(crate) fn scalability(d: &ScalabilityData) -> ScenarioView {
                     gs[gs.len() - 1].label
                 )
             };
-            failures.push(Failure {
+            failures.push(FailureItem {
                 who: format!("{who}, step of {}", st.guests),
                 reason: key,
-                tail: tail_of(gs[0].console_tail.as_deref()),
+                tail: tail_of(gs[0].outcome.console_tail()),
             });
         }
     }
@@ -585,19 +485,20 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
         None => "-".into(),
     };
     // Why a row has no number at all: none of its guests booted.
+    // The cell says the first failure's word (`did not start`).
     let no_boot = |r: &LifecycleRow| {
         (!r.boots.is_empty() && r.boots.iter().all(|b| b.boot_s.is_none())).then(|| {
-            let first = r
-                .boots
-                .iter()
-                .find_map(|b| b.failure.as_deref())
-                .map(first_line)
-                .unwrap_or_default();
-            format!("no guest booted: {first}")
+            let first = r.boots.iter().find_map(|b| b.failure.as_ref());
+            let why = format!(
+                "no guest booted: {}",
+                first.map(Failure::first_line).unwrap_or_default()
+            );
+            let word = first.map_or("DNR", |f| f.kind.label());
+            Cell::bad(word, why)
         })
     };
 
-    let mut boots = Grid::new(
+    let mut boots = grid(
         "Boot time, seconds: median [95% interval]",
         &[
             "vCPUs",
@@ -612,38 +513,32 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
         let ok: Vec<f64> = r.boots.iter().filter_map(|b| b.boot_s).collect();
         let booted = format!("{}/{}", ok.len(), r.boots.len());
         match no_boot(r) {
-            Some(why) => boots.push(
-                vec![
-                    r.vcpus.to_string(),
-                    booted,
-                    "DNR".into(),
-                    "DNR".into(),
-                    "DNR".into(),
-                ],
-                vec![(2, why.clone()), (3, why.clone()), (4, why)],
-            ),
-            None => boots.push(
-                vec![
-                    r.vcpus.to_string(),
-                    booted,
-                    fmt_sum(&r.boot_s),
-                    if ok.is_empty() {
-                        "-".into()
-                    } else {
-                        format!(
-                            "{:.2}–{:.2}",
-                            ok.iter().copied().fold(f64::INFINITY, f64::min),
-                            ok.iter().copied().fold(0.0, f64::max)
-                        )
-                    },
-                    fmt_sum(&r.guest_uptime_s),
-                ],
-                Vec::new(),
-            ),
+            Some(c) => boots.push(vec![
+                r.vcpus.to_string().into(),
+                booted.into(),
+                c.clone(),
+                c.clone(),
+                c,
+            ]),
+            None => boots.push_text(vec![
+                r.vcpus.to_string(),
+                booted,
+                fmt_sum(&r.boot_s),
+                if ok.is_empty() {
+                    "-".into()
+                } else {
+                    format!(
+                        "{:.2}–{:.2}",
+                        ok.iter().copied().fold(f64::INFINITY, f64::min),
+                        ok.iter().copied().fold(0.0, f64::max)
+                    )
+                },
+                fmt_sum(&r.guest_uptime_s),
+            ]),
         }
     }
 
-    let mut idle = Grid::new(
+    let mut idle = grid(
         "Idle guest: host CPU, % of one core",
         &[
             "vCPUs",
@@ -655,44 +550,36 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
         &[true, true, true, true, false],
     );
     for r in &d.rows {
-        let (cells, why) = match (&r.idle, no_boot(r)) {
-            (Some(i), _) => (
-                vec![
-                    r.vcpus.to_string(),
-                    format!("{:.2}", i.cpu_pct_of_core),
-                    i.summary.as_ref().map_or("-".into(), |x| {
+        let cells: Vec<Cell> = match (&r.idle, no_boot(r)) {
+            (Some(i), _) => vec![
+                r.vcpus.to_string().into(),
+                format!("{:.2}", i.cpu_pct_of_core).into(),
+                i.summary
+                    .as_ref()
+                    .map_or("-".into(), |x| {
                         format!("{:.2} [{:.2}, {:.2}]", x.median, x.ci_low, x.ci_high)
-                    }),
-                    format!("{:.1}", i.window_s),
-                    i.method.clone(),
-                ],
-                Vec::new(),
-            ),
-            (None, Some(why)) => (
-                vec![
-                    r.vcpus.to_string(),
-                    "DNR".into(),
-                    "DNR".into(),
-                    "-".into(),
-                    "-".into(),
-                ],
-                vec![(1, why.clone()), (2, why)],
-            ),
-            (None, None) => (
-                vec![
-                    r.vcpus.to_string(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                ],
-                Vec::new(),
-            ),
+                    })
+                    .into(),
+                format!("{:.1}", i.window_s).into(),
+                i.method.clone().into(),
+            ],
+            (None, Some(c)) => vec![
+                r.vcpus.to_string().into(),
+                c.clone(),
+                c,
+                "-".into(),
+                "-".into(),
+            ],
+            (None, None) => {
+                let mut cells = vec![Cell::from("-"); 5];
+                cells[0] = r.vcpus.to_string().into();
+                cells
+            }
         };
-        idle.push(cells, why);
+        idle.push(cells);
     }
 
-    let mut memory = Grid::new(
+    let mut memory = grid(
         "Memory, MiB",
         &[
             "vCPUs",
@@ -713,39 +600,39 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
     let opt = |k: Option<u64>| k.map_or("-".into(), mib);
     let signed = |k: Option<i64>| k.map_or("-".into(), |o| num(o as f64 / 1024.0));
     for r in &d.rows {
-        let (cells, why) = match (&r.memory, no_boot(r)) {
-            (Some(m), _) => (
-                vec![
-                    r.vcpus.to_string(),
-                    m.configured_mib.to_string(),
-                    opt(m.guest_mem_total_kib),
-                    opt(m.guest_used_kib),
-                    opt(m.guest_ram_backed_kib),
-                    signed(m.backed_minus_used_kib),
-                    opt(m.vmm_own_kib),
-                    opt(m.vmm_own_rss_kib),
-                    mib(m.host_pss_kib),
-                    mib(m.host_rss_kib),
-                    m.host_pids.len().to_string(),
-                ],
-                Vec::new(),
-            ),
-            (None, Some(why)) => {
-                let mut cells = vec!["DNR".to_string(); 11];
-                cells[0] = r.vcpus.to_string();
-                cells[1] = r.memory_mib.to_string();
-                for c in [2, 3, 10] {
-                    cells[c] = "-".into();
+        let cells: Vec<Cell> = match (&r.memory, no_boot(r)) {
+            (Some(m), _) => vec![
+                r.vcpus.to_string(),
+                m.configured_mib.to_string(),
+                opt(m.guest_mem_total_kib),
+                opt(m.guest_used_kib),
+                opt(m.guest_ram_backed_kib),
+                signed(m.backed_minus_used_kib),
+                opt(m.vmm_own_kib),
+                opt(m.vmm_own_rss_kib),
+                mib(m.host_pss_kib),
+                mib(m.host_rss_kib),
+                m.host_pids.len().to_string(),
+            ]
+            .into_iter()
+            .map(Cell::from)
+            .collect(),
+            (None, Some(c)) => {
+                let mut cells = vec![c; 11];
+                cells[0] = r.vcpus.to_string().into();
+                cells[1] = r.memory_mib.to_string().into();
+                for i in [2, 3, 10] {
+                    cells[i] = "-".into();
                 }
-                (cells, (4..10).map(|c| (c, why.clone())).collect())
+                cells
             }
             (None, None) => {
-                let mut cells = vec!["-".to_string(); 11];
-                cells[0] = r.vcpus.to_string();
-                (cells, Vec::new())
+                let mut cells = vec![Cell::from("-"); 11];
+                cells[0] = r.vcpus.to_string().into();
+                cells
             }
         };
-        memory.push(cells, why);
+        memory.push(cells);
     }
 
     // The VMM's own memory by part: only the parts some row has.
@@ -759,7 +646,7 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
                 .any(|m| m.vmm_parts.iter().any(|p| p.part == *name))
         })
         .collect();
-    let mut own = Grid::new(
+    let mut own = grid(
         "VMM own memory by part, MiB: PSS (reserved)",
         &std::iter::once("vCPUs")
             .chain(parts.iter().copied())
@@ -777,10 +664,10 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
                 None => "-".into(),
             });
         }
-        own.push(cells, Vec::new());
+        own.push_text(cells);
     }
 
-    let mut largest = Grid::new(
+    let mut largest = grid(
         "Largest mappings of the VMM's own memory",
         &[
             "vCPUs", "process", "part", "mapping", "perms", "size MiB", "PSS MiB",
@@ -790,26 +677,23 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
     largest.detail = true;
     for r in &d.rows {
         for l in r.memory.iter().flat_map(|m| &m.largest_mappings) {
-            largest.push(
-                vec![
-                    r.vcpus.to_string(),
-                    format!("{} ({})", l.process, l.pid),
-                    l.part.clone(),
-                    if l.name.is_empty() {
-                        "[anonymous]".into()
-                    } else {
-                        l.name.clone()
-                    },
-                    l.perms.clone(),
-                    mib(l.size_kib),
-                    mib(l.pss_kib),
-                ],
-                Vec::new(),
-            );
+            largest.push_text(vec![
+                r.vcpus.to_string(),
+                format!("{} ({})", l.process, l.pid),
+                l.part.clone(),
+                if l.name.is_empty() {
+                    "[anonymous]".into()
+                } else {
+                    l.name.clone()
+                },
+                l.perms.clone(),
+                mib(l.size_kib),
+                mib(l.pss_kib),
+            ]);
         }
     }
 
-    let mut every = Grid::new(
+    let mut every = grid(
         "Every boot",
         &[
             "vCPUs",
@@ -823,22 +707,18 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
     every.detail = true;
     for r in &d.rows {
         for b in &r.boots {
-            let why = b.failure.as_deref().map(first_line).unwrap_or_default();
             let secs = |v: Option<f64>| match (v, &b.failure) {
-                (Some(t), _) => format!("{t:.3}"),
-                (None, Some(_)) => "DNR".into(),
+                (Some(t), _) => Cell::from(format!("{t:.3}")),
+                (None, Some(f)) => Cell::bad(f.kind.label(), f.first_line()),
                 (None, None) => "-".into(),
             };
-            every.push(
-                vec![
-                    r.vcpus.to_string(),
-                    b.label.clone(),
-                    secs(b.boot_s),
-                    secs(b.guest_uptime_s),
-                    b.cpus.map_or("-".into(), |c| c.to_string()),
-                ],
-                vec![(2, why.clone()), (3, why)],
-            );
+            every.push(vec![
+                r.vcpus.to_string().into(),
+                b.label.clone().into(),
+                secs(b.boot_s),
+                secs(b.guest_uptime_s),
+                b.cpus.map_or("-".into(), |c| c.to_string()).into(),
+            ]);
         }
     }
 
@@ -847,30 +727,30 @@ pub(crate) fn lifecycle(d: &LifecycleData) -> ScenarioView {
         Block::Table(idle),
         Block::Table(memory),
     ];
-    if !own.rows.is_empty() {
+    if !own.is_empty() {
         blocks.push(Block::Table(own));
     }
-    if !largest.rows.is_empty() {
+    if !largest.is_empty() {
         blocks.push(Block::Table(largest));
     }
-    if !every.rows.is_empty() {
+    if !every.is_empty() {
         blocks.push(Block::Table(every));
     }
-    let failures: Vec<Failure> = d
+    let failures: Vec<FailureItem> = d
         .rows
         .iter()
         .flat_map(|r| &r.boots)
         .filter_map(|b| {
-            b.failure.as_deref().map(|f| Failure {
+            b.failure.as_ref().map(|f| FailureItem {
                 who: b.label.clone(),
-                reason: format!("did not boot: {}", first_line(f)),
-                tail: error_tail(f),
+                reason: format!("{}: {}", f.kind.describe(), f.first_line()),
+                tail: tail_of(f.console_tail.as_deref()),
             })
         })
         .collect();
     if !failures.is_empty() {
         blocks.push(Block::Failures {
-            title: "Boots that failed (DNR)".into(),
+            title: "Boots that failed".into(),
             items: failures,
         });
     }
@@ -920,9 +800,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_dnr_cell_is_never_a_number() {
-        assert_eq!(pct_cell(Some(0.0), true), "DNR");
-        assert_eq!(pct_cell(None, false), "-");
-        assert_eq!(pct_cell(Some(12.34), false), "12.3%");
+    fn a_guest_without_a_result_is_its_outcome_never_a_number() {
+        let mut row = IsolationRow {
+            stressor: "fork".into(),
+            status: StressStatus::Ran,
+            reason: None,
+            note: None,
+            stressed_pct: Some(0.0),
+            stressed_dnr: true,
+            normal_pct: None,
+            normal_dnr: 0,
+            per_workload: Vec::new(),
+            guests: Vec::new(),
+            baseline: Vec::new(),
+        };
+        assert_eq!(stressed_cell(&row, Some(0.0)).text, "DNR");
+        row.guests.push(IsolationGuest {
+            label: "g0".into(),
+            role: "stressed".into(),
+            outcome: Outcome::failed(FailureKind::DidNotStart, "no hello"),
+            medians: Default::default(),
+            samples: Default::default(),
+            stress_extras: Default::default(),
+        });
+        let c = stressed_cell(&row, Some(0.0));
+        assert_eq!((c.text.as_str(), c.bad), ("did not start", true));
+        assert_eq!(c.why.as_deref(), Some("g0: did not start: no hello"));
+        assert_eq!(pct_cell(Some(12.34)), "12.3%");
     }
 }

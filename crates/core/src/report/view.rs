@@ -1,20 +1,32 @@
-//! What the shareable reports (Markdown, HTML) show, computed once as rows of cells.
-//!
-//! Each export formats these rows in its own syntax, so a number reads the same in every format
-//! (`fmt_sig`, `fmt_pct`, the same verdict words as the terminal report).
+//! The tables of an efficiency document (`hvbench run`), built once in the [table
+//! model](super::model): every format exports these, so a number reads the same everywhere
+//! (`fmt_sig`, `fmt_pct`, the same verdict words) and no format has a column the others lack.
 
+use super::model::{Cell, Table};
 use super::{fmt_pct, fmt_sig};
 use crate::backends::Availability;
-use crate::results::{BackendRecord, RunDocument, RunRecord, RunStatus, Verdict};
+use crate::results::{BackendRecord, RunDocument, RunRecord, SampleDetail, Verdict};
 
-/// A titled table: header cells, which columns hold numbers, and rows of plain text cells.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct TableView {
-    pub title: String,
-    pub header: Vec<String>,
-    /// `right[i]`: column i holds numbers (aligned right).
-    pub right: Vec<bool>,
-    pub rows: Vec<Vec<String>>,
+/// The tables of an efficiency document in reading order, as the terminal and Markdown show
+/// them: the backends, each backend's scores, each guest backend's efficiency, the efficiency
+/// of every workload at a glance, the applications and app.web's QoS curve.
+pub(crate) fn document_tables(doc: &RunDocument) -> Vec<Table> {
+    let mut tables = vec![backends_table(doc)];
+    for b in &doc.backends {
+        if b.availability.is_available() && doc.runs.iter().any(|r| r.backend == b.name) {
+            tables.push(scores_table(doc, &b.name));
+        }
+    }
+    let guests = guest_backends(doc);
+    for b in &guests {
+        tables.push(efficiency_table(doc, &b.name));
+    }
+    if !guests.is_empty() {
+        tables.push(efficiency_matrix(doc, &guests));
+    }
+    tables.extend(applications_table(doc));
+    tables.extend(qos_table(doc));
+    tables
 }
 
 /// Where guests ran on the host's CPUs, as lines: the host's topology and the run's pinning,
@@ -87,14 +99,26 @@ pub(crate) fn verdict_text(v: Verdict) -> &'static str {
     }
 }
 
-/// `skipped`, `DNR` or `failed` for a run without a summary.
+/// `skipped`, `DNR`, `did not start`, ... for a run without a summary.
 pub(crate) fn status_label(r: &RunRecord) -> &'static str {
-    match r.status {
-        RunStatus::Ok => "no summary",
-        RunStatus::Skipped => "skipped",
-        RunStatus::Failed if r.reason.as_deref().is_some_and(|x| x.contains("DNR")) => "DNR",
-        RunStatus::Failed => "failed",
+    if r.outcome.is_ok() {
+        "no summary"
+    } else {
+        r.outcome.label()
     }
+}
+
+/// The cell of a run without a summary: its status word, with why.
+pub(crate) fn status_cell(r: &RunRecord) -> Cell {
+    Cell {
+        text: status_label(r).into(),
+        ..Cell::outcome(&r.outcome)
+    }
+}
+
+/// Why a run has no number (its failure with the kind's words), on one line.
+pub(crate) fn reason_text(r: &RunRecord, max: usize) -> String {
+    brief(&r.outcome.describe().unwrap_or_default(), max)
 }
 
 /// The unit with the direction of goodness: `ns/op ↓`.
@@ -115,7 +139,7 @@ pub(crate) fn brief(s: &str, max: usize) -> String {
 
 /// The summary of a run that was measured, if any.
 pub(crate) fn measured(r: &RunRecord) -> Option<&hvbench_stats::Summary> {
-    r.summary.as_ref().filter(|_| r.status == RunStatus::Ok)
+    r.summary.as_ref().filter(|_| r.outcome.is_ok())
 }
 
 /// Boot time of a backend's first guest that said hello.
@@ -137,32 +161,37 @@ pub(crate) fn availability_text(a: &Availability) -> (&'static str, String) {
     }
 }
 
-pub(crate) fn backends_table(doc: &RunDocument) -> TableView {
-    let rows = doc
-        .backends
-        .iter()
-        .map(|b| {
-            let (status, detail) = availability_text(&b.availability);
-            let failure = b.guests.iter().find_map(|g| g.failure.as_deref());
-            let status = match failure {
-                Some(_) => format!("{status}, guest failed"),
-                None => status.to_string(),
-            };
-            vec![
-                b.name.clone(),
-                b.technique.clone(),
-                status,
-                boot_text(b),
-                failure.map(|f| brief(f, 160)).unwrap_or(detail),
-            ]
-        })
-        .collect();
-    TableView {
-        title: "Backends".into(),
-        header: strings(&["Backend", "Technique", "Status", "Boot", "Detail"]),
-        right: vec![false, false, false, true, false],
-        rows,
+pub(crate) fn backends_table(doc: &RunDocument) -> Table {
+    let mut t = Table::titled(
+        "Backends",
+        &[
+            ("Backend", false),
+            ("Technique", false),
+            ("Status", false),
+            ("Boot", true),
+            ("Detail", false),
+        ],
+    );
+    for b in &doc.backends {
+        let (status, detail) = availability_text(&b.availability);
+        let failure = b.guests.iter().find_map(|g| g.failure.as_ref());
+        let status = match failure {
+            Some(_) => format!("{status}, guest failed"),
+            None => status.to_string(),
+        };
+        let detail = match failure {
+            Some(f) => Cell::bad(brief(&f.describe(), 160), f.describe()),
+            None => Cell::from(detail),
+        };
+        t.push(vec![
+            b.name.clone().into(),
+            b.technique.clone().into(),
+            status.into(),
+            boot_text(b).into(),
+            detail,
+        ]);
     }
+    t
 }
 
 /// Notes on a measured run: outliers, extra repetitions, clock disagreement, secondary metrics.
@@ -193,110 +222,158 @@ pub(crate) fn host_cpu_text(r: &RunRecord) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-pub(crate) fn scores_table(doc: &RunDocument, backend: &str) -> TableView {
-    let rows = doc
-        .runs
-        .iter()
-        .filter(|r| r.backend == backend)
-        .map(|r| match measured(r) {
+pub(crate) fn scores_table(doc: &RunDocument, backend: &str) -> Table {
+    let mut t = Table::titled(
+        format!("Scores on {backend}"),
+        &[
+            ("Workload", false),
+            ("Unit", false),
+            ("Median", true),
+            ("95% CI", true),
+            ("CV", true),
+            ("Runs", true),
+            ("Host CPU", true),
+            ("Notes", false),
+        ],
+    );
+    for r in doc.runs.iter().filter(|r| r.backend == backend) {
+        let runs = r.samples.len().to_string();
+        t.push(match measured(r) {
             Some(s) => vec![
-                r.workload.clone(),
-                unit_with_direction(r),
-                fmt_sig(s.median),
-                format!("{} – {}", fmt_sig(s.ci_low), fmt_sig(s.ci_high)),
-                format!("{:.1}%", s.cv * 100.0),
-                r.samples.len().to_string(),
-                host_cpu_text(r),
-                run_notes(r),
+                r.workload.clone().into(),
+                unit_with_direction(r).into(),
+                fmt_sig(s.median).into(),
+                format!("{} – {}", fmt_sig(s.ci_low), fmt_sig(s.ci_high)).into(),
+                format!("{:.1}%", s.cv * 100.0).into(),
+                runs.into(),
+                host_cpu_text(r).into(),
+                run_notes(r).into(),
             ],
             None => vec![
-                r.workload.clone(),
-                unit_with_direction(r),
-                status_label(r).into(),
-                String::new(),
-                String::new(),
-                r.samples.len().to_string(),
-                String::new(),
-                brief(r.reason.as_deref().unwrap_or(""), 160),
+                r.workload.clone().into(),
+                unit_with_direction(r).into(),
+                status_cell(r),
+                Cell::default(),
+                Cell::default(),
+                runs.into(),
+                Cell::default(),
+                reason_text(r, 160).into(),
             ],
-        })
-        .collect();
-    TableView {
-        title: format!("Scores on {backend}"),
-        header: strings(&[
-            "Workload", "Unit", "Median", "95% CI", "CV", "Runs", "Host CPU", "Notes",
-        ]),
-        right: vec![false, false, true, true, true, true, true, false],
-        rows,
+        });
     }
+    t
 }
 
 /// The median of a run, or why there is none.
-pub(crate) fn score_text(r: Option<&RunRecord>) -> String {
+fn score_cell(r: Option<&RunRecord>) -> Cell {
     match r {
         Some(r) => measured(r)
-            .map(|s| fmt_sig(s.median))
-            .unwrap_or_else(|| status_label(r).into()),
+            .map(|s| Cell::from(fmt_sig(s.median)))
+            .unwrap_or_else(|| status_cell(r)),
         None => "-".into(),
     }
 }
 
-pub(crate) fn efficiency_table(doc: &RunDocument, backend: &str) -> TableView {
+/// Host CPU per operation in the guest against on the host (`4.2×`): the cost a near-native
+/// throughput can hide.
+fn cpu_cost_ratio(guest: &RunRecord, host: Option<&RunRecord>) -> String {
+    let g = guest
+        .host_cpu_per_op
+        .as_ref()
+        .filter(|_| guest.outcome.is_ok());
+    let h = host
+        .filter(|h| h.outcome.is_ok())
+        .and_then(|h| h.host_cpu_per_op.as_ref());
+    match (g, h) {
+        (Some(g), Some(h)) if h.value > 0.0 && g.unit == h.unit => {
+            format!("{}×", fmt_sig(g.value / h.value))
+        }
+        _ => "-".into(),
+    }
+}
+
+pub(crate) fn efficiency_table(doc: &RunDocument, backend: &str) -> Table {
     let baseline = baseline(doc);
-    let rows = doc
-        .runs
-        .iter()
-        .filter(|r| r.backend == backend)
-        .map(|r| {
+    let guest_score = format!("{backend} score");
+    let host_score = format!("{baseline} score");
+    let mut t = Table::titled(
+        format!("Efficiency of {backend} (guest score / host score; for times host / guest)"),
+        &[
+            ("Workload", false),
+            ("Efficiency", true),
+            ("95% CI", true),
+            ("Verdict", false),
+            (guest_score.as_str(), true),
+            (host_score.as_str(), true),
+            ("Unit", false),
+            ("Host CPU/op", true),
+        ],
+    );
+    for r in doc.runs.iter().filter(|r| r.backend == backend) {
+        let host = doc.run(baseline, &r.workload);
+        let e = doc
+            .efficiency
+            .iter()
+            .find(|e| e.backend == backend && e.workload == r.workload);
+        let (eff, ci, verdict) = match e {
+            Some(e) => (
+                fmt_pct(e.ratio),
+                format!("{} – {}", fmt_pct(e.ci_low), fmt_pct(e.ci_high)),
+                verdict_text(e.verdict).to_string(),
+            ),
+            None if r.outcome.is_ok() => ("-".into(), String::new(), "not comparable".into()),
+            None => ("-".into(), String::new(), reason_text(r, 160)),
+        };
+        t.push(vec![
+            r.workload.clone().into(),
+            eff.into(),
+            ci.into(),
+            verdict.into(),
+            score_cell(Some(r)),
+            score_cell(host),
+            r.unit.clone().into(),
+            cpu_cost_ratio(r, host).into(),
+        ]);
+    }
+    t
+}
+
+/// One table, one column per guest backend: the efficiency of every workload at a glance.
+/// `≈` marks an interval that contains 100% (no measurable overhead); `DNR` a guest that did
+/// not return, `did not start` one that never said hello; `skipped` a workload that cannot run
+/// there.
+pub(crate) fn efficiency_matrix(doc: &RunDocument, backends: &[&BackendRecord]) -> Table {
+    let mut columns = vec![("Workload", false)];
+    columns.extend(backends.iter().map(|b| (b.name.as_str(), true)));
+    let mut t = Table::titled(
+        "Virtualization efficiency (guest / host; ≈: 95% CI contains 100%, no measurable overhead)",
+        &columns,
+    );
+    for w in workloads(doc) {
+        let mut row: Vec<Cell> = vec![w.into()];
+        for b in backends {
             let e = doc
                 .efficiency
                 .iter()
-                .find(|e| e.backend == backend && e.workload == r.workload);
-            let (eff, ci, verdict) = match e {
-                Some(e) => (
-                    fmt_pct(e.ratio),
-                    format!("{} – {}", fmt_pct(e.ci_low), fmt_pct(e.ci_high)),
-                    verdict_text(e.verdict).to_string(),
-                ),
-                None => (
-                    "-".into(),
-                    String::new(),
-                    brief(r.reason.as_deref().unwrap_or("not comparable"), 160),
-                ),
-            };
-            vec![
-                r.workload.clone(),
-                eff,
-                ci,
-                verdict,
-                score_text(Some(r)),
-                score_text(doc.run(baseline, &r.workload)),
-                r.unit.clone(),
-            ]
-        })
-        .collect();
-    TableView {
-        title: format!(
-            "Efficiency of {backend} (guest score / host score; for times host / guest)"
-        ),
-        header: vec![
-            "Workload".into(),
-            "Efficiency".into(),
-            "95% CI".into(),
-            "Verdict".into(),
-            format!("{backend} score"),
-            format!("{baseline} score"),
-            "Unit".into(),
-        ],
-        right: vec![false, true, true, false, true, true, false],
-        rows,
+                .find(|e| e.backend == b.name && e.workload == w);
+            row.push(match (e, doc.run(&b.name, w)) {
+                (Some(e), _) => {
+                    let same = e.verdict == Verdict::NoMeasurableOverhead;
+                    format!("{}{}", fmt_pct(e.ratio), if same { " ≈" } else { "  " }).into()
+                }
+                (None, Some(r)) if !r.outcome.is_ok() => Cell::outcome(&r.outcome),
+                (None, _) => "-".into(),
+            });
+        }
+        t.push(row);
     }
+    t
 }
 
 /// The applications of a run (workloads named `app.*`), one row per application and backend:
 /// the score, the efficiency with its interval, and what explains the score (a database's
 /// latency, a build's configure and make times, a file load's fsyncs). `None` without any.
-pub(crate) fn applications_table(doc: &RunDocument) -> Option<TableView> {
+pub(crate) fn applications_table(doc: &RunDocument) -> Option<Table> {
     let base = baseline(doc);
     let apps: Vec<&str> = workloads(doc)
         .into_iter()
@@ -325,7 +402,7 @@ pub(crate) fn applications_table(doc: &RunDocument) -> Option<TableView> {
             };
             let x = |k: &str| r.extras.get(k).copied();
             let detail = if measured(r).is_none() {
-                brief(r.reason.as_deref().unwrap_or(""), 100)
+                reason_text(r, 100)
             } else if let (Some(avg), Some(p99)) = (x("lat_avg_ms"), x("lat_p99_ms")) {
                 format!("latency avg {} ms, p99 {} ms", fmt_sig(avg), fmt_sig(p99))
             } else if let (Some(c), Some(m)) = (x("configure_s"), x("make_s")) {
@@ -342,32 +419,48 @@ pub(crate) fn applications_table(doc: &RunDocument) -> Option<TableView> {
                 String::new()
             };
             rows.push(vec![
-                w.to_string(),
-                b.name.clone(),
-                score_text(Some(r)),
-                unit_with_direction(r),
-                eff,
-                ci,
-                detail,
+                Cell::from(*w),
+                b.name.clone().into(),
+                score_cell(Some(r)),
+                unit_with_direction(r).into(),
+                eff.into(),
+                ci.into(),
+                detail.into(),
             ]);
         }
     }
-    Some(TableView {
-        title: "Applications (median of each backend; efficiency against the host running the \
-                same binaries on as many CPUs as a guest has vCPUs)"
-            .into(),
-        header: strings(&[
-            "Application",
-            "Backend",
-            "Score",
-            "Unit",
-            "Efficiency",
-            "95% CI",
-            "What it is made of",
-        ]),
-        right: vec![false, false, true, false, true, true, false],
-        rows,
-    })
+    let mut t = Table::titled(
+        "Applications (median of each backend; efficiency against the host running the same \
+         binaries on as many CPUs as a guest has vCPUs)",
+        &[
+            ("Application", false),
+            ("Backend", false),
+            ("Score", true),
+            ("Unit", false),
+            ("Efficiency", true),
+            ("95% CI", true),
+            ("What it is made of", false),
+        ],
+    );
+    t.rows = rows;
+    Some(t)
+}
+
+/// The loads of one app.web repetition's search, from its sample's `qos_curve` label
+/// (`N:pct,N:pct`): (sessions, % of requests good), by sessions.
+fn qos_points(d: &SampleDetail) -> Vec<(u32, f64)> {
+    let Some(curve) = d.labels.get("qos_curve") else {
+        return Vec::new();
+    };
+    curve
+        .split(',')
+        .filter_map(|p| {
+            let mut parts = p.split(':');
+            let n = parts.next()?.trim().parse::<u32>().ok()?;
+            let pct = parts.next()?.trim().parse::<f64>().ok()?;
+            Some((n, pct))
+        })
+        .collect()
 }
 
 /// The web workload's QoS curves: for each backend that ran `app.web`, every load its searches
@@ -380,21 +473,10 @@ pub(crate) fn qos_curves(doc: &RunDocument) -> Vec<(String, Vec<(u32, f64)>)> {
             continue;
         };
         let mut points: std::collections::BTreeMap<u32, (f64, u32)> = Default::default();
-        for d in &r.sample_details {
-            let Some(curve) = d.labels.get("qos_curve") else {
-                continue;
-            };
-            for (n, pct) in curve.split(',').filter_map(|p| {
-                let (n, pct) = p.split_once(':')?;
-                Some((
-                    n.trim().parse::<u32>().ok()?,
-                    pct.trim().parse::<f64>().ok()?,
-                ))
-            }) {
-                let e = points.entry(n).or_insert((0.0, 0));
-                e.0 += pct;
-                e.1 += 1;
-            }
+        for (n, pct) in r.sample_details.iter().flat_map(qos_points) {
+            let e = points.entry(n).or_insert((0.0, 0));
+            e.0 += pct;
+            e.1 += 1;
         }
         if !points.is_empty() {
             let curve = points
@@ -407,9 +489,63 @@ pub(crate) fn qos_curves(doc: &RunDocument) -> Vec<(String, Vec<(u32, f64)>)> {
     curves
 }
 
+/// Every load app.web's searches tried, one row per load of each repetition on each backend:
+/// `backend, rep, sessions, good_pct` and, for the load the repetition settled on (its value,
+/// `chosen`), that load's `req_per_s` and `p99_ms` (the sample's extras; empty for the other
+/// loads, whose throughput and latency the sample does not keep). `None` without `app.web`.
+pub(crate) fn qos_points_table(doc: &RunDocument) -> Option<Table> {
+    let mut t = Table::plain(
+        "QoS curve of app.web",
+        &[
+            "backend",
+            "rep",
+            "sessions",
+            "good_pct",
+            "req_per_s",
+            "p99_ms",
+            "chosen",
+        ],
+    );
+    for r in doc.runs.iter().filter(|r| r.workload == "app.web") {
+        for (rep, d) in r.sample_details.iter().enumerate() {
+            let value = r.samples.get(rep).copied();
+            for (n, pct) in qos_points(d) {
+                let chosen = value == Some(f64::from(n));
+                let extra = |k: &str| {
+                    d.extras
+                        .get(k)
+                        .filter(|_| chosen)
+                        .map(|v| number(*v))
+                        .unwrap_or_default()
+                };
+                t.push_text(vec![
+                    r.backend.clone(),
+                    rep.to_string(),
+                    n.to_string(),
+                    number(pct),
+                    extra("req_per_s"),
+                    extra("p99_ms"),
+                    chosen.to_string(),
+                ]);
+            }
+        }
+    }
+    (!t.is_empty()).then_some(t)
+}
+
+/// A number with every digit the document holds (shortest round-trip form); empty when not
+/// finite.
+pub(crate) fn number(v: f64) -> String {
+    if v.is_finite() {
+        v.to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// The QoS curves as a table: a row per backend, its most sessions meeting QoS and the loads
 /// its searches tried. `None` without `app.web`.
-pub(crate) fn qos_table(doc: &RunDocument) -> Option<TableView> {
+pub(crate) fn qos_table(doc: &RunDocument) -> Option<Table> {
     let curves = qos_curves(doc);
     if curves.is_empty() {
         return None;
@@ -421,31 +557,28 @@ pub(crate) fn qos_table(doc: &RunDocument) -> Option<TableView> {
         .and_then(|r| r.labels.get("qos_rules"))
         .map(|r| r.split(" | ").next().unwrap_or(r).to_string())
         .unwrap_or_default();
-    let rows = curves
-        .iter()
-        .map(|(b, points)| {
-            let best = doc.run(b, "app.web").map(|r| score_text(Some(r)));
-            vec![
-                b.clone(),
-                best.unwrap_or_default(),
-                points
-                    .iter()
-                    .map(|(n, pct)| format!("{n}: {pct:.1}%"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ]
-        })
-        .collect();
-    Some(TableView {
-        title: format!(
+    let mut t = Table::titled(
+        format!(
             "QoS curve of app.web (share of requests good at each load the search tried; {rules})"
         ),
-        header: strings(&["Backend", "Max sessions", "Sessions: % good"]),
-        right: vec![false, true, false],
-        rows,
-    })
-}
-
-fn strings(s: &[&str]) -> Vec<String> {
-    s.iter().map(|s| s.to_string()).collect()
+        &[
+            ("Backend", false),
+            ("Max sessions", true),
+            ("Sessions: % good", false),
+        ],
+    );
+    for (b, points) in &curves {
+        let best = doc.run(b, "app.web").map(|r| score_cell(Some(r)));
+        t.push(vec![
+            b.clone().into(),
+            best.unwrap_or_default(),
+            points
+                .iter()
+                .map(|(n, pct)| format!("{n}: {pct:.1}%"))
+                .collect::<Vec<_>>()
+                .join(", ")
+                .into(),
+        ]);
+    }
+    Some(t)
 }

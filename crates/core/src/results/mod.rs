@@ -17,14 +17,20 @@ use crate::backends::{Availability, BackendConfig};
 use crate::host::HostInfo;
 
 mod explain;
+mod outcome;
 pub mod scenario;
 mod time;
 pub use explain::*;
+pub use outcome::{Failure, FailureKind, Outcome};
 pub use scenario::*;
 pub use time::{rfc3339_utc, run_id_utc};
 
 /// Bumped whenever a field changes meaning or disappears; readers refuse newer versions.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2: outcomes are typed ([`Outcome`], [`Failure`]): a failed record has a `kind`,
+/// and its `reason` and `console_tail` apart; a guest's or a boot's `failure` is an object.
+/// Version 1 documents are still read ([`RunDocument::read`] upgrades them).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One run of a scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,20 +137,8 @@ pub struct GuestRecord {
     pub cpu_accounting: String,
     #[serde(default)]
     pub setup_notes: Vec<String>,
-    /// Why the guest failed to start or died, with its console tail.
-    pub failure: Option<String>,
-}
-
-/// Status of one workload on one backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Measured; `samples` holds every repetition.
-    Ok,
-    /// Cannot run there (reason given); no number, never a zero.
-    Skipped,
-    /// Started and failed, or the guest died: "did not return" (DNR).
-    Failed,
+    /// Why the guest did not start or was lost, with its console tail.
+    pub failure: Option<Failure>,
 }
 
 /// All the measurements of one workload on one backend.
@@ -154,8 +148,10 @@ pub struct RunRecord {
     pub workload: String,
     pub unit: String,
     pub higher_is_better: bool,
-    pub status: RunStatus,
-    pub reason: Option<String>,
+    /// `ok` (`samples` holds every repetition), `skipped` (cannot run there: no number, never
+    /// a zero) or `failed` with its kind, reason and console tail.
+    #[serde(flatten)]
+    pub outcome: Outcome,
     /// Iterations per repetition (per copy), from the agent's calibration.
     pub iterations: Option<u64>,
     pub copies: u32,
@@ -293,10 +289,33 @@ impl RunDocument {
                 found: version as u32,
             });
         }
-        serde_json::from_value(value).map_err(|e| ReadError::NotADocument {
+        Self::from_value(value, version).map_err(|e| ReadError::NotADocument {
             path: path.into(),
             reason: e.to_string(),
         })
+    }
+
+    /// A document from its JSON of schema `version` (this one or an older one).
+    fn from_value(
+        mut value: serde_json::Value,
+        version: u64,
+    ) -> Result<RunDocument, serde_json::Error> {
+        if version < 2 {
+            outcome::upgrade_v1(&mut value);
+        }
+        let mut doc: RunDocument = serde_json::from_value(value)?;
+        doc.schema_version = SCHEMA_VERSION;
+        Ok(doc)
+    }
+
+    /// Reads a document from JSON text of any schema version this hvbench knows.
+    pub fn from_json(text: &str) -> Result<RunDocument, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        let version = value
+            .get("schema_version")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(u64::from(SCHEMA_VERSION));
+        Self::from_value(value, version)
     }
 
     /// Writes the document atomically: a temporary file in the same directory, synced, renamed.

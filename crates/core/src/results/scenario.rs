@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use hvbench_stats::Summary;
 use serde::{Deserialize, Serialize};
 
-use super::RunStatus;
+use super::{Failure, Outcome};
 
 /// The scenario-specific tables, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +67,8 @@ pub struct BootRecord {
     pub guest_uptime_s: Option<f64>,
     /// CPUs the guest reported.
     pub cpus: Option<u32>,
-    pub failure: Option<String>,
+    /// Why it did not boot (did not start) or was lost before its measurements.
+    pub failure: Option<Failure>,
 }
 
 /// Host CPU used by an idle guest.
@@ -222,11 +223,10 @@ pub struct ScaleStep {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GuestResult {
     pub label: String,
-    /// `ok`, `failed` (did not return: DNR), `skipped` (cannot run there).
-    pub status: RunStatus,
-    pub reason: Option<String>,
-    /// The guest's last console lines, for a guest that did not return.
-    pub console_tail: Option<String>,
+    /// `ok`, `failed` (did not start, did not return: DNR, ...) with its reason and console
+    /// tail, or `skipped` (not measured: stopped by the user).
+    #[serde(flatten)]
+    pub outcome: Outcome,
     pub boot_s: Option<f64>,
     pub iterations: Option<u64>,
     /// Raw metric values, one per repetition.
@@ -317,22 +317,13 @@ pub struct IsolationGuest {
     pub label: String,
     /// `baseline`, `stressed` or `normal`.
     pub role: String,
-    pub status: RunStatus,
-    pub reason: Option<String>,
-    pub console_tail: Option<String>,
+    /// `ok`, `failed` (with its kind, reason and console tail) or `skipped`.
+    #[serde(flatten)]
+    pub outcome: Outcome,
     /// Median of each steady workload, in its own unit.
     pub medians: BTreeMap<String, f64>,
     pub samples: BTreeMap<String, Vec<f64>>,
     /// What the stressor reported (operations done, workers restarted), medians.
     #[serde(default)]
     pub stress_extras: BTreeMap<String, f64>,
-}
-
-/// Renders the tables of any scenario in the terminal.
-pub fn render_scenario_data(data: &ScenarioData) -> String {
-    match data {
-        ScenarioData::Lifecycle(d) => crate::scenario::lifecycle::render(d),
-        ScenarioData::Scalability(d) => crate::scenario::scale::render(d),
-        ScenarioData::Isolation(d) => crate::scenario::isolation::render(d),
-    }
 }

@@ -100,7 +100,7 @@ struct Slot<'a> {
 #[derive(Default)]
 struct Acc {
     active: bool,
-    status: Option<(RunStatus, String)>,
+    status: Option<Outcome>,
     iterations: Option<u64>,
     samples: Vec<f64>,
     details: Vec<SampleDetail>,
@@ -204,7 +204,7 @@ pub fn run(
             let acc = &mut accs[i];
             let slot = &mut slots[i];
             if !ensure_guest(slot, &settings, &plan, agent, workdir.path(), progress) {
-                acc.status = Some((RunStatus::Failed, guest_failure(slot)));
+                acc.status = Some(Outcome::Failed(guest_failure(slot)));
                 progress_skip(progress, settings.reps);
                 continue;
             }
@@ -233,9 +233,9 @@ pub fn run(
                     acc.active = true;
                 }
                 Ok(JobEnd::Done { iterations: None }) => {
-                    acc.status = Some((
-                        RunStatus::Failed,
-                        "the agent did not report its calibration".into(),
+                    acc.status = Some(Outcome::failed(
+                        FailureKind::BadOutput,
+                        "the agent did not report its calibration",
                     ));
                 }
                 Ok(JobEnd::Error { kind, message }) => {
@@ -248,7 +248,7 @@ pub fn run(
                         break 'workloads;
                     }
                     lose_guest(slot, &e, progress);
-                    acc.status = Some((RunStatus::Failed, format!("did not return (DNR): {e}")));
+                    acc.status = Some(Outcome::Failed(e.failure(true)));
                 }
             }
             if !acc.active {
@@ -316,9 +316,9 @@ pub fn run(
                         }
                         None => {
                             acc.active = false;
-                            acc.status = Some((
-                                RunStatus::Failed,
-                                "the agent finished a repetition without a sample".into(),
+                            acc.status = Some(Outcome::failed(
+                                FailureKind::BadOutput,
+                                "the agent finished a repetition without a sample",
                             ));
                         }
                     },
@@ -335,8 +335,7 @@ pub fn run(
                         }
                         lose_guest(slot, &e, progress);
                         acc.active = false;
-                        acc.status =
-                            Some((RunStatus::Failed, format!("did not return (DNR): {e}")));
+                        acc.status = Some(Outcome::Failed(e.failure(true)));
                     }
                 }
             }
@@ -556,10 +555,13 @@ fn progress_skip(progress: &dyn Progress, reps: u32) {
     }
 }
 
-pub(crate) fn error_status(kind: ErrorKind, message: String) -> (RunStatus, String) {
+/// The outcome of a job the agent reported an error for: it cannot run there (skipped), it ran
+/// and failed, or the agent could not understand the job (refused).
+pub(crate) fn error_status(kind: ErrorKind, message: String) -> Outcome {
     match kind {
-        ErrorKind::Unsupported => (RunStatus::Skipped, message),
-        ErrorKind::Failed | ErrorKind::Protocol => (RunStatus::Failed, message),
+        ErrorKind::Unsupported => Outcome::skipped(message),
+        ErrorKind::Failed => Outcome::failed(FailureKind::Failed, message),
+        ErrorKind::Protocol => Outcome::failed(FailureKind::Refused, message),
     }
 }
 
@@ -654,7 +656,10 @@ fn ensure_guest(
     if let Err(e) = std::fs::create_dir_all(&dir) {
         slot.record.guests.push(failed_guest(
             &label,
-            format!("cannot create {}: {e}", dir.display()),
+            Failure::new(
+                FailureKind::DidNotStart,
+                format!("cannot create {}: {e}", dir.display()),
+            ),
         ));
         return false;
     }
@@ -699,13 +704,15 @@ fn ensure_guest(
                 "{}: guest failed to start: {e}",
                 slot.backend.name()
             ));
-            slot.record.guests.push(failed_guest(&label, e.to_string()));
+            slot.record
+                .guests
+                .push(failed_guest(&label, e.failure(false)));
             false
         }
     }
 }
 
-pub(crate) fn failed_guest(label: &str, failure: String) -> GuestRecord {
+pub(crate) fn failed_guest(label: &str, failure: Failure) -> GuestRecord {
     GuestRecord {
         label: label.into(),
         config: Default::default(),
@@ -721,19 +728,29 @@ pub(crate) fn failed_guest(label: &str, failure: String) -> GuestRecord {
     }
 }
 
-fn guest_failure(slot: &Slot) -> String {
-    let last = slot.record.guests.last().and_then(|g| g.failure.clone());
-    format!(
-        "did not return (DNR): no guest: {}",
-        last.unwrap_or_else(|| "it could not be started".into())
-    )
+/// Why a backend has no guest for a workload: its last launch did not start (or was refused),
+/// or every launch it was allowed has been used up by guests that were lost.
+fn guest_failure(slot: &Slot) -> Failure {
+    match slot.record.guests.last().and_then(|g| g.failure.clone()) {
+        Some(f) if f.kind != FailureKind::DidNotReturn => f,
+        Some(lost) => Failure {
+            kind: FailureKind::DidNotStart,
+            reason: format!(
+                "no guest left after {} launches; the last one {}",
+                slot.launches,
+                lost.describe()
+            ),
+            console_tail: lost.console_tail,
+        },
+        None => Failure::new(FailureKind::DidNotStart, "it could not be started"),
+    }
 }
 
 /// Records why a guest is gone and kills it; the next workload starts a new one.
 fn lose_guest(slot: &mut Slot, e: &GuestError, progress: &dyn Progress) {
     progress.note(&format!("{}: guest lost: {e}", slot.backend.name()));
     if let Some(g) = slot.record.guests.last_mut() {
-        g.failure = Some(e.to_string());
+        g.failure = Some(e.failure(true));
     }
     slot.guest = None;
 }
@@ -793,27 +810,19 @@ fn finish_workload(
         if !slots[i].record.availability.is_available() {
             continue;
         }
-        let (status, reason) = match acc.status.take() {
-            Some((s, r)) => (s, Some(r)),
+        let outcome = match acc.status.take() {
+            Some(o) => o,
             None if acc.samples.is_empty() => continue,
-            None => (RunStatus::Ok, None),
+            None => Outcome::ok(),
         };
-        runs.push(run_record(
-            w,
-            &slots[i].record.name,
-            status,
-            reason,
-            acc,
-            settings,
-        ));
+        runs.push(run_record(w, &slots[i].record.name, outcome, acc, settings));
     }
 }
 
 fn run_record(
     w: &WorkloadInfo,
     backend: &str,
-    status: RunStatus,
-    reason: Option<String>,
+    outcome: Outcome,
     acc: &Acc,
     settings: &Settings,
 ) -> RunRecord {
@@ -851,8 +860,7 @@ fn run_record(
         workload: w.name.into(),
         unit: w.unit.into(),
         higher_is_better: w.higher_is_better,
-        status,
-        reason,
+        outcome,
         iterations: acc.iterations,
         copies: settings.copies,
         samples: acc.samples.clone(),
@@ -937,11 +945,12 @@ pub fn efficiency_records(runs: &[RunRecord], baseline: &str) -> Vec<EfficiencyR
     let mut out = Vec::new();
     for r in runs
         .iter()
-        .filter(|r| r.backend != baseline && r.status == RunStatus::Ok)
+        .filter(|r| r.backend != baseline && r.outcome.is_ok())
     {
-        let Some(base) = runs.iter().find(|b| {
-            b.backend == baseline && b.workload == r.workload && b.status == RunStatus::Ok
-        }) else {
+        let Some(base) = runs
+            .iter()
+            .find(|b| b.backend == baseline && b.workload == r.workload && b.outcome.is_ok())
+        else {
             continue;
         };
         let (Ok(guest), Ok(host)) = (

@@ -104,9 +104,9 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// Whether a guest's phase ended with it not returning.
-pub fn is_dnr(g: &IsolationGuest) -> bool {
-    g.status == RunStatus::Failed
+/// Whether a guest's phase failed (it did not start, did not return, ...): no number.
+fn is_dnr(g: &IsolationGuest) -> bool {
+    g.outcome.is_failed()
 }
 
 /// The degradation of one phase against the baseline; guest 0 is the stressed guest. Returns
@@ -341,11 +341,20 @@ pub fn run(
         .iter()
         .filter(|r| r.stressed_dnr || r.normal_dnr > 0)
         .map(|r| {
-            format!(
-                "{}: {} guest(s) did not return (DNR)",
-                r.stressor,
-                r.normal_dnr + u32::from(r.stressed_dnr)
-            )
+            let failed = r.normal_dnr + u32::from(r.stressed_dnr);
+            let dnr = r
+                .guests
+                .iter()
+                .filter(|g| g.outcome.did_not_return())
+                .count() as u32;
+            match failed - dnr.min(failed) {
+                0 => format!("{}: {failed} guest(s) did not return (DNR)", r.stressor),
+                n => format!(
+                    "{}: {failed} guest(s) failed ({dnr} did not return (DNR), {n} did not \
+                     start or failed otherwise)",
+                    r.stressor
+                ),
+            }
         })
         .collect();
     let data = ScenarioData::Isolation(IsolationData {
@@ -398,12 +407,8 @@ fn stress_row(
         degradation(steady, baseline, &phase);
     let stressed = phase.first();
     // The stressor itself could not run there: a skip with its reason, not a DNR.
-    if let Some(g) = stressed.filter(|g| g.status == RunStatus::Skipped && !stopped) {
-        let mut row = skipped_row(
-            stressor,
-            StressStatus::Skipped,
-            g.reason.as_deref().unwrap_or(""),
-        );
+    if let Some(Outcome::Skipped { reason }) = stressed.map(|g| &g.outcome).filter(|_| !stopped) {
+        let mut row = skipped_row(stressor, StressStatus::Skipped, reason);
         row.guests = phase;
         return row;
     }
@@ -444,7 +449,7 @@ fn stress_row(
                 } else {
                     "from a host peer into the stressed guest"
                 };
-                let rate = super::scale::num(*r);
+                let rate = crate::report::scenario::num(*r);
                 format!("one TCP stream {way}: {rate} Gbit/s (median of its runs)")
             }),
         _ => None,
@@ -474,7 +479,7 @@ fn note_failures(record: &mut BackendRecord, slots: &[Slot], phase: &[IsolationG
         if is_dnr(g) {
             let label = format!("{}-{}", s.label, s.launches.saturating_sub(1));
             if let Some(r) = record.guests.iter_mut().rev().find(|r| r.label == label) {
-                r.failure = g.reason.clone();
+                r.failure = g.outcome.failure().cloned();
             }
         }
     }
@@ -515,7 +520,7 @@ fn ensure_guests(
     record: &mut BackendRecord,
     out: &Output,
     progress: &dyn Progress,
-) -> Vec<Option<(String, String)>> {
+) -> Vec<Option<MeasureEnd>> {
     let want: Vec<usize> = (0..slots.len())
         .filter(|&i| slots[i].guest.is_none() && slots[i].launches < 4)
         .collect();
@@ -556,14 +561,14 @@ fn ensure_guests(
             }
         }
     }
-    let mut why: Vec<Option<(String, String)>> = slots
+    let mut why: Vec<Option<MeasureEnd>> = slots
         .iter()
         .map(|s| {
             s.guest.is_none().then(|| {
-                (
-                    "did not return (DNR): could not be restarted".into(),
-                    String::new(),
-                )
+                MeasureEnd::Lost(Failure::new(
+                    FailureKind::DidNotStart,
+                    "could not be restarted: every launch it was allowed is used",
+                ))
             })
         })
         .collect();
@@ -576,24 +581,18 @@ fn ensure_guests(
                 slots[i].guest = Some(g);
                 why[i] = None;
             }
-            Err(GuestError::Interrupted) => {
-                why[i] = Some((
-                    "stopped by the user before it started".into(),
-                    String::new(),
-                ));
-            }
+            Err(GuestError::Interrupted) => why[i] = Some(MeasureEnd::Interrupted),
             Err(e) => {
-                let text = e.to_string();
-                progress.note(&format!("{label}: did not start: {}", first_line(&text)));
-                record.guests.push(failed_guest(label, text.clone()));
-                let tail = text
-                    .split_once("; console tail:\n")
-                    .map(|(_, t)| t.to_string())
-                    .unwrap_or_default();
-                why[i] = Some((
-                    format!("did not return (DNR): did not start: {}", first_line(&text)),
-                    tail,
+                let f = e.failure(false);
+                progress.note(&format!(
+                    "{label}: did not start: {}",
+                    first_line(&f.reason)
                 ));
+                record.guests.push(failed_guest(label, f.clone()));
+                why[i] = Some(MeasureEnd::Lost(Failure {
+                    reason: first_line(&f.reason),
+                    ..f
+                }));
             }
         }
     }
@@ -613,7 +612,7 @@ fn run_phase(
     plan: &IsolationPlan,
     out: &Output,
     progress: &dyn Progress,
-    lost: &[Option<(String, String)>],
+    lost: &[Option<MeasureEnd>],
 ) -> Vec<IsolationGuest> {
     let n = slots.len();
     let barriers: Vec<Barrier> = plan.steady.iter().map(|_| Barrier::new(n)).collect();
@@ -635,9 +634,7 @@ fn run_phase(
                     let mut g = IsolationGuest {
                         label: slot.label.clone(),
                         role: role(i).into(),
-                        status: RunStatus::Ok,
-                        reason: None,
-                        console_tail: None,
+                        outcome: Outcome::ok(),
                         medians: BTreeMap::new(),
                         samples: BTreeMap::new(),
                         stress_extras: BTreeMap::new(),
@@ -645,13 +642,9 @@ fn run_phase(
                     let stressed = stressor.filter(|_| i == 0);
                     let mut end = MeasureEnd::Done;
                     if slot.guest.is_none() {
-                        let (reason, tail) =
-                            lost.unwrap_or_else(|| ("no guest".into(), String::new()));
-                        end = if reason.starts_with("stopped") {
-                            MeasureEnd::Interrupted
-                        } else {
-                            MeasureEnd::Lost(reason, tail)
-                        };
+                        end = lost.unwrap_or_else(|| {
+                            MeasureEnd::Lost(Failure::new(FailureKind::DidNotStart, "no guest"))
+                        });
                     }
                     // A net stressor: the host peer serves the stressed guest's stream for all
                     // of its jobs in this phase (each run of the stressor is one connection).
@@ -674,7 +667,7 @@ fn run_phase(
                                 net_params.insert("listen".into(), json!(listen));
                                 peer = Some(p);
                             }
-                            Err(why) => end = MeasureEnd::Error(RunStatus::Skipped, why),
+                            Err(why) => end = MeasureEnd::Error(Outcome::skipped(why)),
                         }
                     }
                     let mut stress_extras: Vec<BTreeMap<String, f64>> = Vec::new();
@@ -757,7 +750,8 @@ fn run_phase(
                             g.medians.insert(w.name.into(), md);
                         }
                         g.samples.insert(w.name.into(), acc.values);
-                        if let MeasureEnd::Lost(reason, _) = &end {
+                        if let MeasureEnd::Lost(f) = &end {
+                            let reason = f.describe();
                             if slot.guest.take().is_some() {
                                 progress.note(&format!("{}: {reason}", slot.label));
                                 out.log(json!({"type": "guest_lost", "phase": phase_name, "label": slot.label, "reason": reason}));
@@ -782,20 +776,15 @@ fn run_phase(
                     }
                     match end {
                         MeasureEnd::Done => {}
-                        MeasureEnd::Error(status, reason) => {
-                            g.status = status;
-                            g.reason = Some(reason);
-                        }
-                        MeasureEnd::Lost(reason, tail) => {
-                            g.status = RunStatus::Failed;
-                            g.reason = Some(reason);
-                            g.console_tail = (!tail.is_empty()).then_some(tail);
+                        MeasureEnd::Error(o) => g.outcome = o,
+                        MeasureEnd::Lost(f) => g.outcome = Outcome::Failed(f),
+                        MeasureEnd::Interrupted if g.medians.is_empty() => {
+                            g.outcome = Outcome::skipped("stopped by the user before it was measured");
                         }
                         MeasureEnd::Interrupted => {
-                            g.reason = Some("stopped by the user: fewer repetitions".into());
-                            if g.medians.is_empty() {
-                                g.status = RunStatus::Skipped;
-                            }
+                            g.outcome = Outcome::Ok {
+                                note: Some("stopped by the user: fewer repetitions".into()),
+                            };
                         }
                     }
                     progress.step();
@@ -808,10 +797,4 @@ fn run_phase(
             .map(|h| h.join().expect("a guest thread panicked"))
             .collect()
     })
-}
-
-/// The isolation table, as in the source: % degradation of the stressed and the normal guests
-/// (built in `report::scenario`, which the reports share).
-pub fn render(d: &IsolationData) -> String {
-    crate::report::scenario::text(&crate::report::scenario::isolation(d))
 }

@@ -232,13 +232,14 @@ pub fn run(
                     let text = e.to_string();
                     progress.note(&format!("{label}: did not start: {}", first_line(&text)));
                     out.log(json!({"type": "boot_failed", "label": label, "error": text}));
-                    record.guests.push(failed_guest(&label, text.clone()));
+                    let failure = e.failure(false);
+                    record.guests.push(failed_guest(&label, failure.clone()));
                     row.boots.push(BootRecord {
                         label,
                         boot_s: None,
                         guest_uptime_s: None,
                         cpus: None,
-                        failure: Some(text),
+                        failure: Some(failure),
                     });
                     progress.step();
                 }
@@ -534,9 +535,4 @@ fn add_split(m: &mut MemoryRecord, split: &smaps::Split, own_kernel: bool) {
             vm_flags: l.mapping.vm_flags.join(" "),
         })
         .collect();
-}
-
-/// The lifecycle tables.
-pub fn render(d: &LifecycleData) -> String {
-    crate::report::scenario::text(&crate::report::scenario::lifecycle(d))
 }

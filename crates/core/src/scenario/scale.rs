@@ -171,20 +171,20 @@ impl GuestTemplate<'_> {
     pub(crate) fn start_in(&self, label: &str, slot: usize) -> Result<Guest, GuestError> {
         let dir = self.workdir.join(label);
         std::fs::create_dir_all(&dir)
-            .map_err(|e| GuestError::Io(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| GuestError::io(format!("cannot create {}: {e}", dir.display())))?;
         let mut devices = self.devices.clone();
         if let Some(r) = devices.rootfs.as_mut() {
             // Each guest's own database and build tree: guests must not share one.
             r.app_dir = dir.join("app");
             std::fs::create_dir_all(&r.app_dir).map_err(|e| {
-                GuestError::Io(format!("cannot create {}: {e}", r.app_dir.display()))
+                GuestError::io(format!("cannot create {}: {e}", r.app_dir.display()))
             })?;
         }
         if let Some(size) = self.scratch_disk_bytes {
             // A relaunch under the same label gets a fresh image of its own.
             let _ = std::fs::remove_file(dir.join("disk.img"));
             let disk = crate::devices::create_scratch(&dir, size)
-                .map_err(|e| GuestError::Io(e.to_string()))?;
+                .map_err(|e| GuestError::io(e.to_string()))?;
             devices.disk = Some(disk);
         }
         let spec = GuestSpec {
@@ -200,7 +200,7 @@ impl GuestTemplate<'_> {
         if let Some(policy) = &self.pin {
             guest
                 .pin_in_slot(policy, slot, self.vcpus)
-                .map_err(|e| GuestError::Io(format!("cannot pin {label}: {e}")))?;
+                .map_err(|e| GuestError::io(format!("cannot pin {label}: {e}")))?;
         }
         Ok(guest)
     }
@@ -269,15 +269,9 @@ pub(crate) fn shutdown_all(guests: Vec<Guest>, grace: Duration) {
     });
 }
 
-/// The first line of an error (the console tail is kept apart).
+/// The first line of an error message.
 pub(crate) fn first_line(text: &str) -> String {
-    text.split("; console tail:")
-        .next()
-        .unwrap_or(text)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string()
+    text.lines().next().unwrap_or("").to_string()
 }
 
 /// How to measure one workload in one guest.
@@ -308,13 +302,13 @@ pub(crate) struct Measured {
 }
 
 /// How a measurement ended.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum MeasureEnd {
     Done,
-    /// The agent reported an error: the guest is fine.
-    Error(RunStatus, String),
-    /// The guest did not return (DNR): the reason and its console tail.
-    Lost(String, String),
+    /// The agent reported an error, or a job's output was unusable: the guest is fine.
+    Error(Outcome),
+    /// The guest was lost (did not return: DNR), with its console tail; it has been killed.
+    Lost(Failure),
     Interrupted,
 }
 
@@ -355,18 +349,15 @@ fn run_job_of(
     });
     match result {
         Ok(JobEnd::Done { iterations }) => Ok(iterations),
-        Ok(JobEnd::Error { kind, message }) => {
-            let (status, reason) = error_status(kind, message);
-            Err(MeasureEnd::Error(status, reason))
-        }
+        Ok(JobEnd::Error { kind, message }) => Err(MeasureEnd::Error(error_status(kind, message))),
         Err(GuestError::Interrupted) => Err(MeasureEnd::Interrupted),
         Err(e) => {
             let e = with_timeout(e, m.timeout);
             let tail = guest.console_tail();
             guest.kill();
+            let f = e.failure(true);
             Err(MeasureEnd::Lost(
-                format!("did not return (DNR): {}", first_line(&e.to_string())),
-                tail,
+                Failure::new(f.kind, first_line(&f.reason)).with_tail(tail),
             ))
         }
     }
@@ -387,10 +378,10 @@ pub(crate) fn calibrate(
             out.iterations = Some(n);
             Ok(n)
         }
-        None => Err(MeasureEnd::Error(
-            RunStatus::Failed,
-            "the agent did not report its calibration".into(),
-        )),
+        None => Err(MeasureEnd::Error(Outcome::failed(
+            FailureKind::BadOutput,
+            "the agent did not report its calibration",
+        ))),
     }
 }
 
@@ -448,30 +439,22 @@ pub(crate) fn guest_result(
     measured: &Measured,
     end: &MeasureEnd,
 ) -> GuestResult {
-    let (status, reason, console_tail) = match end {
-        MeasureEnd::Done => (RunStatus::Ok, None, None),
-        MeasureEnd::Error(s, r) => (*s, Some(r.clone()), None),
-        MeasureEnd::Lost(r, t) => (RunStatus::Failed, Some(r.clone()), Some(t.clone())),
-        MeasureEnd::Interrupted if !measured.values.is_empty() => (
-            RunStatus::Ok,
-            Some("stopped by the user: fewer repetitions".into()),
-            None,
-        ),
-        MeasureEnd::Interrupted => (
-            RunStatus::Skipped,
-            Some("stopped by the user before it was measured".into()),
-            None,
-        ),
+    let outcome = match end {
+        MeasureEnd::Done => Outcome::ok(),
+        MeasureEnd::Error(o) => o.clone(),
+        MeasureEnd::Lost(f) => Outcome::Failed(f.clone()),
+        MeasureEnd::Interrupted if !measured.values.is_empty() => Outcome::Ok {
+            note: Some("stopped by the user: fewer repetitions".into()),
+        },
+        MeasureEnd::Interrupted => Outcome::skipped("stopped by the user before it was measured"),
     };
-    let ok = status == RunStatus::Ok;
+    let ok = outcome.is_ok();
     let summary = Samples::new(measured.values.clone())
         .ok()
         .map(|s| summarize(&s));
     GuestResult {
         label: label.into(),
-        status,
-        reason,
-        console_tail,
+        outcome,
         boot_s,
         iterations: measured.iterations,
         samples: if ok {
@@ -650,8 +633,7 @@ pub fn run(
                     interrupted = true;
                     results[i] = Some(not_started(
                         &labels[i],
-                        "stopped by the user before it started",
-                        RunStatus::Skipped,
+                        Outcome::skipped("stopped by the user before it started"),
                     ));
                 }
                 Err(e) => {
@@ -662,16 +644,13 @@ pub fn run(
                         first_line(&text)
                     ));
                     out.log(json!({"type": "guest_failed", "label": labels[i], "error": text}));
-                    record.guests.push(failed_guest(&labels[i], text.clone()));
-                    let mut g = not_started(
-                        &labels[i],
-                        &format!("did not return (DNR): did not start: {}", first_line(&text)),
-                        RunStatus::Failed,
-                    );
-                    g.console_tail = text
-                        .split_once("; console tail:\n")
-                        .map(|(_, t)| t.to_string());
-                    results[i] = Some(g);
+                    let f = e.failure(false);
+                    record.guests.push(failed_guest(&labels[i], f.clone()));
+                    let f = Failure {
+                        reason: first_line(&f.reason),
+                        ..f
+                    };
+                    results[i] = Some(not_started(&labels[i], Outcome::Failed(f)));
                     progress.step();
                 }
             }
@@ -734,7 +713,8 @@ pub fn run(
                         if matches!(end, MeasureEnd::Done) {
                             keep_load_until(g, &m, done, active);
                         }
-                        if let MeasureEnd::Lost(r, _) = &end {
+                        if let MeasureEnd::Lost(f) = &end {
+                            let r = f.describe();
                             progress.note(&format!("{label}: {r}"));
                             out.log(json!({"type": "guest_lost", "label": label, "reason": r}));
                         }
@@ -750,7 +730,7 @@ pub fn run(
         });
         for (i, r) in measured {
             if let (Some(f), Some(rec)) = (
-                r.reason.as_ref().filter(|_| r.status == RunStatus::Failed),
+                r.outcome.failure(),
                 record
                     .guests
                     .iter_mut()
@@ -773,13 +753,10 @@ pub fn run(
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                r.unwrap_or_else(|| not_started(&labels[i], "not measured", RunStatus::Skipped))
+                r.unwrap_or_else(|| not_started(&labels[i], Outcome::skipped("not measured")))
             })
             .collect();
-        let failed = per_guest
-            .iter()
-            .filter(|g| g.status == RunStatus::Failed)
-            .count() as u32;
+        let failed = per_guest.iter().filter(|g| g.outcome.is_failed()).count() as u32;
         let agg = aggregate(&per_guest.iter().map(|g| g.throughput).collect::<Vec<_>>());
         out.log(json!({"type": "step", "guests": n, "aggregate": agg, "failed": failed}));
         steps.push(ScaleStep {
@@ -833,7 +810,7 @@ pub fn run(
         ));
     }
     let oom = steps.iter().flat_map(|s| &s.per_guest).any(|g| {
-        g.console_tail.as_deref().is_some_and(|t| {
+        g.outcome.console_tail().is_some_and(|t| {
             t.contains("deadlocked on memory")
                 || t.contains("Out of memory")
                 || t.contains("oom-killer")
@@ -846,10 +823,24 @@ pub fn run(
             settings.memory_mib
         ));
     }
-    let dnr: u32 = steps.iter().map(|s| s.failed).sum();
+    let failures: Vec<&Failure> = steps
+        .iter()
+        .flat_map(|s| &s.per_guest)
+        .filter_map(|g| g.outcome.failure())
+        .collect();
+    let dnr = failures
+        .iter()
+        .filter(|f| f.kind == FailureKind::DidNotReturn)
+        .count();
     if dnr > 0 {
         warnings.push(format!(
             "{dnr} guest(s) did not return (DNR); see their console tails"
+        ));
+    }
+    if failures.len() > dnr {
+        warnings.push(format!(
+            "{} guest(s) did not start or failed; see their reasons",
+            failures.len() - dnr
         ));
     }
     let data = ScenarioData::Scalability(ScalabilityData {
@@ -879,12 +870,10 @@ pub fn run(
     )
 }
 
-fn not_started(label: &str, reason: &str, status: RunStatus) -> GuestResult {
+fn not_started(label: &str, outcome: Outcome) -> GuestResult {
     GuestResult {
         label: label.into(),
-        status,
-        reason: Some(reason.into()),
-        console_tail: None,
+        outcome,
         boot_s: None,
         iterations: None,
         samples: Vec::new(),
@@ -892,84 +881,6 @@ fn not_started(label: &str, reason: &str, status: RunStatus) -> GuestResult {
         throughput: None,
         host_cpu_s: None,
     }
-}
-
-// ----- terminal rendering -----
-
-/// A number with three significant digits or so.
-pub(crate) fn num(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1000.0 {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-/// Columns padded to their widest cell.
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if i < widths.len() {
-                widths[i] = widths[i].max(c.chars().count());
-            }
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let pad = widths
-                .get(i)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(c.chars().count());
-            if i > 0 {
-                s.push_str("  ");
-            }
-            if i == 0 {
-                s.push_str(c);
-                s.push_str(&" ".repeat(pad));
-            } else {
-                s.push_str(&" ".repeat(pad));
-                s.push_str(c);
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header.iter().map(|s| s.to_string()).collect());
-    out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect()));
-    for r in rows {
-        out.push_str(&line(r.clone()));
-    }
-    out
-}
-
-/// The telling lines of a console tail: the first lines that say panic, Out of memory or error,
-/// then the last three.
-pub(crate) fn tail_excerpt(tail: &str) -> Vec<&str> {
-    let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
-    let last = lines.len().saturating_sub(3);
-    let mut out: Vec<&str> = lines[..last]
-        .iter()
-        .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("panic") || l.contains("out of memory") || l.contains("error")
-        })
-        .take(2)
-        .copied()
-        .collect();
-    out.extend(&lines[last..]);
-    out
-}
-
-/// The scalability table: one line per guest count, then the guests that did not return.
-pub fn render(d: &ScalabilityData) -> String {
-    crate::report::scenario::text(&crate::report::scenario::scalability(d))
 }
 
 #[cfg(test)]

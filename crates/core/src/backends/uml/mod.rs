@@ -746,7 +746,7 @@ fn probe_boot(agent: &AgentBinary, kernel: &UmlKernel) -> Result<Duration, (Stri
         Err(e) => e,
     };
     let text = e.to_string();
-    let first = text.split("; console tail:").next().unwrap_or_default();
+    let first = text.lines().next().unwrap_or_default();
     let log = std::fs::read(workdir.path().join("console.log")).unwrap_or_default();
     let log = String::from_utf8_lossy(&log);
     let prefix = format!(
@@ -756,7 +756,7 @@ fn probe_boot(agent: &AgentBinary, kernel: &UmlKernel) -> Result<Duration, (Stri
         first.trim(),
         t0.elapsed().as_millis()
     );
-    let console = format!("{log}\n{text}");
+    let console = format!("{log}\n{text}\n{}", e.console_tail().unwrap_or_default());
     match diagnose::diagnose(&console, &kernel.release, diagnose::host_xstate_bytes()) {
         Some(cause) => Err((format!("{prefix}; cause: {}", cause.reason), cause.fix)),
         None => {

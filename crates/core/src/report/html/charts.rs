@@ -459,8 +459,8 @@ impl Strips<'_> {
             let color = backend_color(self.doc, &r.backend);
             let Some(s) = measured(r) else {
                 chart.draw_series(std::iter::once(Text::new(
-                    match r.reason.as_deref() {
-                        Some(reason) => view::brief(reason, 90),
+                    match r.outcome.describe() {
+                        Some(reason) => view::brief(&reason, 90),
                         None => view::status_label(r).to_string(),
                     },
                     (left, y),

@@ -3,8 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::{anchor, charts, escape, figure, swatch, table_html, Section};
+use super::{anchor, charts, escape, figure, table_html, Section};
 use crate::report::fmt_sig;
+use crate::report::model::{Cell, Table};
 use crate::report::view::{self, measured};
 use crate::results::RunDocument;
 
@@ -65,7 +66,7 @@ fn workloads(doc: &RunDocument) -> Section {
             charts::workload(doc, w),
             "",
         ));
-        body.push_str(&workload_table(doc, w));
+        body.push_str(&table_html(doc, &workload_table(doc, w), Some(0)));
     }
     Section {
         id: "workloads".into(),
@@ -74,68 +75,65 @@ fn workloads(doc: &RunDocument) -> Section {
     }
 }
 
-fn workload_table(doc: &RunDocument, workload: &str) -> String {
-    let mut out = String::from(
-        "<table>\n<thead><tr><th scope=\"col\">Backend</th><th scope=\"col\" class=\"num\">Runs</th>\
-         <th scope=\"col\" class=\"num\">Median</th><th scope=\"col\" class=\"num\">95% CI</th>\
-         <th scope=\"col\" class=\"num\">CV</th><th scope=\"col\" class=\"num\">Min</th>\
-         <th scope=\"col\" class=\"num\">Max</th><th scope=\"col\" class=\"num\">Host CPU</th>\
-         <th scope=\"col\" class=\"num\">Cores busy</th><th scope=\"col\" class=\"num\">Iterations</th>\
-         <th scope=\"col\">Notes</th></tr></thead>\n<tbody>\n",
+/// Every backend's samples of one workload: runs, median, interval, spread and host CPU.
+fn workload_table(doc: &RunDocument, workload: &str) -> Table {
+    let mut t = Table::titled(
+        "",
+        &[
+            ("Backend", false),
+            ("Runs", true),
+            ("Median", true),
+            ("95% CI", true),
+            ("CV", true),
+            ("Min", true),
+            ("Max", true),
+            ("Host CPU", true),
+            ("Cores busy", true),
+            ("Iterations", true),
+            ("Notes", false),
+        ],
     );
     for b in &doc.backends {
         let Some(r) = doc.run(&b.name, workload) else {
             continue;
         };
-        let num = |s: String| format!("<td class=\"num\">{}</td>", escape(&s));
-        let _ = write!(
-            out,
-            "<tr><td>{}{}</td>{}",
-            swatch(doc, &r.backend),
-            escape(&r.backend),
-            num(r.samples.len().to_string())
-        );
+        let mut row: Vec<Cell> = vec![r.backend.clone().into(), r.samples.len().to_string().into()];
         match measured(r) {
-            Some(s) => {
-                let _ = write!(
-                    out,
-                    "{}{}{}{}{}",
-                    num(format!("{} {}", fmt_sig(s.median), r.unit)),
-                    num(format!("{} – {}", fmt_sig(s.ci_low), fmt_sig(s.ci_high))),
-                    num(format!("{:.1}%", s.cv * 100.0)),
-                    num(fmt_sig(s.min)),
-                    num(fmt_sig(s.max)),
-                );
-            }
+            Some(s) => row.extend(
+                [
+                    format!("{} {}", fmt_sig(s.median), r.unit),
+                    format!("{} – {}", fmt_sig(s.ci_low), fmt_sig(s.ci_high)),
+                    format!("{:.1}%", s.cv * 100.0),
+                    fmt_sig(s.min),
+                    fmt_sig(s.max),
+                ]
+                .map(Cell::from),
+            ),
             None => {
-                let _ = write!(
-                    out,
-                    "<td class=\"num\">{}</td><td></td><td></td><td></td><td></td>",
-                    escape(view::status_label(r))
-                );
+                row.push(view::status_cell(r));
+                row.extend((0..4).map(|_| Cell::default()));
             }
         }
-        let _ = writeln!(
-            out,
-            "{}{}{}<td>{}</td></tr>",
-            num(view::host_cpu_text(r)),
-            num(r
-                .host_cpu_per_op
-                .as_ref()
-                .map(|c| format!("{:.2}", c.cores_busy))
-                .unwrap_or_else(|| "-".into())),
-            num(r
-                .iterations
-                .map(|i| i.to_string())
-                .unwrap_or_else(|| "-".into())),
-            escape(&match measured(r) {
-                Some(_) => view::run_notes(r),
-                None => r.reason.clone().unwrap_or_default(),
-            }),
+        row.extend(
+            [
+                view::host_cpu_text(r),
+                r.host_cpu_per_op
+                    .as_ref()
+                    .map(|c| format!("{:.2}", c.cores_busy))
+                    .unwrap_or_else(|| "-".into()),
+                r.iterations
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                match measured(r) {
+                    Some(_) => view::run_notes(r),
+                    None => r.outcome.describe().unwrap_or_default(),
+                },
+            ]
+            .map(Cell::from),
         );
+        t.push(row);
     }
-    out.push_str("</tbody>\n</table>\n");
-    out
+    t
 }
 
 fn startup(doc: &RunDocument) -> Section {
@@ -150,33 +148,33 @@ fn startup(doc: &RunDocument) -> Section {
         )),
         None => body.push_str("<p class=\"note\">No guest said hello in this run.</p>\n"),
     }
-    body.push_str(
-        "<table>\n<thead><tr><th scope=\"col\">Backend</th><th scope=\"col\">Guest</th>\
-         <th scope=\"col\" class=\"num\">Boot</th><th scope=\"col\" class=\"num\">Guest uptime \
-         at hello</th><th scope=\"col\">Outcome</th></tr></thead>\n<tbody>\n",
+    let mut t = Table::titled(
+        "",
+        &[
+            ("Backend", false),
+            ("Guest", false),
+            ("Boot", true),
+            ("Guest uptime at hello", true),
+            ("Outcome", false),
+        ],
     );
+    let secs = |s: Option<f64>| s.map(|s| format!("{s:.3} s")).unwrap_or("-".into());
     for b in &doc.backends {
         for g in &b.guests {
-            let secs = |s: Option<f64>| s.map(|s| format!("{s:.3} s")).unwrap_or("-".into());
-            let _ = writeln!(
-                body,
-                "<tr><td>{}{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td>{}</td></tr>",
-                swatch(doc, &b.name),
-                escape(&b.name),
-                escape(&g.label),
-                secs(g.boot_s),
-                secs(g.guest_uptime_s),
-                escape(
-                    &g.failure
-                        .as_deref()
-                        .map(|f| view::brief(f, 240))
-                        .unwrap_or_else(|| "ran".into())
-                ),
-            );
+            t.push(vec![
+                b.name.clone().into(),
+                g.label.clone().into(),
+                secs(g.boot_s).into(),
+                secs(g.guest_uptime_s).into(),
+                g.failure
+                    .as_ref()
+                    .map(|f| view::brief(&f.describe(), 240))
+                    .unwrap_or_else(|| "ran".into())
+                    .into(),
+            ]);
         }
     }
-    body.push_str("</tbody>\n</table>\n");
+    body.push_str(&table_html(doc, &t, Some(0)));
     Section {
         id: "startup".into(),
         title: "Guest start-up".into(),

@@ -1,13 +1,14 @@
 //! The section of a lifecycle, scalability or isolation run: the tables its command printed
 //! ([`crate::report::scenario`]), with a chart where one tells more than the table (aggregate
 //! throughput against guest count; the boot times), the per-guest detail tables folded, and every
-//! guest that did not return listed with its reason and console tail. A `DNR` cell carries its
-//! reason in its `title`.
+//! guest that did not return listed with its reason and console tail. A cell without a number
+//! (`DNR`, `did not start`, `skipped`) carries its reason in its `title`.
 
 use std::fmt::Write as _;
 
-use super::{charts, escape, figure, Section};
-use crate::report::scenario::{self, Block, Grid, ScenarioView};
+use super::{charts, escape, figure, table_html, Section};
+use crate::report::model::Block;
+use crate::report::scenario::{self, ScenarioView};
 use crate::results::{RunDocument, ScenarioData};
 
 pub(super) fn sections(doc: &RunDocument, data: &ScenarioData) -> Vec<Section> {
@@ -65,7 +66,7 @@ pub(super) fn sections(doc: &RunDocument, data: &ScenarioData) -> Vec<Section> {
         }
         ScenarioData::Isolation(_) => {}
     }
-    body.push_str(&blocks(&v));
+    body.push_str(&blocks(doc, &v));
     vec![Section {
         id: v.id.into(),
         title: v.title.clone(),
@@ -73,7 +74,7 @@ pub(super) fn sections(doc: &RunDocument, data: &ScenarioData) -> Vec<Section> {
     }]
 }
 
-fn blocks(v: &ScenarioView) -> String {
+fn blocks(doc: &RunDocument, v: &ScenarioView) -> String {
     let mut out = String::new();
     for b in &v.blocks {
         match b {
@@ -85,10 +86,10 @@ fn blocks(v: &ScenarioView) -> String {
                     t.rows.len(),
                     if t.rows.len() == 1 { "" } else { "s" }
                 );
-                out.push_str(&grid(t));
+                out.push_str(&table_html(doc, t, None));
                 out.push_str("</details>\n");
             }
-            Block::Table(t) => out.push_str(&grid(t)),
+            Block::Table(t) => out.push_str(&table_html(doc, t, None)),
             Block::Sentence(x) => {
                 let _ = writeln!(out, "<p><strong>{}</strong></p>", escape(x));
             }
@@ -121,45 +122,5 @@ fn blocks(v: &ScenarioView) -> String {
             }
         }
     }
-    out
-}
-
-/// A table whose `DNR` cells are marked and carry their reason as a `title`.
-fn grid(t: &Grid) -> String {
-    let num = |i: usize| t.right.get(i).copied().unwrap_or(false);
-    let mut out = format!(
-        "<table>\n<caption>{}</caption>\n<thead><tr>",
-        escape(&t.title)
-    );
-    for (i, h) in t.header.iter().enumerate() {
-        let class = if num(i) { " class=\"num\"" } else { "" };
-        let _ = write!(out, "<th scope=\"col\"{class}>{}</th>", escape(h));
-    }
-    out.push_str("</tr></thead>\n<tbody>\n");
-    for (r, row) in t.rows.iter().enumerate() {
-        out.push_str("<tr>");
-        for (i, c) in row.iter().enumerate() {
-            let mut classes = Vec::new();
-            if num(i) {
-                classes.push("num");
-            }
-            if c.starts_with("DNR") {
-                classes.push("status-bad");
-            }
-            let class = if classes.is_empty() {
-                String::new()
-            } else {
-                format!(" class=\"{}\"", classes.join(" "))
-            };
-            let title = t
-                .why
-                .get(&(r, i))
-                .map(|w| format!(" title=\"{}\"", escape(w)))
-                .unwrap_or_default();
-            let _ = write!(out, "<td{class}{title}>{}</td>", escape(c));
-        }
-        out.push_str("</tr>\n");
-    }
-    out.push_str("</tbody>\n</table>\n");
     out
 }
