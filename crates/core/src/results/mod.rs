@@ -161,7 +161,7 @@ pub struct RunRecord {
     pub sample_details: Vec<SampleDetail>,
     /// `None` when fewer than two samples exist.
     pub summary: Option<Summary>,
-    /// Repetitions added beyond `reps` because CV exceeded the threshold.
+    /// Repetitions added beyond `reps` while an efficiency was still open (`scenario::reps`).
     pub extra_reps: u32,
     /// Host CPU per unit of work, when the workload counts operations (`µs/op`, `µs/MB`).
     pub host_cpu_per_op: Option<HostCpuPerOp>,
