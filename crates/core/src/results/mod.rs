@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::backends::{Availability, BackendConfig};
 use crate::host::HostInfo;
 
+mod ab;
 mod explain;
 pub mod scenario;
 mod time;
+pub use ab::*;
 pub use explain::*;
 pub use scenario::*;
 pub use time::{rfc3339_utc, run_id_utc};
@@ -58,6 +60,13 @@ pub struct RunDocument {
     /// --explain`, `hvbench explain`); empty when nothing was counted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub explain: Vec<ExplainRecord>,
+    /// The host's reference probe at the start, middle and end of the run (`crate::drift`);
+    /// absent in older documents and in the other scenarios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_drift: Option<crate::drift::HostDrift>,
+    /// `hvbench ab`: two configurations interleaved in this run, and the change per workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab: Option<AbRecord>,
 }
 
 /// The agent binary that ran everywhere in this run.
