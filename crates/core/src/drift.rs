@@ -196,6 +196,11 @@ pub struct DriftBand {
     /// pair of a point of A and a point of B, as `exp(x) - 1`. A change of a workload no larger
     /// than this is within the host's own movement during the two runs.
     pub band: f64,
+    /// The host's speed as a random variable: the largest standard deviation, over the loops,
+    /// of the log levels of every point of both runs (about the mean of all of them).
+    pub spread: f64,
+    /// Points of both runs that `spread` comes from.
+    pub points: usize,
 }
 
 impl DriftBand {
@@ -248,12 +253,41 @@ impl DriftBand {
         if shift.is_empty() {
             return None;
         }
+        let mut spread = 0.0f64;
+        let mut points = 0;
+        for k in a.loops() {
+            let logs: Vec<f64> = a
+                .levels_of(&k)
+                .into_iter()
+                .chain(b.levels_of(&k))
+                .map(f64::ln)
+                .collect();
+            if logs.len() >= 2 {
+                let n = logs.len() as f64;
+                let mean = logs.iter().sum::<f64>() / n;
+                let var = logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+                spread = spread.max(var.sqrt());
+                points = points.max(logs.len());
+            }
+        }
         Some(DriftBand {
             shift,
             within_a: a.within(),
             within_b: b.within(),
             band: widest.exp() - 1.0,
+            spread,
+            points,
         })
+    }
+
+    /// The p-value of a relative change of a workload's median against the host's spread:
+    /// whether the change is larger than two random states of this host would make it
+    /// ([`hvbench_stats::spread_test`]).
+    pub fn spread_p_value(&self, change: f64) -> f64 {
+        if 1.0 + change <= 0.0 || self.points < 3 {
+            return 1.0;
+        }
+        hvbench_stats::spread_test((1.0 + change).ln(), self.spread, (self.points - 1) as f64)
     }
 
     /// Whether a relative change of a workload's median (`median_b / median_a - 1`) is no
@@ -378,6 +412,19 @@ mod tests {
         // A workload without a point before it falls back to every point of both runs.
         let all = DriftBand::around(&a, &c, "w3").unwrap();
         assert!((all.band - 0.5).abs() < 1e-9, "{all:?}");
+    }
+
+    #[test]
+    fn a_change_is_judged_against_the_spread_of_the_host() {
+        let quiet = drift(&[(10.0, 20.0), (10.1, 20.0), (9.9, 20.0)]);
+        let quiet_too = drift(&[(10.0, 20.0), (10.05, 20.0), (9.95, 20.0)]);
+        let band = DriftBand::between(&quiet, &quiet_too).unwrap();
+        assert!(band.spread_p_value(0.2) < 0.01, "{band:?}");
+        let noisy = drift(&[(10.0, 20.0), (14.0, 20.0), (8.0, 20.0)]);
+        let noisy_too = drift(&[(12.0, 20.0), (7.0, 20.0), (13.0, 20.0)]);
+        let band = DriftBand::between(&noisy, &noisy_too).unwrap();
+        assert!(band.spread_p_value(0.2) > 0.01, "{band:?}");
+        assert!(band.spread_p_value(-0.2) > 0.01, "{band:?}");
     }
 
     #[test]

@@ -143,12 +143,22 @@ pub fn between_run_test(
     if !(spread > 0.0 && spread.is_finite()) {
         return None;
     }
-    let t = (median_b / median_a).ln() / (std::f64::consts::SQRT_2 * spread);
     Some(BetweenRunTest {
-        p_value: student_t_two_sided(t, k - 1.0),
+        p_value: spread_test((median_b / median_a).ln(), spread, k - 1.0),
         spread,
         runs: logs.len(),
     })
+}
+
+/// The two-sided p-value of a change between two runs, `log_change = ln(median_b /
+/// median_a)`, when each run's median sits at a random state of a host whose log speed has
+/// standard deviation `spread` (estimated with `df` degrees of freedom): `t = log_change /
+/// (sqrt(2) · spread)` against Student's t. 1 when there is no spread to judge by.
+pub fn spread_test(log_change: f64, spread: f64, df: f64) -> f64 {
+    if !(spread > 0.0 && spread.is_finite() && df >= 1.0) {
+        return 1.0;
+    }
+    student_t_two_sided(log_change / (std::f64::consts::SQRT_2 * spread), df)
 }
 
 /// `P(|T| >= |t|)` for Student's t with `df` degrees of freedom: `I_{df/(df+t²)}(df/2, 1/2)`.

@@ -33,7 +33,9 @@ mod rng;
 mod sample;
 mod summary;
 
-pub use blocks::{between_run_test, paired_permutation_test, BetweenRunTest, PairedTest};
+pub use blocks::{
+    between_run_test, paired_permutation_test, spread_test, BetweenRunTest, PairedTest,
+};
 pub use bootstrap::{
     bootstrap_median_ci, ratio_of_medians, Estimate, BOOTSTRAP_RESAMPLES, CONFIDENCE, SEED,
 };

@@ -127,8 +127,11 @@ pub enum ChangeVerdict {
 /// What showed that a change is no larger than the host's own movement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DriftEvidence {
-    /// The reference probe moved by up to `band` (a fraction) between the two runs.
+    /// The reference probe moved by up to `band` (a fraction) around the workload.
     Probe { band: f64 },
+    /// Not significant against the spread of the probe over both runs (`spread`: standard
+    /// deviation of its log levels).
+    ProbeSpread { spread: f64, p_value: f64 },
     /// Not significant against the spread of the medians of `runs` runs of this configuration.
     History { runs: usize, p_value: f64 },
 }
@@ -143,6 +146,13 @@ impl std::fmt::Display for ChangeVerdict {
             ChangeVerdict::WithinHostDrift {
                 evidence: DriftEvidence::Probe { band },
             } => write!(f, "within host drift (±{:.1}%)", band * 100.0),
+            ChangeVerdict::WithinHostDrift {
+                evidence: DriftEvidence::ProbeSpread { spread, p_value },
+            } => write!(
+                f,
+                "within host drift (host sd {:.1}%, p {p_value:.3})",
+                spread * 100.0
+            ),
             ChangeVerdict::WithinHostDrift {
                 evidence: DriftEvidence::History { runs, p_value },
             } => write!(f, "within host drift (between {runs} runs, p {p_value:.3})"),
@@ -213,6 +223,7 @@ pub fn compare_with_history(
                 changes.push(temper(
                     metric_change(ra, rb, noise),
                     around.as_ref(),
+                    drift.as_ref(),
                     &medians,
                 ))
             }
@@ -253,9 +264,15 @@ pub fn compare_with_history(
 }
 
 /// A faster or slower verdict stands only when the change also exceeds the host's own
-/// movement: the probe's drift band, and (with at least three runs of history) the spread of
-/// the runs' medians.
-fn temper(mut c: MetricChange, drift: Option<&DriftBand>, run_medians: &[f64]) -> MetricChange {
+/// movement: the probe's movement around the workload (`around`), the spread of the probe over
+/// both runs (`whole`, a t test), and (with at least three runs of history) the spread of the
+/// runs' medians.
+fn temper(
+    mut c: MetricChange,
+    around: Option<&DriftBand>,
+    whole: Option<&DriftBand>,
+    run_medians: &[f64],
+) -> MetricChange {
     if let (Some(ma), Some(mb)) = (c.median_a, c.median_b) {
         c.between_runs = between_run_test(run_medians, ma, mb);
     }
@@ -265,9 +282,16 @@ fn temper(mut c: MetricChange, drift: Option<&DriftBand>, run_medians: &[f64]) -
     let Some(change) = c.test.as_ref().map(|t| t.change) else {
         return c;
     };
-    if let Some(band) = drift.filter(|d| d.contains(change)) {
+    if let Some(band) = around.filter(|d| d.contains(change)) {
         c.verdict = ChangeVerdict::WithinHostDrift {
             evidence: DriftEvidence::Probe { band: band.band },
+        };
+    } else if let Some(w) = whole.filter(|w| w.spread_p_value(change) >= SIGNIFICANCE) {
+        c.verdict = ChangeVerdict::WithinHostDrift {
+            evidence: DriftEvidence::ProbeSpread {
+                spread: w.spread,
+                p_value: w.spread_p_value(change),
+            },
         };
     } else if let Some(t) = c.between_runs.filter(|t| t.p_value >= SIGNIFICANCE) {
         c.verdict = ChangeVerdict::WithinHostDrift {
@@ -724,10 +748,15 @@ impl Comparison {
                 }
                 let _ = writeln!(
                     out,
-                    "  Over the whole runs the probe moved up to ±{:.1}%. Each workload is judged \
-                     against the probe's movement around it (the points right before and after \
-                     it, in both runs): a change no larger is within host drift.\n",
-                    d.band * 100.0
+                    "  Over the whole runs the probe moved up to ±{:.1}% (standard deviation of \
+                     its log speed over {} points: {:.1}%). A change is within host drift when \
+                     it is no larger than the probe's movement around the workload (the points \
+                     right before and after it, in both runs), or when it is not significant \
+                     (p >= {SIGNIFICANCE}) against two random states of a host with that \
+                     spread.\n",
+                    d.band * 100.0,
+                    d.points,
+                    d.spread * 100.0
                 );
             }
         }
