@@ -185,17 +185,16 @@ pub fn compare_with_history(
             ),
         },
         (x, y) => {
-            let which: Vec<&str> = [("A", x.is_none()), ("B", y.is_none())]
-                .iter()
-                .filter(|(_, missing)| *missing)
-                .map(|(n, _)| *n)
-                .collect();
+            let who = match (x.is_none(), y.is_none()) {
+                (true, true) => "neither A nor B has",
+                (true, false) => "A has",
+                _ => "B has",
+            };
             (
                 None,
                 Some(format!(
-                    "{} has no reference probe (made before hvbench measured the host's drift, \
-                     or not an efficiency run)",
-                    which.join(" and ")
+                    "{who} a reference probe: made before hvbench measured the host's drift, \
+                     or not an efficiency run"
                 )),
             )
         }
@@ -691,9 +690,8 @@ impl Comparison {
                 .backends
                 .iter()
                 .find(|b| b.as_str() != "native")
-                .or(self.backends.first())
                 .map(String::as_str)
-                .unwrap_or("BACKEND");
+                .unwrap_or("<backend>");
             let _ = writeln!(
                 out,
                 "A and B are separate runs, and the host's speed moves between runs. To evaluate \
