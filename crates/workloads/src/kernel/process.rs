@@ -43,7 +43,7 @@ pub(super) fn exec(_params: &Params, iterations: u64) -> Result<Outcome, Workloa
 /// memory. The agent runs every workload in one process, and glibc's malloc keeps on its heap
 /// memory that earlier workloads freed: after `mem.latency` (its 4 MiB permutation) the agent
 /// held RssAnon 4.2 MiB instead of 0.1 MiB, and fork cost 230-317 µs of CPU per op against
-/// 142-164 without `mem.latency` before it (exec 317-434 against 169-250; three runs each on
+/// 136-162 without `mem.latency` before it (exec 317-434 against 169-250; three runs each on
 /// a 2-CPU AMD EPYC host). Whether such memory was left behind depended on the run, which gave
 /// `proc.exec` two states between runs of the quick suite (issue 17: 694 and 307 µs). With the
 /// trim, RssAnon after `mem.latency` is back at 0.1 MiB and the costs agree (fork 127-158
