@@ -118,6 +118,7 @@ pub fn run(
         return Err(ScenarioError::NoBaseline);
     }
     let started = SystemTime::now();
+    let clock = std::time::Instant::now();
     let run_id = format!("{}-efficiency", run_id_utc(started));
     std::fs::create_dir_all(&plan.out_dir).map_err(|e| ScenarioError::Output {
         path: plan.out_dir.clone(),
@@ -181,7 +182,9 @@ pub fn run(
         }
     });
 
+    let mut drift = crate::drift::HostDrift::new();
     'workloads: for w in &plan.workloads {
+        drift.measure_before(&plan.workloads, w, clock.elapsed());
         progress.workload(w.name);
         let mut params: Params = settings.params.clone();
         if w.kind == hvbench_workloads::Kind::App {
@@ -364,6 +367,8 @@ pub fn run(
     }
     if crate::stop_requested() {
         interrupted = true;
+    } else {
+        drift.measure("end", clock.elapsed());
     }
     progress.finish();
 
@@ -418,6 +423,7 @@ pub fn run(
             ));
         }
     }
+    warnings.extend(drift.warning());
     let document = RunDocument {
         schema_version: SCHEMA_VERSION,
         hvbench_version: env!("CARGO_PKG_VERSION").into(),
@@ -442,6 +448,8 @@ pub fn run(
         warnings,
         scenario_data: None,
         explain: Vec::new(),
+        host_drift: Some(drift),
+        ab: None,
     };
     let mut document = document;
     if plan.explain {

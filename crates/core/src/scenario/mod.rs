@@ -2,6 +2,7 @@
 //!
 //! [`RunDocument`]: crate::results::RunDocument
 
+pub mod ab;
 pub mod efficiency;
 pub mod isolation;
 pub mod lifecycle;

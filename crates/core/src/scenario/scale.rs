@@ -124,6 +124,8 @@ impl Output {
             efficiency: Vec::new(),
             warnings,
             scenario_data: Some(data),
+            host_drift: None,
+            ab: None,
             explain: Vec::new(),
         };
         self.log(json!({"type": "end", "interrupted": interrupted}));
