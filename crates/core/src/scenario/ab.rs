@@ -189,12 +189,12 @@ fn ab_change(a: &RunRecord, b: Option<&RunRecord>, noise: f64) -> AbChange {
         verdict: AbVerdict::NoSignificantChange,
     };
     let side = |r: &RunRecord, which: &str| -> Result<(), String> {
-        match r.status {
-            RunStatus::Ok if r.samples.len() >= 2 => Ok(()),
-            RunStatus::Ok => Err(format!("{which} has fewer than two samples")),
-            _ => Err(format!(
+        match &r.outcome {
+            o if o.is_ok() && r.samples.len() >= 2 => Ok(()),
+            o if o.is_ok() => Err(format!("{which} has fewer than two samples")),
+            o => Err(format!(
                 "{which} {}",
-                r.reason.as_deref().unwrap_or("did not run")
+                o.describe().as_deref().unwrap_or("did not run")
             )),
         }
     };
@@ -263,8 +263,7 @@ mod tests {
             workload: workload.into(),
             unit: "Gbit/s".into(),
             higher_is_better: true,
-            status: RunStatus::Ok,
-            reason: None,
+            outcome: Outcome::ok(),
             iterations: Some(1),
             copies: 1,
             samples,
@@ -321,8 +320,7 @@ mod tests {
     #[test]
     fn a_failed_arm_is_not_comparable() {
         let mut b = record("q.b", "net.rr", vec![]);
-        b.status = RunStatus::Failed;
-        b.reason = Some("did not return (DNR)".into());
+        b.outcome = Outcome::failed(FailureKind::DidNotReturn, "the guest went silent");
         let runs = vec![record("q.a", "net.rr", vec![1.0; 10]), b];
         let ab = ab_record(&runs, arm("a", "q.a"), arm("b", "q.b"), DEFAULT_NOISE);
         assert!(matches!(
