@@ -18,6 +18,7 @@ pub use crate::devices::{Attached, Devices};
 
 pub mod gvisor;
 pub mod microvm;
+pub mod mock;
 pub mod namespace;
 pub mod native;
 pub mod qemu;
