@@ -38,10 +38,11 @@ use std::time::Duration;
 use hvbench_workloads::{Params, WorkloadInfo};
 use serde_json::json;
 
-use super::efficiency::{failed_guest, median, silence_bound, Finished, ScenarioError};
-use super::scale::{
-    calibrate, first_line, guest_record, keep_load_until, measure, shutdown_all, GuestTemplate,
-    Measure, MeasureEnd, Measured, Output, StartHook,
+use super::common::{
+    first_line, shutdown_all, Finished, GuestTemplate, Output, Roster, ScenarioError, StartHook,
+};
+use super::measure::{
+    calibrate, keep_load_until, measure, median, silence_bound, Measure, MeasureEnd, Measured,
 };
 use super::Progress;
 use crate::agent::AgentBinary;
@@ -210,12 +211,7 @@ pub fn run(
         "scenario": "isolation", "stressors": plan.stressors, "guests": plan.guests}),
     );
     let backend = plan.backend.as_ref();
-    let mut record = BackendRecord {
-        name: backend.name().into(),
-        technique: backend.technique().into(),
-        availability: plan.availability.clone(),
-        guests: Vec::new(),
-    };
+    let mut roster = Roster::new(backend, &plan.availability);
     let mut fleet = Fleet {
         template: GuestTemplate {
             backend,
@@ -265,15 +261,12 @@ pub fn run(
         })
         .collect();
 
-    if let Availability::Unavailable { reason, hint } = &plan.availability {
-        notes.push(format!(
-            "{} is unavailable here: {reason} (fix: {hint})",
-            backend.name()
-        ));
+    if let Some(note) = roster.unavailable_note() {
+        notes.push(note);
     } else {
         // Baseline.
         progress.workload("baseline");
-        let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut record, &out, progress);
+        let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut roster, &out, progress);
         if let Some(hook) = &plan.on_start {
             let pids: Vec<(String, Vec<u32>)> = slots
                 .iter()
@@ -283,7 +276,7 @@ pub fn run(
         }
         baseline = run_phase(&mut slots, None, &plan, &out, progress, &lost);
         interrupted |= crate::stop_requested();
-        note_failures(&mut record, &slots, &baseline);
+        note_failures(&mut roster, &slots, &baseline);
 
         for stressor in &plan.stressors {
             if interrupted || crate::stop_requested() {
@@ -299,7 +292,7 @@ pub fn run(
             // (The first baseline also warms fresh guests up: their first runs of a workload
             // are slower than later ones, which must not read as isolation.)
             progress.workload(&format!("baseline before {stressor}"));
-            let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut record, &out, progress);
+            let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut roster, &out, progress);
             let no_net = no_network(&slots, &fleet, backend.name());
             if let Some(reason) = unsupported_reason(stressor, no_net.as_deref()) {
                 rows.push(skipped_row(stressor, StressStatus::Skipped, &reason));
@@ -310,11 +303,11 @@ pub fn run(
                 continue;
             }
             let paired = run_phase(&mut slots, None, &plan, &out, progress, &lost);
-            note_failures(&mut record, &slots, &paired);
+            note_failures(&mut roster, &slots, &paired);
             progress.workload(&format!("stress {stressor}"));
-            let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut record, &out, progress);
+            let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut roster, &out, progress);
             let phase = run_phase(&mut slots, Some(stressor), &plan, &out, progress, &lost);
-            note_failures(&mut record, &slots, &phase);
+            note_failures(&mut roster, &slots, &phase);
             let stopped = crate::stop_requested();
             interrupted |= stopped;
             let mut row = stress_row(stressor, &steady, &paired, phase, stopped);
@@ -373,7 +366,7 @@ pub fn run(
         plan.command_line,
         agent,
         settings,
-        vec![record],
+        vec![roster.record],
         warnings,
         data,
         interrupted,
@@ -474,13 +467,10 @@ fn stress_row(
 }
 
 /// Copies DNR reasons into the guests' records.
-fn note_failures(record: &mut BackendRecord, slots: &[Slot], phase: &[IsolationGuest]) {
+fn note_failures(roster: &mut Roster, slots: &[Slot], phase: &[IsolationGuest]) {
     for (s, g) in slots.iter().zip(phase) {
-        if is_dnr(g) {
-            let label = format!("{}-{}", s.label, s.launches.saturating_sub(1));
-            if let Some(r) = record.guests.iter_mut().rev().find(|r| r.label == label) {
-                r.failure = g.outcome.failure().cloned();
-            }
+        if let (true, Some(f)) = (is_dnr(g), g.outcome.failure()) {
+            roster.lost(&format!("{}-{}", s.label, s.launches.saturating_sub(1)), f);
         }
     }
 }
@@ -517,7 +507,7 @@ fn ensure_guests(
     slots: &mut [Slot],
     fleet: &mut Fleet,
     plan: &IsolationPlan,
-    record: &mut BackendRecord,
+    roster: &mut Roster,
     out: &Output,
     progress: &dyn Progress,
 ) -> Vec<Option<MeasureEnd>> {
@@ -576,23 +566,14 @@ fn ensure_guests(
         slots[i].launches += 1;
         match r {
             Ok(g) => {
-                record.guests.push(guest_record(label, &g));
+                roster.started(label, &g);
                 out.log(json!({"type": "guest", "label": label, "boot_s": g.boot.as_secs_f64()}));
                 slots[i].guest = Some(g);
                 why[i] = None;
             }
             Err(GuestError::Interrupted) => why[i] = Some(MeasureEnd::Interrupted),
             Err(e) => {
-                let f = e.failure(false);
-                progress.note(&format!(
-                    "{label}: did not start: {}",
-                    first_line(&f.reason)
-                ));
-                record.guests.push(failed_guest(label, f.clone()));
-                why[i] = Some(MeasureEnd::Lost(Failure {
-                    reason: first_line(&f.reason),
-                    ..f
-                }));
+                why[i] = Some(MeasureEnd::Lost(roster.not_started(label, &e, progress)));
             }
         }
     }
@@ -774,19 +755,7 @@ fn run_phase(
                             }
                         }
                     }
-                    match end {
-                        MeasureEnd::Done => {}
-                        MeasureEnd::Error(o) => g.outcome = o,
-                        MeasureEnd::Lost(f) => g.outcome = Outcome::Failed(f),
-                        MeasureEnd::Interrupted if g.medians.is_empty() => {
-                            g.outcome = Outcome::skipped("stopped by the user before it was measured");
-                        }
-                        MeasureEnd::Interrupted => {
-                            g.outcome = Outcome::Ok {
-                                note: Some("stopped by the user: fewer repetitions".into()),
-                            };
-                        }
-                    }
+                    g.outcome = end.outcome(!g.medians.is_empty());
                     progress.step();
                     g
                 })

@@ -20,8 +20,7 @@ use hvbench_protocol::Job;
 use hvbench_stats::{summarize, Samples};
 use serde_json::json;
 
-use super::efficiency::{failed_guest, Finished, ScenarioError};
-use super::scale::{first_line, guest_record, GuestTemplate, Output};
+use super::common::{first_line, Finished, GuestTemplate, Output, Roster, ScenarioError};
 use super::Progress;
 use crate::agent::AgentBinary;
 use crate::backends::{Availability, Backend};
@@ -118,22 +117,12 @@ pub fn run(
         "scenario": "lifecycle", "vcpus": plan.vcpus}),
     );
     let backend = plan.backend.as_ref();
-    let mut record = BackendRecord {
-        name: backend.name().into(),
-        technique: backend.technique().into(),
-        availability: plan.availability.clone(),
-        guests: Vec::new(),
-    };
+    let mut roster = Roster::new(backend, &plan.availability);
     let mut notes = Vec::new();
     let mut rows = Vec::new();
     let mut interrupted = false;
     let available = plan.availability.is_available();
-    if let Availability::Unavailable { reason, hint } = &plan.availability {
-        notes.push(format!(
-            "{} is unavailable here: {reason} (fix: {hint})",
-            backend.name()
-        ));
-    }
+    notes.extend(roster.unavailable_note());
     progress.begin(if available {
         plan.vcpus.len() as u64 * u64::from(plan.boots + 1)
     } else {
@@ -174,7 +163,7 @@ pub fn run(
             let label = format!("{}-v{v}-b{b}", backend.name());
             match template.start(&label) {
                 Ok(mut g) => {
-                    record.guests.push(guest_record(&label, &g));
+                    roster.started(&label, &g);
                     out.log(json!({"type": "boot", "label": label, "vcpus": v, "boot_s": g.boot.as_secs_f64(),
                         "guest_uptime_s": g.hello.uptime_s}));
                     // A kernel cannot have been up longer than since its launch: a longer uptime
@@ -229,11 +218,9 @@ pub fn run(
                     break 'counts;
                 }
                 Err(e) => {
-                    let text = e.to_string();
-                    progress.note(&format!("{label}: did not start: {}", first_line(&text)));
-                    out.log(json!({"type": "boot_failed", "label": label, "error": text}));
+                    out.log(json!({"type": "boot_failed", "label": label, "error": e.to_string()}));
+                    roster.not_started(&label, &e, progress);
                     let failure = e.failure(false);
-                    record.guests.push(failed_guest(&label, failure.clone()));
                     row.boots.push(BootRecord {
                         label,
                         boot_s: None,
@@ -287,7 +274,7 @@ pub fn run(
         plan.command_line,
         agent,
         settings,
-        vec![record],
+        vec![roster.record],
         warnings,
         data,
         interrupted,
