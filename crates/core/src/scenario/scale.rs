@@ -3,7 +3,7 @@
 //! throughput, and how many guests did not return. A guest that failed to start, died or fell
 //! silent is DNR with its console tail, never a number (and never a zero in the aggregate).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -136,6 +136,15 @@ pub struct ScalePlan {
     pub rootfs: Option<crate::image::rootfs::RootFs>,
 }
 
+/// What every step of a run reads.
+struct Ctx<'a> {
+    plan: &'a ScalePlan,
+    template: GuestTemplate<'a>,
+    out: &'a Output,
+    progress: &'a dyn Progress,
+    timeout: Duration,
+}
+
 /// Runs the scale scenario.
 pub fn run(
     plan: ScalePlan,
@@ -149,16 +158,92 @@ pub fn run(
         "scenario": "scalability", "counts": plan.counts}),
     );
     let w = plan.workload;
-    let timeout = plan.timeout.unwrap_or_else(|| silence_bound(w, &settings));
     let backend = plan.backend.as_ref();
     let mut roster = Roster::new(backend, &plan.availability);
-    let template = GuestTemplate {
-        backend,
-        agent,
-        kernel: plan.kernel.clone(),
+    let ctx = Ctx {
+        plan: &plan,
+        template: template(&plan, agent, out.workdir.path()),
+        out: &out,
+        progress,
+        timeout: plan.timeout.unwrap_or_else(|| silence_bound(w, &settings)),
+    };
+    let mut notes: Vec<String> = roster.unavailable_note().into_iter().collect();
+    let mut steps: Vec<ScaleStep> = Vec::new();
+    let mut interrupted = false;
+    let total: u64 = plan.counts.iter().map(|&n| u64::from(n)).sum();
+    progress.begin(if plan.availability.is_available() {
+        total
+    } else {
+        0
+    });
+    for &n in plan
+        .counts
+        .iter()
+        .filter(|_| plan.availability.is_available())
+    {
+        if crate::stop_requested() {
+            interrupted = true;
+            break;
+        }
+        let (step, stopped) = run_step(&ctx, &mut roster, n);
+        steps.push(step);
+        if stopped {
+            interrupted = true;
+            break;
+        }
+    }
+    progress.finish();
+    fill_scaling_efficiency(&mut steps);
+    let sat = saturation(
+        &steps
+            .iter()
+            .map(|s| (s.guests, s.aggregate))
+            .collect::<Vec<_>>(),
+        RISE_THRESHOLD,
+    );
+    notes.extend(host_notes(&steps, &settings));
+    let warnings = failure_warnings(&steps);
+    let data = ScenarioData::Scalability(ScalabilityData {
+        backend: backend.name().into(),
+        workload: w.name.into(),
+        unit: w.unit.into(),
+        higher_is_better: w.higher_is_better,
+        aggregate_unit: throughput_unit(w),
         vcpus: settings.vcpus,
         memory_mib: settings.memory_mib,
-        workdir: out.workdir.path(),
+        reps: settings.reps,
+        launch_parallelism: plan.launch_parallelism as u32,
+        steps,
+        saturation_guests: sat,
+        rise_threshold: RISE_THRESHOLD,
+        notes,
+    });
+    let command_line = plan.command_line.clone();
+    out.finish(
+        "scalability",
+        command_line,
+        agent,
+        settings,
+        vec![roster.record],
+        warnings,
+        data,
+        interrupted,
+    )
+}
+
+/// What every guest of the run is made of.
+fn template<'a>(
+    plan: &'a ScalePlan,
+    agent: &'a AgentBinary,
+    workdir: &'a Path,
+) -> GuestTemplate<'a> {
+    GuestTemplate {
+        backend: plan.backend.as_ref(),
+        agent,
+        kernel: plan.kernel.clone(),
+        vcpus: plan.settings.vcpus,
+        memory_mib: plan.settings.memory_mib,
+        workdir,
         devices: Devices {
             // Each guest gets its own applications' directory (see `start_in`).
             rootfs: plan.rootfs.as_ref().map(|r| crate::devices::RootfsSpec {
@@ -169,207 +254,191 @@ pub fn run(
             ..Default::default()
         },
         scratch_disk_bytes: None,
-        pin: settings.pinning.clone(),
-    };
-    let mut notes = Vec::new();
-    let mut warnings = Vec::new();
-    let mut steps: Vec<ScaleStep> = Vec::new();
-    let mut interrupted = false;
-    let total: u64 = plan.counts.iter().map(|&n| u64::from(n)).sum();
-    progress.begin(if plan.availability.is_available() {
-        total
-    } else {
-        0
-    });
-    notes.extend(roster.unavailable_note());
+        pin: plan.settings.pinning.clone(),
+    }
+}
 
-    for &n in plan
-        .counts
+/// One guest count: `n` guests start at once, each measures the workload, all are shut down.
+/// Also says whether a stop request cut it short.
+fn run_step(ctx: &Ctx, roster: &mut Roster, n: u32) -> (ScaleStep, bool) {
+    let w = ctx.plan.workload;
+    ctx.progress.workload(&format!("{} × {n}", w.name));
+    let labels: Vec<String> = (0..n)
+        .map(|i| format!("{}-n{n}-g{i}", ctx.template.backend.name()))
+        .collect();
+    let t0 = Instant::now();
+    let started = ctx
+        .template
+        .start_many(&labels, ctx.plan.launch_parallelism);
+    let startup_s = started
         .iter()
-        .filter(|_| plan.availability.is_available())
-    {
-        if crate::stop_requested() {
-            interrupted = true;
-            break;
-        }
-        progress.workload(&format!("{} × {n}", w.name));
-        let labels: Vec<String> = (0..n)
-            .map(|i| format!("{}-n{n}-g{i}", backend.name()))
-            .collect();
-        let t0 = Instant::now();
-        let started = template.start_many(&labels, plan.launch_parallelism);
-        let startup_s = started
-            .iter()
-            .any(|r| r.is_ok())
-            .then(|| t0.elapsed().as_secs_f64());
-        let mut guests: Vec<(usize, Guest)> = Vec::new();
-        let mut results: Vec<Option<GuestResult>> = labels.iter().map(|_| None).collect();
-        for (i, r) in started.into_iter().enumerate() {
-            match r {
-                Ok(g) => {
-                    roster.started(&labels[i], &g);
-                    out.log(json!({"type": "guest", "label": labels[i], "boot_s": g.boot.as_secs_f64()}));
-                    guests.push((i, g));
-                }
-                Err(GuestError::Interrupted) => {
-                    interrupted = true;
-                    results[i] = Some(not_started(
-                        &labels[i],
-                        Outcome::skipped("stopped by the user before it started"),
-                    ));
-                }
-                Err(e) => {
-                    out.log(
-                        json!({"type": "guest_failed", "label": labels[i], "error": e.to_string()}),
-                    );
-                    let f = roster.not_started(&labels[i], &e, progress);
-                    results[i] = Some(not_started(&labels[i], Outcome::Failed(f)));
-                    progress.step();
-                }
+        .any(|r| r.is_ok())
+        .then(|| t0.elapsed().as_secs_f64());
+    let mut results: Vec<Option<GuestResult>> = labels.iter().map(|_| None).collect();
+    let mut interrupted = false;
+    let mut guests: Vec<(usize, Guest)> = Vec::new();
+    for (i, r) in started.into_iter().enumerate() {
+        match r {
+            Ok(g) => {
+                roster.started(&labels[i], &g);
+                ctx.out.log(
+                    json!({"type": "guest", "label": labels[i], "boot_s": g.boot.as_secs_f64()}),
+                );
+                guests.push((i, g));
             }
-        }
-        if let Some(hook) = &plan.on_start {
-            let pids: Vec<(String, Vec<u32>)> = guests
-                .iter()
-                .map(|(i, g)| (labels[*i].clone(), g.host_pids()))
-                .collect();
-            hook(&pids);
-        }
-
-        let measure_plan = Measure {
-            workload: w,
-            job_workload: w.name.into(),
-            params: Params::new(),
-            iterations: None,
-            target_s: settings.target_s,
-            warmup: settings.warmup,
-            reps: settings.reps,
-            timeout,
-        };
-        // Every guest calibrates, then all start their measured repetitions together, and
-        // those done first keep the load on until the last is done.
-        let barrier = std::sync::Barrier::new(guests.len());
-        let (pinned, vcpus) = (settings.pinning.is_some(), settings.vcpus);
-        let done = AtomicUsize::new(0);
-        let active = guests.len();
-        let measured: Vec<(usize, GuestResult)> = std::thread::scope(|s| {
-            let handles: Vec<_> = guests
-                .iter_mut()
-                .map(|(i, g)| {
-                    let label = labels[*i].clone();
-                    let mut m = measure_plan.clone();
-                    let (out, barrier, done) = (&out, &barrier, &done);
-                    let i = *i;
-                    s.spawn(move || {
-                        let mut acc = Measured::default();
-                        if w.needs.rootfs {
-                            crate::devices::rootfs_params(g.attached(), &mut m.params);
-                        }
-                        if w.kind == hvbench_workloads::Kind::App && pinned {
-                            // Pinned guests: each application on its guest's own CPUs.
-                            m.params.insert("cpus".into(), vcpus.into());
-                        }
-                        let calibrated = calibrate(g, &m, &mut acc);
-                        barrier.wait();
-                        let end = match calibrated {
-                            Err(end) => end,
-                            Ok(iterations) => {
-                                m.iterations = Some(iterations);
-                                measure(g, &m, &mut acc, |v, warm| {
-                                    if !warm {
-                                        out.log(json!({"type": "sample", "guests": n, "label": label, "value": v}));
-                                    }
-                                })
-                            }
-                        };
-                        done.fetch_add(1, Ordering::SeqCst);
-                        if matches!(end, MeasureEnd::Done) {
-                            keep_load_until(g, &m, done, active);
-                        }
-                        if let MeasureEnd::Lost(f) = &end {
-                            let r = f.describe();
-                            progress.note(&format!("{label}: {r}"));
-                            out.log(json!({"type": "guest_lost", "label": label, "reason": r}));
-                        }
-                        progress.step();
-                        (i, guest_result(&label, Some(g.boot.as_secs_f64()), w.metric, &acc, &end))
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a guest thread panicked"))
-                .collect()
-        });
-        for (i, r) in measured {
-            if let Some(f) = r.outcome.failure() {
-                roster.lost(&labels[i], f);
+            Err(GuestError::Interrupted) => {
+                interrupted = true;
+                let skipped = Outcome::skipped("stopped by the user before it started");
+                results[i] = Some(not_started(&labels[i], skipped));
             }
-            results[i] = Some(r);
-        }
-        shutdown_all(
-            guests.into_iter().map(|(_, g)| g).collect(),
-            Duration::from_secs(3),
-        );
-        if crate::stop_requested() {
-            interrupted = true;
-        }
-
-        let per_guest: Vec<GuestResult> = results
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                r.unwrap_or_else(|| not_started(&labels[i], Outcome::skipped("not measured")))
-            })
-            .collect();
-        let failed = per_guest.iter().filter(|g| g.outcome.is_failed()).count() as u32;
-        let agg = aggregate(&per_guest.iter().map(|g| g.throughput).collect::<Vec<_>>());
-        out.log(json!({"type": "step", "guests": n, "aggregate": agg, "failed": failed}));
-        steps.push(ScaleStep {
-            guests: n,
-            per_guest,
-            aggregate: agg,
-            scaling_efficiency: None,
-            failed,
-            startup_s,
-        });
-        if interrupted {
-            break;
+            Err(e) => {
+                ctx.out.log(
+                    json!({"type": "guest_failed", "label": labels[i], "error": e.to_string()}),
+                );
+                let f = roster.not_started(&labels[i], &e, ctx.progress);
+                results[i] = Some(not_started(&labels[i], Outcome::Failed(f)));
+                ctx.progress.step();
+            }
         }
     }
-    progress.finish();
+    if let Some(hook) = &ctx.plan.on_start {
+        let pids: Vec<(String, Vec<u32>)> = guests
+            .iter()
+            .map(|(i, g)| (labels[*i].clone(), g.host_pids()))
+            .collect();
+        hook(&pids);
+    }
+    for (i, r) in measure_all(ctx, &mut guests, &labels, n) {
+        if let Some(f) = r.outcome.failure() {
+            roster.lost(&labels[i], f);
+        }
+        results[i] = Some(r);
+    }
+    shutdown_all(
+        guests.into_iter().map(|(_, g)| g).collect(),
+        Duration::from_secs(3),
+    );
+    interrupted |= crate::stop_requested();
+    let per_guest: Vec<GuestResult> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| not_started(&labels[i], Outcome::skipped("not measured")))
+        })
+        .collect();
+    let failed = per_guest.iter().filter(|g| g.outcome.is_failed()).count() as u32;
+    let agg = aggregate(&per_guest.iter().map(|g| g.throughput).collect::<Vec<_>>());
+    ctx.out
+        .log(json!({"type": "step", "guests": n, "aggregate": agg, "failed": failed}));
+    let step = ScaleStep {
+        guests: n,
+        per_guest,
+        aggregate: agg,
+        scaling_efficiency: None,
+        failed,
+        startup_s,
+    };
+    (step, interrupted)
+}
 
-    // Scaling efficiency against one guest's throughput (the one-guest step, else the smallest
-    // step's mean per returned guest).
+/// Measures the workload in every started guest at once: every guest calibrates, then all
+/// start their measured repetitions together, and those done first keep the load on until the
+/// last is done. Returns each guest's result with its index among the step's labels.
+fn measure_all(
+    ctx: &Ctx,
+    guests: &mut [(usize, Guest)],
+    labels: &[String],
+    n: u32,
+) -> Vec<(usize, GuestResult)> {
+    let (w, settings) = (ctx.plan.workload, &ctx.plan.settings);
+    let measure_plan = Measure {
+        workload: w,
+        job_workload: w.name.into(),
+        params: Params::new(),
+        iterations: None,
+        target_s: settings.target_s,
+        warmup: settings.warmup,
+        reps: settings.reps,
+        timeout: ctx.timeout,
+    };
+    let barrier = std::sync::Barrier::new(guests.len());
+    let done = AtomicUsize::new(0);
+    let active = guests.len();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = guests
+            .iter_mut()
+            .map(|(i, g)| {
+                let label = labels[*i].clone();
+                let mut m = measure_plan.clone();
+                let (barrier, done, i) = (&barrier, &done, *i);
+                s.spawn(move || {
+                    let mut acc = Measured::default();
+                    if w.needs.rootfs {
+                        crate::devices::rootfs_params(g.attached(), &mut m.params);
+                    }
+                    if w.kind == hvbench_workloads::Kind::App && settings.pinning.is_some() {
+                        // Pinned guests: each application on its guest's own CPUs.
+                        m.params.insert("cpus".into(), settings.vcpus.into());
+                    }
+                    let calibrated = calibrate(g, &m, &mut acc);
+                    barrier.wait();
+                    let end = match calibrated {
+                        Err(end) => end,
+                        Ok(iterations) => {
+                            m.iterations = Some(iterations);
+                            measure(g, &m, &mut acc, |v, warm| {
+                                if !warm {
+                                    ctx.out.log(json!({"type": "sample", "guests": n, "label": label, "value": v}));
+                                }
+                            })
+                        }
+                    };
+                    done.fetch_add(1, Ordering::SeqCst);
+                    if matches!(end, MeasureEnd::Done) {
+                        keep_load_until(g, &m, done, active);
+                    }
+                    if let MeasureEnd::Lost(f) = &end {
+                        let r = f.describe();
+                        ctx.progress.note(&format!("{label}: {r}"));
+                        ctx.out.log(json!({"type": "guest_lost", "label": label, "reason": r}));
+                    }
+                    ctx.progress.step();
+                    (i, guest_result(&label, Some(g.boot.as_secs_f64()), w.metric, &acc, &end))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a guest thread panicked"))
+            .collect()
+    })
+}
+
+/// Scaling efficiency against one guest's throughput (the one-guest step, else the smallest
+/// step's mean per returned guest).
+fn fill_scaling_efficiency(steps: &mut [ScaleStep]) {
+    let returned = |s: &ScaleStep| {
+        s.per_guest
+            .iter()
+            .filter(|g| g.throughput.is_some())
+            .count()
+    };
     let single = steps
         .iter()
         .filter(|s| s.aggregate.is_some())
         .min_by_key(|s| s.guests)
-        .and_then(|s| {
-            let ok = s
-                .per_guest
-                .iter()
-                .filter(|g| g.throughput.is_some())
-                .count() as f64;
-            s.aggregate.map(|a| a / ok)
-        });
+        .and_then(|s| s.aggregate.map(|a| a / returned(s) as f64));
     if let Some(single) = single {
-        for s in &mut steps {
-            let ok = s
-                .per_guest
-                .iter()
-                .filter(|g| g.throughput.is_some())
-                .count() as u32;
+        for s in steps.iter_mut() {
+            let ok = returned(s) as u32;
             s.scaling_efficiency = s.aggregate.and_then(|a| scaling_efficiency(a, ok, single));
         }
     }
-    let sat = saturation(
-        &steps
-            .iter()
-            .map(|s| (s.guests, s.aggregate))
-            .collect::<Vec<_>>(),
-        RISE_THRESHOLD,
-    );
+}
+
+/// Notes on the host: how many CPUs guests share, and guests that ran out of memory.
+fn host_notes(steps: &[ScaleStep], settings: &Settings) -> Vec<String> {
+    let mut notes = Vec::new();
     if let Ok(c) = std::thread::available_parallelism() {
         notes.push(format!(
             "the host has {c} CPU(s): beyond {c} busy vCPUs in all, guests share them"
@@ -389,6 +458,12 @@ pub fn run(
             settings.memory_mib
         ));
     }
+    notes
+}
+
+/// How many guests did not return, and how many did not start or failed otherwise.
+fn failure_warnings(steps: &[ScaleStep]) -> Vec<String> {
+    let mut warnings = Vec::new();
     let failures: Vec<&Failure> = steps
         .iter()
         .flat_map(|s| &s.per_guest)
@@ -409,31 +484,7 @@ pub fn run(
             failures.len() - dnr
         ));
     }
-    let data = ScenarioData::Scalability(ScalabilityData {
-        backend: backend.name().into(),
-        workload: w.name.into(),
-        unit: w.unit.into(),
-        higher_is_better: w.higher_is_better,
-        aggregate_unit: throughput_unit(w),
-        vcpus: settings.vcpus,
-        memory_mib: settings.memory_mib,
-        reps: settings.reps,
-        launch_parallelism: plan.launch_parallelism as u32,
-        steps,
-        saturation_guests: sat,
-        rise_threshold: RISE_THRESHOLD,
-        notes,
-    });
-    out.finish(
-        "scalability",
-        plan.command_line,
-        agent,
-        settings,
-        vec![roster.record],
-        warnings,
-        data,
-        interrupted,
-    )
+    warnings
 }
 
 fn not_started(label: &str, outcome: Outcome) -> GuestResult {
