@@ -192,15 +192,21 @@ pub const CLASSES: &[(&str, &[libc::c_long])] = &[
             libc::SYS_rt_sigreturn,
         ],
     ),
+    // Process creation apart from the rest of the process calls: a fork and an execve are
+    // priced by what proc.fork and proc.exec cost, not by a bare system call.
     (
-        "process",
+        "fork",
         &[
             libc::SYS_clone,
             libc::SYS_clone3,
             libc::SYS_fork,
             libc::SYS_vfork,
-            libc::SYS_execve,
-            libc::SYS_execveat,
+        ],
+    ),
+    ("exec", &[libc::SYS_execve, libc::SYS_execveat]),
+    (
+        "process",
+        &[
             libc::SYS_exit,
             libc::SYS_exit_group,
             libc::SYS_wait4,

@@ -36,6 +36,8 @@ pub const COST_WORKLOADS: &[&str] = &[
     "sched.ctxswitch.same",
     "cpu.dhrystone",
     "cpu.primes",
+    "proc.fork",
+    "proc.exec",
 ];
 
 /// The disk cost, added when an explained workload writes to a disk (it needs a scratch disk).
@@ -222,6 +224,19 @@ fn per_unit(counted: &CountedRecord, keys: &[&str]) -> Option<Input> {
     (!out.is_empty()).then_some(Input(out))
 }
 
+/// Per-unit count of `key` less that of `less`, never below zero, one value per counted
+/// repetition; `None` when `key` was not counted.
+fn per_unit_less(counted: &CountedRecord, key: &str, less: &str) -> Option<Input> {
+    let a = per_unit(counted, &[key])?;
+    let b = per_unit(counted, &[less]).unwrap_or(Input(vec![0.0; a.0.len()]));
+    Some(Input(
+        a.0.iter()
+            .zip(b.0.iter().chain(std::iter::repeat(&0.0)))
+            .map(|(x, y)| (x - y).max(0.0))
+            .collect(),
+    ))
+}
+
 /// The classes of `counted` priced for `backend` from `costs`; what cannot be priced or was not
 /// counted goes to `missing`.
 fn classes(
@@ -268,7 +283,15 @@ fn classes(
             false,
             &mut out,
         );
-        for class in ["net", "mm", "sched", "process", "other"] {
+        // Socket calls move data between processes through the kernel as a pipe's do.
+        add(
+            "syscalls.net",
+            &["syscalls.net"],
+            pipe.clone().or(getppid.clone()).map(Cost::Micro),
+            false,
+            &mut out,
+        );
+        for class in ["mm", "sched", "process", "other"] {
             let key = format!("syscalls.{class}");
             add(
                 &key,
@@ -339,6 +362,31 @@ fn classes(
         true,
         &mut out,
     );
+    // Process creation (documents since fork and exec were counted apart): an execve is
+    // priced as proc.exec's whole fork + exec + exit + wait, a fork without an exec as
+    // proc.fork's fork + exit + wait. Their page faults and switches beyond the tiny
+    // programs of the micro workloads are counted, and priced, in their own classes.
+    if per_unit(counted, &["syscalls.exec"]).is_some() {
+        let execs = per_unit(counted, &["syscalls.exec"]);
+        let forks_alone = per_unit_less(counted, "syscalls.fork", "syscalls.exec");
+        for (name, input, workload) in [
+            ("syscalls.exec", execs, "proc.exec"),
+            ("syscalls.fork", forks_alone, "proc.fork"),
+        ] {
+            match (input, CostSource::find(costs, backend, workload, 1.0)) {
+                (Some(p), Some(c)) => out.push(Class {
+                    name: name.into(),
+                    per_unit: p,
+                    cost: Cost::Micro(c),
+                    seconds: false,
+                }),
+                (None, _) => missing.push(format!("{name}: not counted")),
+                (Some(_), None) => missing.push(format!(
+                    "{name}: no cost for {backend} ({workload} did not run on it and native)"
+                )),
+            }
+        }
+    }
     out
 }
 

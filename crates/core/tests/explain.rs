@@ -110,3 +110,42 @@ fn costs_from_another_run_and_uncounted_syscalls_are_reported() {
         .iter()
         .any(|m| m.starts_with("page_faults: no cost")));
 }
+
+#[test]
+fn process_creation_is_priced_by_the_process_micro_workloads() {
+    // Per op: 4 execs (each with its fork) and 2 forks without an exec. proc.exec costs 400 µs
+    // natively and 600 µs in gVisor, proc.fork 300 and 400 µs: 4 × 200 + 2 × 100 = 1000 µs
+    // extra per op, beside the other calls' 200 µs and the faults' 10 µs; the guest's time
+    // is made to be exactly that: 12 + 200 + 10 + 1000 = 1222 µs.
+    let mut doc = document(json!({
+        "syscalls": 100_000.0, "syscalls.other": 100_000.0, "syscalls.file": 0.0,
+        "syscalls.net": 0.0, "syscalls.mm": 0.0, "syscalls.sched": 0.0,
+        "syscalls.process": 0.0, "syscalls.exec": 4_000.0, "syscalls.fork": 6_000.0,
+        "faults_minor": 10_000.0, "user_s": 0.002
+    }));
+    doc.runs[1] = run("gvisor", "synth.events", "µs/op", &[1221.0, 1222.0, 1223.0]);
+    doc.runs.extend([
+        run("native", "proc.exec", "µs/op", &[399.0, 400.0, 401.0]),
+        run("gvisor", "proc.exec", "µs/op", &[599.0, 600.0, 601.0]),
+        run("native", "proc.fork", "µs/op", &[299.0, 300.0, 301.0]),
+        run("gvisor", "proc.fork", "µs/op", &[399.0, 400.0, 401.0]),
+    ]);
+    doc.efficiency = efficiency_records(&doc.runs, "native");
+    let r = &explain(&doc, &doc)[0];
+    let term = |c: &str| r.terms.iter().find(|t| t.class == c).unwrap();
+    assert!(
+        (term("syscalls.exec").extra_s - 800e-6).abs() < 1e-9,
+        "{r:?}"
+    );
+    assert!(
+        (term("syscalls.fork").extra_s - 200e-6).abs() < 1e-9,
+        "{r:?}"
+    );
+    let rel = (r.predicted.value - r.measured.value).abs() / r.measured.value;
+    assert!(
+        rel < 1e-6,
+        "predicted {} measured {}",
+        r.predicted.value,
+        r.measured.value
+    );
+}

@@ -164,13 +164,22 @@ pub fn run(params: &Params, seconds: u64) -> Result<Outcome, WorkloadError> {
             .map(|n| n.clamp(1, u64::from(MAX_SESSIONS)) as u32)
             .or(server.last_max)
             .unwrap_or(FIRST_SESSIONS);
+        // The first search of a guest (its warm-up) climbs from a few sessions by doubling:
+        // loads far below the limit pass by a wide margin, so until one fails they are
+        // measured in half the window. Every load near the edge gets the whole window.
+        let first_search = server.last_max.is_none() && fixed.is_none();
         loop {
             let seed = probes.len() as u64 + 1;
+            let base = if first_search && fail.is_none() {
+                base_ms / 2
+            } else {
+                base_ms
+            };
             let load = spec(
                 n,
                 think_ms,
                 server.files,
-                window_ms(base_ms, n, think_ms),
+                window_ms(base, n, think_ms),
                 seed,
             );
             let r = crate::net::web_load(params, &load)?;
