@@ -11,6 +11,7 @@ pub mod efficiency;
 pub mod isolation;
 pub mod lifecycle;
 pub(crate) mod measure;
+mod records;
 pub mod reps;
 pub mod scale;
 
