@@ -14,13 +14,14 @@
 //!   short commands under a time bound, which also die with hvbench (a parent-death signal);
 //! - [`net`]: the guest network endpoints (a tap in a namespace, a veth pair);
 //!
-//! and, next to them, probing a backend by booting a guest ([`crate::guest::probe_boot`]),
-//! which is a guest's start and lives with [`crate::guest::Guest`], and the scripted
-//! [`crate::backends::mock`] backend that makes scenarios testable without processes.
+//! and, next to them, probing a backend by booting a guest (`guest::probe_boot`, which is a
+//! guest's start and lives with `Guest`), and the scripted `mock` backend that makes scenarios
+//! testable without processes. Nothing here knows guests or backends: they use it, never the
+//! other way round.
 //!
 //! Guests' own processes get no parent-death signal: Linux sends it when the *thread* that
 //! forked exits, and scenarios launch guests from worker threads that end long before their
-//! guests do. Their cgroup and registered process group (see [`crate::watchdog`]) are what
+//! guests do. Their cgroup and registered process group (see the watchdog) are what
 //! kills them when hvbench is killed.
 
 pub mod host_tool;
