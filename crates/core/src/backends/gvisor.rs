@@ -31,7 +31,7 @@ use super::{
 };
 use crate::agent::AgentBinary;
 use crate::launch::host_tool::{is_root, run_bounded, version_line, which};
-use crate::launch::{self, spawn_piped};
+use crate::launch::spawn_piped;
 use crate::workdir::WorkDir;
 
 /// How long one platform may take to start a sandbox in the probe. A working one takes a few
@@ -587,8 +587,10 @@ impl Backend for Gvisor {
                 dev.hostinet = true;
                 hostinet_why = Some(why);
             }
-            dev.netns =
-                Some(launch::net::veth(&spec.label, &mut attached).map_err(BackendError::Setup)?);
+            dev.netns = Some(
+                crate::devices::veth_endpoint(&spec.label, &mut attached)
+                    .map_err(BackendError::Setup)?,
+            );
         }
         let argv = prepare(&runsc, &spec.workdir, &spec.label, &choice, &args, &dev)
             .map_err(BackendError::Setup)?;

@@ -23,7 +23,7 @@ use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launc
 use crate::agent::AgentBinary;
 use crate::devices::Attached;
 use crate::launch::host_tool::{is_root, run_bounded, version_line, which};
-use crate::launch::{self, spawn_piped};
+use crate::launch::spawn_piped;
 
 /// How long the probe's trivial sandbox may take; a working one takes milliseconds.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -366,8 +366,10 @@ impl Backend for Namespace {
                     "the namespace guest's network (a veth pair between namespaces hvbench creates) needs root and unshare; run as root".into(),
                 ));
             }
-            plan.join_net =
-                Some(launch::net::veth(&spec.label, &mut attached).map_err(BackendError::Setup)?);
+            plan.join_net = Some(
+                crate::devices::veth_endpoint(&spec.label, &mut attached)
+                    .map_err(BackendError::Setup)?,
+            );
         }
         let console = spec.workdir.join("agent.stderr");
         let stderr = open_console(&console)?;

@@ -31,7 +31,7 @@ use crate::devices::{
 };
 use crate::image::{self, vmlinux, ImageError, Initramfs, KernelImage};
 use crate::launch::host_tool::{run_bounded, version_line, which};
-use crate::launch::{self, kill_and_reap, spawn_in_own_group};
+use crate::launch::{kill_and_reap, spawn_in_own_group};
 use crate::netns;
 
 /// The QEMU binary, looked up on PATH.
@@ -672,8 +672,8 @@ fn launch(
                 (agent_port, web_port, Some(ep))
             }
             NetMode::Tap => {
-                cfg.prefix =
-                    launch::net::tap(&spec.label, &mut attached).map_err(BackendError::Setup)?;
+                cfg.prefix = crate::devices::tap_endpoint(&spec.label, &mut attached)
+                    .map_err(BackendError::Setup)?;
                 (0, 0, None)
             }
         };

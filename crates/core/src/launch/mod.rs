@@ -12,7 +12,9 @@
 //!   its leader that does not reap it (so its group id cannot be reused under us);
 //! - [`host_tool`]: finding host programs (one `which` for every backend), their versions,
 //!   short commands under a time bound, which also die with hvbench (a parent-death signal);
-//! - [`net`]: the guest network endpoints (a tap in a namespace, a veth pair);
+//!
+//! The network a backend gives a guest, with its endpoint (a tap in a namespace, a veth pair),
+//! is `devices::tap_endpoint` and `devices::veth_endpoint`, with the other devices a guest gets.
 //!
 //! and, next to them, probing a backend by booting a guest (`guest::probe_boot`, which is a
 //! guest's start and lives with `Guest`), and the scripted `mock` backend that makes scenarios
@@ -25,7 +27,6 @@
 //! kills them when hvbench is killed.
 
 pub mod host_tool;
-pub mod net;
 mod spawn;
 
 pub(crate) use spawn::launching_in;

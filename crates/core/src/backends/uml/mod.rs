@@ -76,7 +76,7 @@ use crate::agent::AgentBinary;
 use crate::guest::ProbeBootError;
 use crate::image::{self, Initramfs, ModuleSet};
 use crate::launch::host_tool;
-use crate::launch::{self, kill_and_reap, spawn_in_own_group};
+use crate::launch::{kill_and_reap, spawn_in_own_group};
 
 pub mod diagnose;
 pub mod kernel;
@@ -798,8 +798,8 @@ impl Backend for Uml {
             attached.app_devices = Some((GUEST_ROOTFS_DISK.into(), GUEST_APP_DISK.into()));
         }
         if spec.devices.net.is_some() {
-            cfg.prefix =
-                launch::net::tap(&spec.label, &mut attached).map_err(BackendError::Setup)?;
+            cfg.prefix = crate::devices::tap_endpoint(&spec.label, &mut attached)
+                .map_err(BackendError::Setup)?;
             cfg.net = true;
         }
         (self.adjust)(&mut cfg);
