@@ -24,6 +24,10 @@ struct Cli {
 enum Command {
     /// Run workloads on the host and in guests, and report the efficiency of each guest.
     Run(commands::run::RunArgs),
+    /// A/B in one run: two configurations of a backend (--a '--nic virtio' --b '--nic e1000',
+    /// two kernels, two agent builds) interleaved repetition by repetition, and the change of
+    /// each workload from A to B with a paired permutation test: the way to evaluate a change.
+    Ab(commands::ab::AbArgs),
     /// List every workload: name, unit, direction, suites, what it measures.
     List(commands::list::ListArgs),
     /// Render a result document again: the terminal tables, or --html, --markdown, --csv.
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
     let watchdog = matches!(
         cli.command,
         Command::Run(_)
+            | Command::Ab(_)
             | Command::Doctor(_)
             | Command::Lifecycle(_)
             | Command::Scale(_)
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
     .flatten();
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a),
+        Command::Ab(a) => commands::ab::run(a),
         Command::List(a) => commands::list::list(a),
         Command::Report(a) => commands::report::report(a),
         Command::Compare(a) => commands::compare::compare(a),

@@ -10,6 +10,7 @@ pub mod accounting;
 pub mod agent;
 pub mod backends;
 pub mod devices;
+pub mod drift;
 pub mod explain;
 pub mod guest;
 pub mod host;

@@ -23,6 +23,7 @@
 //! that no statistic can fail. Everything random is driven by the crate's own seeded [`Rng`] with
 //! the fixed [`SEED`], so a result document always renders to the same numbers.
 
+mod blocks;
 mod bootstrap;
 mod error;
 mod median;
@@ -32,6 +33,9 @@ mod rng;
 mod sample;
 mod summary;
 
+pub use blocks::{
+    between_run_test, paired_permutation_test, spread_test, BetweenRunTest, PairedTest,
+};
 pub use bootstrap::{
     bootstrap_median_ci, ratio_of_medians, Estimate, BOOTSTRAP_RESAMPLES, CONFIDENCE, SEED,
 };

@@ -18,6 +18,11 @@ pub struct CompareArgs {
     /// Changes smaller than this percentage get no verdict, however significant.
     #[arg(long, default_value_t = compare::DEFAULT_NOISE * 100.0, value_name = "PERCENT")]
     noise: f64,
+    /// Earlier runs of A's configuration on the same host (A/A runs, repeatable): with three
+    /// or more runs of a workload, a change must also be significant against the spread of
+    /// their medians.
+    #[arg(long = "history", value_name = "FILE")]
+    history: Vec<PathBuf>,
 }
 
 pub fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
@@ -31,6 +36,14 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let a = read_document(&args.a)?;
     let b = read_document(&args.b)?;
     println!("A = {}\nB = {}", args.a.display(), args.b.display());
-    print!("{}", compare::compare(&a, &b, args.noise / 100.0).render());
+    let history = args
+        .history
+        .iter()
+        .map(|p| read_document(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    print!(
+        "{}",
+        compare::compare_with_history(&a, &b, args.noise / 100.0, &history).render()
+    );
     Ok(ExitCode::SUCCESS)
 }

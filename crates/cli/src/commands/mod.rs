@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod ab;
 pub mod backend_args;
 pub mod compare;
 pub mod doctor;

@@ -65,7 +65,8 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             )
         })?)
     } else if args.html.is_none() {
-        Some(report::terminal(&doc))
+        let ab = doc.ab.as_ref().map(report::ab::terminal);
+        Some(report::terminal(&doc) + &ab.map(|t| format!("\n{t}")).unwrap_or_default())
     } else {
         None
     };

@@ -24,7 +24,7 @@ pub struct RunArgs {
     /// Backend to compare with the host (repeatable); default: every backend available here.
     /// `native` (the host) is always measured, as the baseline.
     #[arg(long = "backend", value_name = "NAME")]
-    backends: Vec<String>,
+    pub(crate) backends: Vec<String>,
     /// Workload to run (repeatable); default: the suite's workloads. See `hvbench list`.
     #[arg(long = "workload", value_name = "NAME")]
     workloads: Vec<String>,
@@ -36,7 +36,7 @@ pub struct RunArgs {
     /// Measured repetitions per workload and backend (at least 2; default 5, 3 when only
     /// applications are selected: each lasts seconds).
     #[arg(long)]
-    reps: Option<u32>,
+    pub(crate) reps: Option<u32>,
     /// Unreported warm-up runs before the measured ones.
     #[arg(long, default_value_t = 1)]
     warmup: u32,
@@ -108,9 +108,9 @@ pub struct RunArgs {
     explain: bool,
     /// No progress bar.
     #[arg(long, short)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     #[command(flatten)]
-    backend: BackendArgs,
+    pub(crate) backend: BackendArgs,
     #[command(flatten)]
     placement: PlacementArgs,
 }
@@ -307,7 +307,19 @@ fn add_cost_workloads(workloads: &mut Vec<&'static WorkloadInfo>) -> anyhow::Res
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut workloads = select_workloads(&args)?;
+    let (plan, agent) = plan(&args, None)?;
+    let bar = Bar::new(args.quiet);
+    let finished = efficiency::run(plan, &agent, &bar)?;
+    show_finished(&args, &finished)
+}
+
+/// The efficiency scenario's plan from the command line, with its backends probed: `chosen`
+/// (the baseline first), or those of `--backend` (every available one when none is named).
+pub(crate) fn plan(
+    args: &RunArgs,
+    chosen: Option<Vec<Box<dyn Backend>>>,
+) -> anyhow::Result<(Plan, AgentBinary)> {
+    let mut workloads = select_workloads(args)?;
     // Applications run for seconds (a pgbench -T); micro workloads for a fraction of one.
     let only_apps = workloads.iter().all(|w| w.kind == Kind::App);
     if args.explain {
@@ -363,11 +375,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(t) => bail!("--timeout must be a positive number of seconds (got {t})"),
         None => None,
     };
-    let mut devices = device_plan(&args, &workloads)?;
+    let mut devices = device_plan(args, &workloads)?;
     if workloads.iter().any(|w| w.needs.rootfs) {
         devices.rootfs = Some(super::image::ensure(args.image_dir.as_deref())?);
     }
-    let (chosen, explicit) = select_backends(&args)?;
+    let (chosen, explicit) = match chosen {
+        Some(c) => (c, true),
+        None => select_backends(args)?,
+    };
     check_writable(&args.out)?;
     let agent = AgentBinary::locate()?;
 
@@ -437,9 +452,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         least.as_secs_f64(),
         most.as_secs_f64()
     );
-    let bar = Bar::new(args.quiet);
-    let finished = efficiency::run(plan, &agent, &bar)?;
+    Ok((plan, agent))
+}
+
+/// Prints the finished run's report and where its files are; the exit code says whether it
+/// was interrupted.
+pub(crate) fn show_finished(
+    args: &RunArgs,
+    finished: &efficiency::Finished,
+) -> anyhow::Result<ExitCode> {
     print!("{}", hvbench_core::report::terminal(&finished.document));
+    if let Some(ab) = &finished.document.ab {
+        print!("\n{}", hvbench_core::report::ab::terminal(ab));
+    }
     if args.explain {
         let explain = &finished.document.explain;
         print!("{}", hvbench_core::report::explain::terminal(explain));

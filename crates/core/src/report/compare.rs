@@ -8,16 +8,27 @@
 //! interval, so a comparison is reproducible). A change gets a verdict (`faster`, `slower`) only
 //! when `p < 0.01` *and* it exceeds the noise threshold; anything else is "no significant change".
 //!
+//! Two runs are minutes apart, and a shared host's own speed moves in between: repetitions of one
+//! run do not see that. So a verdict must also beat the host's movement ([`crate::drift`]): when
+//! both documents carry the reference probe, a change no larger than the widest movement of the
+//! probe between the two runs is "within host drift"; when earlier runs of the same
+//! configuration are given (`--history`), a change must also be significant against the spread
+//! of the runs' medians ([`hvbench_stats::between_run_test`]). The test is documented in
+//! docs/results.md; `hvbench ab` (one run, both configurations interleaved) avoids the problem.
+//!
 //! Everything here is pure: [`compare`] builds a [`Comparison`] from two documents and
 //! [`Comparison::render`] prints it; the command line only reads the files.
 
 use std::fmt::Write;
 
-use hvbench_stats::{permutation_test, Samples, BOOTSTRAP_RESAMPLES, SEED};
+use hvbench_stats::{
+    between_run_test, permutation_test, BetweenRunTest, Samples, BOOTSTRAP_RESAMPLES, SEED,
+};
 use serde_json::Value;
 
 use super::view::{self, brief};
 use super::{fmt_sig, Table};
+use crate::drift::DriftBand;
 use crate::results::{GuestRecord, RunDocument, RunRecord};
 
 /// A change is significant only below this p-value.
@@ -43,6 +54,16 @@ pub struct Comparison {
     pub only_in_a: Vec<String>,
     /// `backend/workload` measured only in the second document.
     pub only_in_b: Vec<String>,
+    /// How far the host moved between the two runs, from their reference probes.
+    pub drift: Option<DriftBand>,
+    /// Why there is no drift band, when there is none (an older document, another probe).
+    pub drift_missing: Option<String>,
+    /// Runs of the history (`--history`, A among them) that gave the between-run spread.
+    pub history_runs: usize,
+    /// Whether A and B are different runs (a document compared with itself is not).
+    pub separate_runs: bool,
+    /// The backends measured in both, for the `hvbench ab` line the comparison suggests.
+    pub backends: Vec<String>,
 }
 
 /// One field whose value differs between the two documents.
@@ -69,6 +90,9 @@ pub struct MetricChange {
     pub n_b: usize,
     /// The outcome of the test, when both sides have at least two samples.
     pub test: Option<SampleChange>,
+    /// The change against the spread of the history's medians (`--history`), when it has
+    /// at least three runs of this workload.
+    pub between_runs: Option<BetweenRunTest>,
     pub verdict: ChangeVerdict,
 }
 
@@ -85,7 +109,7 @@ pub struct SampleChange {
 }
 
 /// What a comparison allows one to say about a metric.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ChangeVerdict {
     /// Significant, beyond the noise threshold, in the good direction.
     Faster,
@@ -95,6 +119,21 @@ pub enum ChangeVerdict {
     NoSignificantChange,
     /// One side has no samples to test (skipped, DNR, failed, fewer than two).
     NotComparable { reason: String },
+    /// Significant against the repetitions of the two runs, but no larger than the host's
+    /// own movement between them: never reported as faster or slower.
+    WithinHostDrift { evidence: DriftEvidence },
+}
+
+/// What showed that a change is no larger than the host's own movement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriftEvidence {
+    /// The reference probe moved by up to `band` (a fraction) around the workload.
+    Probe { band: f64 },
+    /// Not significant against the spread of the probe over both runs (`spread`: standard
+    /// deviation of its log levels).
+    ProbeSpread { spread: f64, p_value: f64 },
+    /// Not significant against the spread of the medians of `runs` runs of this configuration.
+    History { runs: usize, p_value: f64 },
 }
 
 impl std::fmt::Display for ChangeVerdict {
@@ -104,17 +143,89 @@ impl std::fmt::Display for ChangeVerdict {
             ChangeVerdict::Slower => f.write_str("slower"),
             ChangeVerdict::NoSignificantChange => f.write_str("no significant change"),
             ChangeVerdict::NotComparable { reason } => write!(f, "not comparable: {reason}"),
+            ChangeVerdict::WithinHostDrift {
+                evidence: DriftEvidence::Probe { band },
+            } => write!(f, "within host drift (±{:.1}%)", band * 100.0),
+            ChangeVerdict::WithinHostDrift {
+                evidence: DriftEvidence::ProbeSpread { spread, p_value },
+            } => write!(
+                f,
+                "within host drift (host sd {:.1}%, p {p_value:.3})",
+                spread * 100.0
+            ),
+            ChangeVerdict::WithinHostDrift {
+                evidence: DriftEvidence::History { runs, p_value },
+            } => write!(f, "within host drift (between {runs} runs, p {p_value:.3})"),
         }
     }
 }
 
 /// Compares two documents; `noise` is a fraction (0.05 = 5%).
 pub fn compare(a: &RunDocument, b: &RunDocument, noise: f64) -> Comparison {
+    compare_with_history(a, b, noise, &[])
+}
+
+/// Compares two documents, with earlier runs of A's configuration on the same host
+/// (`history`, A/A runs) whose medians give each workload's between-run spread.
+pub fn compare_with_history(
+    a: &RunDocument,
+    b: &RunDocument,
+    noise: f64,
+    history: &[RunDocument],
+) -> Comparison {
+    let (drift, drift_missing) = match (&a.host_drift, &b.host_drift) {
+        (Some(x), Some(y)) => match DriftBand::between(x, y) {
+            Some(band) => (Some(band), None),
+            None => (
+                None,
+                Some(format!(
+                    "the runs' reference probes differ ({} and {}) or are empty",
+                    x.probe, y.probe
+                )),
+            ),
+        },
+        (x, y) => {
+            let who = match (x.is_none(), y.is_none()) {
+                (true, true) => "neither A nor B has",
+                (true, false) => "A has",
+                _ => "B has",
+            };
+            (
+                None,
+                Some(format!(
+                    "{who} a reference probe: made before hvbench measured the host's drift, \
+                     or not an efficiency run"
+                )),
+            )
+        }
+    };
+    let same_host: Vec<&RunDocument> = history
+        .iter()
+        .filter(|h| h.host.hostname == a.host.hostname && h.run_id != b.run_id)
+        .collect();
     let mut changes = Vec::new();
     let mut only_in_a = Vec::new();
     for ra in &a.runs {
         match b.run(&ra.backend, &ra.workload) {
-            Some(rb) => changes.push(metric_change(ra, rb, noise)),
+            Some(rb) => {
+                let mut medians: Vec<f64> =
+                    view::measured(ra).map(|s| s.median).into_iter().collect();
+                for h in same_host.iter().filter(|h| h.run_id != a.run_id) {
+                    if let Some(s) = h.run(&ra.backend, &ra.workload).and_then(view::measured) {
+                        medians.push(s.median);
+                    }
+                }
+                let around = match (&a.host_drift, &b.host_drift) {
+                    (Some(x), Some(y)) => DriftBand::around(x, y, &ra.workload),
+                    _ => None,
+                };
+                changes.push(temper(
+                    metric_change(ra, rb, noise),
+                    around.as_ref(),
+                    drift.as_ref(),
+                    &medians,
+                ))
+            }
             None => only_in_a.push(format!("{}/{}", ra.backend, ra.workload)),
         }
     }
@@ -124,6 +235,17 @@ pub fn compare(a: &RunDocument, b: &RunDocument, noise: f64) -> Comparison {
         .filter(|rb| a.run(&rb.backend, &rb.workload).is_none())
         .map(|rb| format!("{}/{}", rb.backend, rb.workload))
         .collect();
+    let mut backends: Vec<String> = Vec::new();
+    for c in &changes {
+        if !backends.contains(&c.backend) {
+            backends.push(c.backend.clone());
+        }
+    }
+    let history_runs = changes
+        .iter()
+        .filter_map(|c| c.between_runs.map(|t| t.runs))
+        .max()
+        .unwrap_or(0);
     Comparison {
         a: describe(a),
         b: describe(b),
@@ -132,7 +254,53 @@ pub fn compare(a: &RunDocument, b: &RunDocument, noise: f64) -> Comparison {
         changes,
         only_in_a,
         only_in_b,
+        drift,
+        drift_missing,
+        history_runs,
+        separate_runs: a.run_id != b.run_id,
+        backends,
     }
+}
+
+/// A faster or slower verdict stands only when the change also exceeds the host's own
+/// movement: the probe's movement around the workload (`around`), the spread of the probe over
+/// both runs (`whole`, a t test), and (with at least three runs of history) the spread of the
+/// runs' medians.
+fn temper(
+    mut c: MetricChange,
+    around: Option<&DriftBand>,
+    whole: Option<&DriftBand>,
+    run_medians: &[f64],
+) -> MetricChange {
+    if let (Some(ma), Some(mb)) = (c.median_a, c.median_b) {
+        c.between_runs = between_run_test(run_medians, ma, mb);
+    }
+    if !matches!(c.verdict, ChangeVerdict::Faster | ChangeVerdict::Slower) {
+        return c;
+    }
+    let Some(change) = c.test.as_ref().map(|t| t.change) else {
+        return c;
+    };
+    if let Some(band) = around.filter(|d| d.contains(change)) {
+        c.verdict = ChangeVerdict::WithinHostDrift {
+            evidence: DriftEvidence::Probe { band: band.band },
+        };
+    } else if let Some(w) = whole.filter(|w| w.spread_p_value(change) >= SIGNIFICANCE) {
+        c.verdict = ChangeVerdict::WithinHostDrift {
+            evidence: DriftEvidence::ProbeSpread {
+                spread: w.spread,
+                p_value: w.spread_p_value(change),
+            },
+        };
+    } else if let Some(t) = c.between_runs.filter(|t| t.p_value >= SIGNIFICANCE) {
+        c.verdict = ChangeVerdict::WithinHostDrift {
+            evidence: DriftEvidence::History {
+                runs: t.runs,
+                p_value: t.p_value,
+            },
+        };
+    }
+    c
 }
 
 fn describe(d: &RunDocument) -> String {
@@ -176,6 +344,7 @@ fn metric_change(a: &RunRecord, b: &RunRecord, noise: f64) -> MetricChange {
         n_a: a.samples.len(),
         n_b: b.samples.len(),
         test,
+        between_runs: None,
         verdict,
     }
 }
@@ -445,6 +614,7 @@ impl Comparison {
             }
             out.push('\n');
         }
+        out.push_str(&self.render_drift());
         let mut t = Table::new(
             &[
                 "Backend", "Workload", "Unit", "Median A", "Median B", "Change", "p", "Verdict",
@@ -504,15 +674,98 @@ impl Comparison {
         }
         let _ = writeln!(
             out,
-            "Summary: {} faster, {} slower, {} without significant change, {} not comparable.",
+            "Summary: {} faster, {} slower, {} within host drift, {} without significant change, \
+             {} not comparable.",
             self.faster(),
             self.slower(),
+            self.within_drift(),
             self.count(&ChangeVerdict::NoSignificantChange),
             self.changes
                 .iter()
                 .filter(|c| matches!(c.verdict, ChangeVerdict::NotComparable { .. }))
                 .count()
         );
+        if self.separate_runs {
+            let backend = self
+                .backends
+                .iter()
+                .find(|b| b.as_str() != "native")
+                .map(String::as_str)
+                .unwrap_or("<backend>");
+            let _ = writeln!(
+                out,
+                "A and B are separate runs, and the host's speed moves between runs. To evaluate \
+                 a change, measure both configurations in one run, interleaved repetition by \
+                 repetition: hvbench ab --backend {backend} --a '<options of A>' --b '<options \
+                 of B>'"
+            );
+        }
+        out
+    }
+
+    /// Changes significant within the runs but no larger than the host's own movement.
+    pub fn within_drift(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| matches!(c.verdict, ChangeVerdict::WithinHostDrift { .. }))
+            .count()
+    }
+
+    /// The host's movement between and within the two runs.
+    fn render_drift(&self) -> String {
+        let mut out = String::new();
+        match &self.drift {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "Host drift: not measured ({}); verdicts cannot tell the host's own movement \
+                     from a change.\n",
+                    self.drift_missing.as_deref().unwrap_or("no probe")
+                );
+            }
+            Some(d) => {
+                let _ = writeln!(
+                    out,
+                    "Host drift (the reference probe, {}, at the start, middle and end of each \
+                     run; time per pass, lower is faster):",
+                    crate::drift::PROBE
+                );
+                for (name, shift) in &d.shift {
+                    let within = |m: &std::collections::BTreeMap<String, f64>| {
+                        m.get(name)
+                            .map(|w| format!("{:.1}%", w * 100.0))
+                            .unwrap_or_else(|| "-".into())
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  {name}: {} from A to B; moved {} within A, {} within B",
+                        fmt_change(*shift),
+                        within(&d.within_a),
+                        within(&d.within_b)
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "  Over the whole runs the probe moved up to ±{:.1}% (standard deviation of \
+                     its log speed over {} points: {:.1}%). A change is within host drift when \
+                     it is no larger than the probe's movement around the workload (the points \
+                     right before and after it, in both runs), or when it is not significant \
+                     (p >= {SIGNIFICANCE}) against two random states of a host with that \
+                     spread.\n",
+                    d.band * 100.0,
+                    d.points,
+                    d.spread * 100.0
+                );
+            }
+        }
+        if self.history_runs >= 3 {
+            let _ = writeln!(
+                out,
+                "Between-run spread: from the medians of up to {} runs of A's configuration \
+                 (--history); a change must also be significant against it.\n",
+                self.history_runs
+            );
+        }
         out
     }
 }

@@ -1,5 +1,6 @@
 //! Reports rendered from a result document alone, so any run can be re-rendered later.
 
+pub mod ab;
 pub mod compare;
 pub mod csv;
 pub mod explain;

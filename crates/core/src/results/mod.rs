@@ -16,10 +16,12 @@ use serde::{Deserialize, Serialize};
 use crate::backends::{Availability, BackendConfig};
 use crate::host::HostInfo;
 
+mod ab;
 mod explain;
 mod outcome;
 pub mod scenario;
 mod time;
+pub use ab::*;
 pub use explain::*;
 pub use outcome::{Failure, FailureKind, Outcome};
 pub use scenario::*;
@@ -64,6 +66,13 @@ pub struct RunDocument {
     /// --explain`, `hvbench explain`); empty when nothing was counted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub explain: Vec<ExplainRecord>,
+    /// The host's reference probe at the start, middle and end of the run (`crate::drift`);
+    /// absent in older documents and in the other scenarios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_drift: Option<crate::drift::HostDrift>,
+    /// `hvbench ab`: two configurations interleaved in this run, and the change per workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab: Option<AbRecord>,
 }
 
 /// The agent binary that ran everywhere in this run.

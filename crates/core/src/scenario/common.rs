@@ -128,6 +128,8 @@ impl Output {
             warnings: Vec::new(),
             scenario_data: None,
             explain: Vec::new(),
+            host_drift: None,
+            ab: None,
         }
     }
 

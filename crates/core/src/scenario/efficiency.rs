@@ -93,6 +93,7 @@ pub fn run(
     if !plan.backends.first().is_some_and(|(b, _)| b.is_baseline()) {
         return Err(ScenarioError::NoBaseline);
     }
+    let clock = std::time::Instant::now();
     let out = Output::create(&plan.out_dir, "efficiency")?;
     out.log(
         json!({"type": "start", "run_id": out.run_id, "host": out.host, "settings": plan.settings}),
@@ -114,13 +115,19 @@ pub fn run(
     boot_all(&ctx, &mut slots);
     let mut runs = Vec::new();
     let mut interrupted = false;
+    let mut drift = crate::drift::HostDrift::new();
     for w in &plan.workloads {
+        drift.measure_before(&plan.workloads, w, clock.elapsed());
         if run_workload(&ctx, w, &mut slots, &runnable, &mut runs).is_err() {
             interrupted = true;
             break;
         }
     }
-    interrupted |= crate::stop_requested();
+    if crate::stop_requested() {
+        interrupted = true;
+    } else {
+        drift.measure("end", clock.elapsed());
+    }
     progress.finish();
     for slot in &mut slots {
         if let Some(g) = slot.guest.take() {
@@ -132,12 +139,14 @@ pub fn run(
         .iter()
         .map(|s| s.roster.record.name.as_str())
         .collect();
-    let warnings = run_warnings(plan.explain, &settings, &runs, &names);
+    let mut warnings = run_warnings(plan.explain, &settings, &runs, &names);
+    warnings.extend(drift.warning());
     let backends = slots.into_iter().map(|s| s.roster.record).collect();
     let command_line = plan.command_line.clone();
     let mut document = out.document("efficiency", command_line, agent, settings, backends);
     document.warnings = warnings;
     document.interrupted = interrupted;
+    document.host_drift = Some(drift);
     document.runs = runs;
     document.efficiency = efficiency;
     if plan.explain {

@@ -6,6 +6,7 @@
 //!
 //! [`RunDocument`]: crate::results::RunDocument
 
+pub mod ab;
 pub(crate) mod common;
 pub mod efficiency;
 pub mod isolation;

@@ -16,8 +16,8 @@
 //! `app.compile.kernel` (suite `app-full`) builds Linux as seed 004 does: the `linux-source`
 //! tarball of the root file system's Debian release, `make tinyconfig` and `make -j<CPUs>`
 //! (a 32-bit x86 kernel of the smallest configuration: thousands of compiler processes, the
-//! kernel's own host tools, the link; about two and a half minutes on one CPU natively, most
-//! of an hour under binary translation). The tree (1.4 GB) is unpacked once per agent, before
+//! kernel's own host tools, the link; minutes natively,
+//! tens of minutes under binary translation). The tree (1.4 GB) is unpacked once per agent, before
 //! the first clock; every repetition starts from `make mrproper` (untimed), so each build is
 //! cold (no object, no configuration) with the sources in the page cache, as for zlib.
 

@@ -212,7 +212,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         higher_is_better: false,
         description: "make tinyconfig + make -j<CPUs> of the Linux kernel from the release's \
                       linux-source, from a clean tree: seed 004's kernel compile (minutes \
-                      natively, most of an hour under binary translation)",
+                      natively, tens of minutes under binary translation)",
         kind: Kind::App,
         needs: APP_NEEDS,
         suites: &["app-full"],

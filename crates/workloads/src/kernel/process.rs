@@ -14,6 +14,7 @@ use crate::{Outcome, Params, WorkloadError};
 /// fork, `_exit(0)` in the child, waitpid in the parent: one op is one process created and
 /// reaped, the VMI paper's nforkwait. Every child must exit with status 0.
 pub(super) fn fork(_params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    release_free_heap();
     let start = Instant::now();
     for _ in 0..iterations {
         os::fork_child(|| 0)?.wait_success("a forked child")?;
@@ -25,12 +26,35 @@ pub(super) fn fork(_params: &Params, iterations: u64) -> Result<Outcome, Workloa
 /// and reaped. The program is generated here (see [`noop_elf`]), so the workload needs no
 /// userland in the guest; it is written to a temporary file for the duration of the run.
 pub(super) fn exec(_params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    release_free_heap();
     let program = NoopProgram::create()?;
     let start = Instant::now();
     for _ in 0..iterations {
         program.run_once()?;
     }
     Ok(Outcome::new(iterations as f64, start.elapsed()))
+}
+
+/// Gives the memory the allocator holds but no longer uses back to the kernel, so that every
+/// fork copies the same small address space whatever ran before in this process.
+///
+/// fork copies the parent's page tables and takes a reference on each resident anonymous page;
+/// the child's exit or execve drops them again: the cost grows with the parent's resident
+/// memory. The agent runs every workload in one process, and glibc's malloc keeps on its heap
+/// memory that earlier workloads freed: after `mem.latency` (its 4 MiB permutation) the agent
+/// held RssAnon 4.2 MiB instead of 0.1 MiB, and fork cost 230-317 µs of CPU per op against
+/// 136-162 without `mem.latency` before it (exec 317-434 against 169-250; three runs each on
+/// a 2-CPU AMD EPYC host). Whether such memory was left behind depended on the run, which gave
+/// `proc.exec` two states between runs of the quick suite (issue 17: 694 and 307 µs). With the
+/// trim, RssAnon after `mem.latency` is back at 0.1 MiB and the costs agree (fork 127-158
+/// against 125-164, exec 209-282 against 246-265).
+fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes no pointer; it only walks the allocator's own free lists and
+    // returns unused pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Where generated programs start in memory (the usual base of a non-PIE x86_64 executable).
