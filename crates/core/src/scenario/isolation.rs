@@ -202,15 +202,7 @@ pub fn run(
         "scenario": "isolation", "stressors": plan.stressors, "guests": plan.guests}),
     );
     let backend = plan.backend.as_ref();
-    let steady: Vec<SteadyWorkload> = plan
-        .steady
-        .iter()
-        .map(|w| SteadyWorkload {
-            name: w.name.into(),
-            unit: w.unit.into(),
-            higher_is_better: w.higher_is_better,
-        })
-        .collect();
+    let steady = steady_workloads(&plan.steady);
     let n = plan.guests as usize;
     progress.begin(if plan.availability.is_available() {
         (n * (1 + 2 * plan.stressors.len())) as u64
@@ -222,14 +214,7 @@ pub fn run(
         out: &out,
         progress,
         steady: &steady,
-        slots: (0..n)
-            .map(|i| Slot {
-                label: format!("{}-g{i}", backend.name()),
-                guest: None,
-                launches: 0,
-                iterations: BTreeMap::new(),
-            })
-            .collect(),
+        slots: (0..n).map(|i| Slot::new(backend.name(), i)).collect(),
         fleet: fleet(&plan, &settings, agent, out.workdir.path()),
         roster: Roster::new(backend, &plan.availability),
     };
@@ -288,6 +273,30 @@ pub fn run(
         data,
         interrupted,
     )
+}
+
+/// The steady workloads as the document describes them.
+fn steady_workloads(steady: &[&'static WorkloadInfo]) -> Vec<SteadyWorkload> {
+    steady
+        .iter()
+        .map(|w| SteadyWorkload {
+            name: w.name.into(),
+            unit: w.unit.into(),
+            higher_is_better: w.higher_is_better,
+        })
+        .collect()
+}
+
+impl Slot {
+    /// Guest position `i` of `backend`, with no guest yet.
+    fn new(backend: &str, i: usize) -> Slot {
+        Slot {
+            label: format!("{backend}-g{i}"),
+            guest: None,
+            launches: 0,
+            iterations: BTreeMap::new(),
+        }
+    }
 }
 
 /// The run's settings, with the devices the stressors give the guests.
