@@ -193,7 +193,14 @@ impl MeasureEnd {
 pub(crate) fn error_status(kind: ErrorKind, message: String) -> Outcome {
     match kind {
         ErrorKind::Unsupported => Outcome::skipped(message),
-        ErrorKind::Failed => Outcome::failed(FailureKind::Failed, message),
+        // The agent's message repeats the kind ("failed: ..."); the outcome says it once.
+        ErrorKind::Failed => Outcome::failed(
+            FailureKind::Failed,
+            message
+                .strip_prefix("failed: ")
+                .map(str::to_string)
+                .unwrap_or(message),
+        ),
         ErrorKind::Protocol => Outcome::failed(FailureKind::Refused, message),
     }
 }
