@@ -198,6 +198,38 @@ impl NetEndpoint {
     }
 }
 
+// ----- a guest's network, with its endpoint: a tap device in a namespace (kernel guests:
+// QEMU, UML) or a veth pair between two namespaces (namespace and gVisor guests). The
+// namespaces live as long as the guest (`Attached::keep`).
+
+/// A tap device in a namespace of its own for a kernel guest that is started inside it.
+/// Returns the command prefix that enters the namespace; the endpoint and the namespace go to
+/// `attached`.
+pub fn tap_endpoint(label: &str, attached: &mut Attached) -> Result<Vec<String>, String> {
+    let ns = crate::netns::tap_namespace(label)?;
+    let prefix = ns.enter_prefix();
+    attached.net = Some(NetEndpoint::guest(
+        crate::netns::GUEST_ADDR,
+        Some(ns.path()),
+    ));
+    attached.keep.push(Box::new(ns));
+    Ok(prefix)
+}
+
+/// A veth pair between a guest's namespace and a host-side one. Returns the guest side's
+/// namespace, which the guest joins; the endpoint (reached from the host side) and the pair go
+/// to `attached`.
+pub fn veth_endpoint(label: &str, attached: &mut Attached) -> Result<PathBuf, String> {
+    let pair = crate::netns::VethPair::create(label)?;
+    let guest_ns = pair.guest.path();
+    attached.net = Some(NetEndpoint::guest(
+        crate::netns::GUEST_ADDR,
+        Some(pair.host.path()),
+    ));
+    attached.keep.push(Box::new(pair));
+    Ok(guest_ns)
+}
+
 /// What a backend attached, as the workloads see it.
 #[derive(Default)]
 pub struct Attached {

@@ -8,9 +8,8 @@
 
 use std::collections::VecDeque;
 use std::io::{BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,51 +20,13 @@ use hvbench_protocol::{
 };
 
 use crate::accounting::CpuMeter;
+use crate::agent::AgentBinary;
 use crate::backends::{Backend, BackendConfig, BackendError, GuestSpec};
+use crate::launch::{has_exited, kill_and_reap, launching_in};
 use crate::results::{Failure, FailureKind};
 
 /// Lines of console output kept for error reports.
 const CONSOLE_TAIL_LINES: usize = 40;
-
-thread_local! {
-    /// While a guest is being launched on this thread: the open `cgroup.procs` of its CPU
-    /// meter, which every process the backend spawns joins before it executes.
-    static JOIN_CGROUP: std::cell::RefCell<Option<std::fs::File>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Spawns a command in a process group of its own, so that a terminal's Ctrl-C reaches hvbench
-/// only (which then stops its guests in order), and so that killing the group kills every
-/// process the guest made. During [`Guest::start`] the process also joins the guest's cgroup
-/// before it runs, so that its CPU time and its children's are metered from the first instant.
-pub fn spawn_in_own_group(cmd: &mut Command) -> std::io::Result<Child> {
-    use std::os::fd::AsRawFd;
-    cmd.process_group(0);
-    let fd = JOIN_CGROUP.with(|c| c.borrow().as_ref().map(|f| f.as_raw_fd()));
-    if let Some(fd) = fd {
-        // SAFETY: the closure runs in the forked child before exec and only calls write(2),
-        // which is async-signal-safe; `fd` stays open in the parent until spawn returns (the
-        // File lives in JOIN_CGROUP for the whole launch). A failed write leaves the process
-        // where it was: metering then misses it, which the meter's fallback covers.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::write(fd, b"0".as_ptr().cast(), 1);
-                Ok(())
-            });
-        }
-    }
-    cmd.spawn()
-}
-
-/// Runs `f` (a backend's launch) with every spawned process joining the cgroup of `meter`.
-fn launching_in<T>(meter: Option<&CpuMeter>, f: impl FnOnce() -> T) -> T {
-    let file = meter
-        .and_then(|m| m.procs_file())
-        .and_then(|p| std::fs::OpenOptions::new().write(true).open(p).ok());
-    JOIN_CGROUP.with(|c| *c.borrow_mut() = file);
-    let out = f();
-    JOIN_CGROUP.with(|c| *c.borrow_mut() = None);
-    out
-}
 
 /// What the reader thread saw on the agent channel.
 #[derive(Debug)]
@@ -408,7 +369,7 @@ impl Guest {
         let _ = self.writer.flush();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            // Not reaped here: see kill_group.
+            // Not reaped here: see kill_and_reap.
             if self.processes.iter().all(has_exited) {
                 break;
             }
@@ -467,8 +428,52 @@ impl Guest {
             return;
         }
         for c in &mut self.processes {
-            kill_group(c);
+            kill_and_reap(c);
         }
+    }
+}
+
+/// Why a probe guest did not boot.
+#[derive(Debug)]
+pub enum ProbeBootError {
+    /// No work directory for the probe guest.
+    NoWorkdir(std::io::Error),
+    /// The guest did not say hello; its work directory (console logs) is there to read until
+    /// this is dropped.
+    Failed {
+        error: GuestError,
+        workdir: crate::workdir::WorkDir,
+    },
+}
+
+/// Probes `backend` by booting one small guest (1 vCPU, `memory_mib`) in a work directory of
+/// its own and waiting up to `timeout` for its hello: the only proof that a technique runs here
+/// (a /dev/kvm that opens may still not run a guest). The guest is stopped on every path.
+/// Returns the boot time.
+pub fn probe_boot(
+    backend: &dyn Backend,
+    agent: &AgentBinary,
+    memory_mib: u32,
+    timeout: Duration,
+) -> Result<Duration, ProbeBootError> {
+    let label = format!("{}-probe", backend.name());
+    let workdir = crate::workdir::WorkDir::new(&label).map_err(ProbeBootError::NoWorkdir)?;
+    let spec = GuestSpec {
+        vcpus: 1,
+        memory_mib,
+        kernel: None,
+        agent: agent.clone(),
+        workdir: workdir.path().to_path_buf(),
+        label,
+        devices: Default::default(),
+    };
+    match Guest::start(backend, &spec, timeout) {
+        Ok(guest) => {
+            let boot = guest.boot;
+            guest.shutdown(Duration::from_secs(2));
+            Ok(boot)
+        }
+        Err(error) => Err(ProbeBootError::Failed { error, workdir }),
     }
 }
 
@@ -478,41 +483,6 @@ pub fn with_timeout(e: GuestError, timeout: Duration) -> GuestError {
         GuestError::Silent { tail, .. } => GuestError::Silent { timeout, tail },
         other => other,
     }
-}
-
-/// Kills the process group `c` leads, then reaps `c`.
-///
-/// The group is killed even when its leader has exited: other members may outlive it (UML's
-/// I/O helpers do when its kernel process alone is killed). This is safe because nothing in
-/// this module reaps a guest's process before this point ([`has_exited`] does not), and an
-/// exited but unreaped leader keeps its pid, so the group id cannot name anyone else yet.
-fn kill_group(c: &mut Child) {
-    let pgid = c.id() as libc::pid_t;
-    // SAFETY: kill has no memory-safety preconditions; a negative pid names the process group
-    // that spawn_in_own_group created for this child, whose leader is not reaped (see above),
-    // so nothing else is signalled.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-/// Whether `c` has exited, without reaping it (`WNOWAIT`): see [`kill_group`].
-fn has_exited(c: &Child) -> bool {
-    // SAFETY: siginfo_t is plain old data; all-zero is a valid value for waitid to fill.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: waitid writes only into `info`; WNOWAIT leaves the child waitable.
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            c.id() as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    // SAFETY: waitid filled `info` (with WNOHANG and no child ready, si_pid stays 0).
-    rc == 0 && unsafe { info.si_pid() } != 0
 }
 
 impl Drop for Guest {

@@ -16,6 +16,7 @@ pub mod guest;
 pub mod host;
 pub mod hostload;
 pub mod image;
+pub mod launch;
 pub mod netns;
 pub mod placement;
 pub mod report;

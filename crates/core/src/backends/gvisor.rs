@@ -16,8 +16,8 @@
 //! runsc version in every result. The sandbox dies with `runsc run` (it is started attached),
 //! which is what the process-group kill of [`crate::guest`] reaches.
 
-use crate::devices::{Attached, NetEndpoint};
-use crate::netns::{self, VethPair};
+use crate::devices::Attached;
+use crate::netns::VethPair;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,12 +25,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use super::host_tool::{is_root, open_console, run_bounded, version_line, which};
+use super::open_console;
 use super::{
     Availability, Backend, BackendConfig, BackendError, BackendOptions, GuestSpec, Launched,
 };
 use crate::agent::AgentBinary;
-use crate::guest::spawn_in_own_group;
+use crate::launch::host_tool::{is_root, run_bounded, version_line, which};
+use crate::launch::spawn_piped;
 use crate::workdir::WorkDir;
 
 /// How long one platform may take to start a sandbox in the probe. A working one takes a few
@@ -586,27 +587,19 @@ impl Backend for Gvisor {
                 dev.hostinet = true;
                 hostinet_why = Some(why);
             }
-            let pair = VethPair::create(&spec.label).map_err(BackendError::Setup)?;
-            dev.netns = Some(pair.guest.path());
-            attached.net = Some(NetEndpoint::guest(
-                netns::GUEST_ADDR,
-                Some(pair.host.path()),
-            ));
-            attached.keep.push(Box::new(pair));
+            dev.netns = Some(
+                crate::devices::veth_endpoint(&spec.label, &mut attached)
+                    .map_err(BackendError::Setup)?,
+            );
         }
         let argv = prepare(&runsc, &spec.workdir, &spec.label, &choice, &args, &dev)
             .map_err(BackendError::Setup)?;
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]).current_dir(&spec.workdir);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
-        let mut child = spawn_in_own_group(&mut cmd).map_err(|e| BackendError::Spawn {
+        let piped = spawn_piped(&mut cmd, stderr).map_err(|e| BackendError::Spawn {
             what: argv[0].clone(),
             source: e,
         })?;
-        let writer = Box::new(child.stdin.take().expect("stdin was piped"));
-        let reader = Box::new(child.stdout.take().expect("stdout was piped"));
         let mut versions = BTreeMap::new();
         if let Some(v) = probed.version {
             versions.insert("runsc".to_string(), v);
@@ -653,9 +646,9 @@ impl Backend for Gvisor {
             );
         }
         Ok(Launched {
-            processes: vec![child],
-            reader,
-            writer,
+            processes: vec![piped.child],
+            reader: piped.reader,
+            writer: piped.writer,
             console_log: Some(console),
             config: BackendConfig {
                 command_line: argv,

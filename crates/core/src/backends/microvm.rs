@@ -7,15 +7,16 @@
 //! decided as for `qemu-kvm`: by a probe boot, bounded in time.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::host_tool::which;
 use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launched};
 use crate::agent::AgentBinary;
-use crate::guest::{spawn_in_own_group, Guest};
+use crate::guest::{probe_boot, ProbeBootError};
 use crate::image::{self, kernel::KernelImage, vmlinux};
+use crate::launch::host_tool::which;
+use crate::launch::spawn_piped;
 
 /// The kernel command line of a microVM guest.
 pub fn kernel_cmdline() -> String {
@@ -142,31 +143,18 @@ impl MicroVm {
         {
             return unavailable("/dev/kvm is missing or not accessible".into());
         }
-        let Ok(workdir) = crate::workdir::WorkDir::new(&format!("{}-probe", self.name())) else {
-            return unavailable("cannot create a work directory".into());
-        };
-        let spec = GuestSpec {
-            vcpus: 1,
-            memory_mib: 256,
-            kernel: None,
-            agent: agent.clone(),
-            workdir: workdir.path().to_path_buf(),
-            label: format!("{}-probe", self.name()),
-            devices: Default::default(),
-        };
-        match Guest::start(self, &spec, Duration::from_secs(10)) {
-            Ok(g) => {
-                let boot = g.boot;
-                g.shutdown(Duration::from_secs(2));
-                Availability::Available {
-                    detail: format!(
-                        "{}: a probe guest said hello in {:.0} ms",
-                        self.0.binary(),
-                        boot.as_secs_f64() * 1e3
-                    ),
-                }
+        match probe_boot(self, agent, 256, Duration::from_secs(10)) {
+            Ok(boot) => Availability::Available {
+                detail: format!(
+                    "{}: a probe guest said hello in {:.0} ms",
+                    self.0.binary(),
+                    boot.as_secs_f64() * 1e3
+                ),
+            },
+            Err(ProbeBootError::NoWorkdir(_)) => {
+                unavailable("cannot create a work directory".into())
             }
-            Err(e) => unavailable(format!(
+            Err(ProbeBootError::Failed { error: e, .. }) => unavailable(format!(
                 "a probe guest did not boot within 10 s: {}",
                 e.to_string().lines().next().unwrap_or("")
             )),
@@ -221,17 +209,12 @@ impl Backend for MicroVm {
             what: log.display().to_string(),
             source: e,
         })?;
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
-        let mut child = spawn_in_own_group(&mut cmd).map_err(|e| BackendError::Spawn {
-            what: argv[0].clone(),
-            source: e,
+        let piped = spawn_piped(Command::new(&argv[0]).args(&argv[1..]), stderr).map_err(|e| {
+            BackendError::Spawn {
+                what: argv[0].clone(),
+                source: e,
+            }
         })?;
-        let writer = Box::new(child.stdin.take().expect("stdin was piped"));
-        let reader = Box::new(child.stdout.take().expect("stdout was piped"));
         let mut config = BackendConfig {
             command_line: argv,
             vcpus: Some(spec.vcpus),
@@ -248,9 +231,9 @@ impl Backend for MicroVm {
             .settings
             .insert("kernel_cmdline".into(), kernel_cmdline());
         Ok(Launched {
-            processes: vec![child],
-            reader,
-            writer,
+            processes: vec![piped.child],
+            reader: piped.reader,
+            writer: piped.writer,
             console_log: Some(log),
             config,
             attached: Default::default(),

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 
 use serde::{Deserialize, Serialize};
@@ -17,8 +17,8 @@ use crate::agent::AgentBinary;
 pub use crate::devices::{Attached, Devices};
 
 pub mod gvisor;
-pub mod host_tool;
 pub mod microvm;
+pub mod mock;
 pub mod namespace;
 pub mod native;
 pub mod qemu;
@@ -146,6 +146,19 @@ pub struct BackendOptions {
     pub gvisor_platform: Option<String>,
     /// The user's own UML kernel binary instead of the probed choice.
     pub uml_binary: Option<PathBuf>,
+}
+
+/// The console file, opened for appending: tools that pass the descriptor on (runsc) write at
+/// their own offset otherwise, and messages of different writers would overwrite each other.
+pub fn open_console(path: &Path) -> Result<std::fs::File, BackendError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| BackendError::Spawn {
+            what: path.display().to_string(),
+            source: e,
+        })
 }
 
 /// Every backend hvbench knows, in the order reports show them.

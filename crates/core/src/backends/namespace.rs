@@ -18,12 +18,12 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use super::host_tool::{is_root, open_console, run_bounded, version_line, which};
+use super::open_console;
 use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launched};
 use crate::agent::AgentBinary;
-use crate::devices::{Attached, NetEndpoint};
-use crate::guest::spawn_in_own_group;
-use crate::netns::{self, VethPair};
+use crate::devices::Attached;
+use crate::launch::host_tool::{is_root, run_bounded, version_line, which};
+use crate::launch::spawn_piped;
 
 /// How long the probe's trivial sandbox may take; a working one takes milliseconds.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -366,28 +366,20 @@ impl Backend for Namespace {
                     "the namespace guest's network (a veth pair between namespaces hvbench creates) needs root and unshare; run as root".into(),
                 ));
             }
-            let pair = VethPair::create(&spec.label).map_err(BackendError::Setup)?;
-            plan.join_net = Some(pair.guest.path());
-            attached.net = Some(NetEndpoint::guest(
-                netns::GUEST_ADDR,
-                Some(pair.host.path()),
-            ));
-            attached.keep.push(Box::new(pair));
+            plan.join_net = Some(
+                crate::devices::veth_endpoint(&spec.label, &mut attached)
+                    .map_err(BackendError::Setup)?,
+            );
         }
         let console = spec.workdir.join("agent.stderr");
         let stderr = open_console(&console)?;
         let argv = command_line(&plan, &spec.agent.path, &[]);
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
-        let mut child = spawn_in_own_group(&mut cmd).map_err(|e| BackendError::Spawn {
-            what: argv[0].clone(),
-            source: e,
+        let piped = spawn_piped(Command::new(&argv[0]).args(&argv[1..]), stderr).map_err(|e| {
+            BackendError::Spawn {
+                what: argv[0].clone(),
+                source: e,
+            }
         })?;
-        let writer = Box::new(child.stdin.take().expect("stdin was piped"));
-        let reader = Box::new(child.stdout.take().expect("stdout was piped"));
         let mut versions = BTreeMap::new();
         if let Some(v) = probed.version {
             versions.insert(plan.tool.name().to_string(), v);
@@ -421,9 +413,9 @@ impl Backend for Namespace {
             );
         }
         Ok(Launched {
-            processes: vec![child],
-            reader,
-            writer,
+            processes: vec![piped.child],
+            reader: piped.reader,
+            writer: piped.writer,
             console_log: Some(console),
             config: BackendConfig {
                 command_line: argv,

@@ -1,12 +1,12 @@
 //! `native`: the agent as a child process of hvbench, on the host itself. The baseline every
 //! guest is compared with.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launched};
 use crate::agent::AgentBinary;
 use crate::devices::{free_loopback_port, Attached, NetEndpoint};
-use crate::guest::spawn_in_own_group;
+use crate::launch::spawn_piped;
 
 pub struct Native;
 
@@ -65,16 +65,11 @@ impl Backend for Native {
         if spec.devices.rootfs.is_some() {
             private_mounts(&mut cmd);
         }
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
         let command_line = vec![spec.agent.path.display().to_string()];
-        let mut child = spawn_in_own_group(&mut cmd).map_err(|e| BackendError::Spawn {
+        let piped = spawn_piped(&mut cmd, stderr).map_err(|e| BackendError::Spawn {
             what: spec.agent.path.display().to_string(),
             source: e,
         })?;
-        let writer = Box::new(child.stdin.take().expect("stdin was piped"));
-        let reader = Box::new(child.stdout.take().expect("stdout was piped"));
         let mut attached = Attached::default();
         let mut settings = std::collections::BTreeMap::new();
         if let Some(d) = &spec.devices.disk {
@@ -112,9 +107,9 @@ impl Backend for Native {
             settings.insert("net".to_string(), "host loopback".to_string());
         }
         Ok(Launched {
-            processes: vec![child],
-            reader,
-            writer,
+            processes: vec![piped.child],
+            reader: piped.reader,
+            writer: piped.writer,
             console_log: Some(console),
             config: BackendConfig {
                 command_line,

@@ -29,8 +29,9 @@ use crate::agent::AgentBinary;
 use crate::devices::{
     free_loopback_port, Attached, DiskModel, NetEndpoint, NetMode, NicModel, GUEST_PORT, WEB_PORT,
 };
-use crate::guest::spawn_in_own_group;
 use crate::image::{self, vmlinux, ImageError, Initramfs, KernelImage};
+use crate::launch::host_tool::{run_bounded, version_line, which};
+use crate::launch::{kill_and_reap, spawn_in_own_group};
 use crate::netns;
 
 /// The QEMU binary, looked up on PATH.
@@ -338,29 +339,16 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
 fn qemu_aio(binary: &Path) -> &'static str {
     static AIO: OnceLock<&'static str> = OnceLock::new();
     AIO.get_or_init(|| {
-        let out = Command::new("ldd")
-            .arg(binary)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output();
+        let out = run_bounded(
+            Command::new("ldd").arg(binary),
+            Stdio::null(),
+            Duration::from_secs(5),
+        );
         match out {
-            Ok(o) if String::from_utf8_lossy(&o.stdout).contains("liburing") => "io_uring",
+            Ok(o) if o.stdout.contains("liburing") => "io_uring",
             _ => "native",
         }
     })
-}
-
-/// Finds a program on PATH.
-fn which(program: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| {
-            std::fs::metadata(p)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
 }
 
 /// `qemu-system-x86_64 --version`, first line's version number.
@@ -368,14 +356,7 @@ fn qemu_version(binary: &Path) -> Option<String> {
     static VERSION: OnceLock<Option<String>> = OnceLock::new();
     VERSION
         .get_or_init(|| {
-            let out = Command::new(binary)
-                .arg("--version")
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .output()
-                .ok()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            let first = text.lines().next()?;
+            let first = version_line(binary, &["--version"])?;
             let v = first
                 .split_whitespace()
                 .skip_while(|w| *w != "version")
@@ -627,17 +608,6 @@ fn connect(child: &mut Child, socket: &Path, log: &Path) -> Result<UnixStream, B
     }
 }
 
-fn kill_and_reap(child: &mut Child) {
-    let pgid = child.id() as libc::pid_t;
-    // SAFETY: kill has no memory-safety preconditions; the negative pid names the process group
-    // spawn_in_own_group made for this child, so nothing else is signalled.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 fn launch(
     accel: Accel,
     backend: &str,
@@ -699,14 +669,12 @@ fn launch(
                     web_connect: SocketAddr::from(([127, 0, 0, 1], web_port)),
                     netns: None,
                 };
-                (agent_port, web_port, ep)
+                (agent_port, web_port, Some(ep))
             }
             NetMode::Tap => {
-                let ns = netns::tap_namespace(&spec.label).map_err(BackendError::Setup)?;
-                cfg.prefix = ns.enter_prefix();
-                let ep = NetEndpoint::guest(netns::GUEST_ADDR, Some(ns.path()));
-                attached.keep.push(Box::new(ns));
-                (0, 0, ep)
+                cfg.prefix = crate::devices::tap_endpoint(&spec.label, &mut attached)
+                    .map_err(BackendError::Setup)?;
+                (0, 0, None)
             }
         };
         cfg.net = Some(QemuNet {
@@ -715,7 +683,9 @@ fn launch(
             host_port,
             web_port,
         });
-        attached.net = Some(endpoint);
+        if let Some(ep) = endpoint {
+            attached.net = Some(ep);
+        }
     }
     adjust(&mut cfg);
     let mut launched = launch_qemu(&cfg, &prepared)?;
@@ -873,29 +843,15 @@ fn check_dev_kvm() -> Result<(), Availability> {
 /// (dropping a `Guest` kills its process group). Errs with what went wrong, QEMU's own words
 /// first.
 fn probe_boot(backend: &QemuKvm, agent: &AgentBinary) -> Result<Duration, String> {
-    let workdir = crate::workdir::WorkDir::new("qemu-kvm-probe")
-        .map_err(|e| format!("cannot create a work directory: {e}"))?;
-    let spec = GuestSpec {
-        vcpus: 1,
-        memory_mib: 256,
-        kernel: None,
-        agent: agent.clone(),
-        workdir: workdir.path().to_path_buf(),
-        label: "qemu-kvm-probe".into(),
-        devices: Default::default(),
-    };
-    use crate::guest::{Guest, GuestError};
-    match Guest::start(backend, &spec, KVM_PROBE_TIMEOUT) {
-        Ok(guest) => {
-            let boot = guest.boot;
-            guest.shutdown(Duration::from_secs(2));
-            Ok(boot)
-        }
-        Err(e) => {
+    use crate::guest::{probe_boot, GuestError, ProbeBootError};
+    match probe_boot(backend, agent, 256, KVM_PROBE_TIMEOUT) {
+        Ok(boot) => Ok(boot),
+        Err(ProbeBootError::NoWorkdir(e)) => Err(format!("cannot create a work directory: {e}")),
+        Err(ProbeBootError::Failed { error, workdir }) => {
             let qemu = qemu_messages(&workdir.path().join("console.log"));
-            let text = e.to_string();
+            let text = error.to_string();
             let first = text.lines().next().unwrap_or_default().trim().to_string();
-            Err(match e {
+            Err(match error {
                 _ if qemu.is_empty() => first,
                 // A guest that hung: say so, with whatever QEMU warned about.
                 GuestError::NoHello { .. } => format!("{first}; QEMU said: {qemu}"),

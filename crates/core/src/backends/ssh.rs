@@ -17,12 +17,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use super::host_tool::{open_console, run_bounded, version_line, which};
+use super::open_console;
 use super::{
     Availability, Backend, BackendConfig, BackendError, BackendOptions, GuestSpec, Launched,
 };
 use crate::agent::AgentBinary;
-use crate::guest::spawn_in_own_group;
+use crate::launch::host_tool::{run_bounded, version_line, which};
+use crate::launch::spawn_piped;
 
 /// Connection set-up (the probe's, and every later one's unless the user sets another).
 const CONNECT_TIMEOUT: &str = "ConnectTimeout=5";
@@ -389,13 +390,8 @@ impl Backend for Ssh {
         let console = spec.workdir.join("ssh.stderr");
         let stderr = open_console(&console)?;
         let argv = conn.command_line(&[CONNECT_TIMEOUT], &remote_sh(&run_script(&dir)));
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
-        let mut child = match spawn_in_own_group(&mut cmd) {
-            Ok(c) => c,
+        let piped = match spawn_piped(Command::new(&argv[0]).args(&argv[1..]), stderr) {
+            Ok(p) => p,
             Err(e) => {
                 // Best effort: the copy is useless without a session to run it.
                 let rm = conn.command_line(
@@ -413,8 +409,6 @@ impl Backend for Ssh {
                 });
             }
         };
-        let writer = Box::new(child.stdin.take().expect("stdin was piped"));
-        let reader = Box::new(child.stdout.take().expect("stdout was piped"));
         let mut versions = BTreeMap::new();
         if let Some(v) = probed.ssh_version {
             versions.insert("ssh".to_string(), v);
@@ -438,9 +432,9 @@ impl Backend for Ssh {
             ),
         ]);
         Ok(Launched {
-            processes: vec![child],
-            reader,
-            writer,
+            processes: vec![piped.child],
+            reader: piped.reader,
+            writer: piped.writer,
             console_log: Some(console),
             config: BackendConfig {
                 command_line: argv,

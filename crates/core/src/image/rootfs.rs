@@ -232,7 +232,7 @@ pub fn build(cache: &Path, recipe: &Recipe, say: &dyn Fn(&str)) -> Result<RootFs
     }
     require_tool("mmdebstrap", "mmdebstrap")?;
     require_tool("mke2fs", "e2fsprogs")?;
-    if !crate::backends::host_tool::is_root() {
+    if !crate::launch::host_tool::is_root() {
         return Err(RootfsError::NotRoot);
     }
     std::fs::create_dir_all(cache).map_err(io(cache))?;
@@ -264,7 +264,7 @@ pub fn build(cache: &Path, recipe: &Recipe, say: &dyn Fn(&str)) -> Result<RootFs
 }
 
 fn require_tool(tool: &'static str, package: &'static str) -> Result<(), RootfsError> {
-    crate::backends::host_tool::which(tool)
+    crate::launch::host_tool::which(tool)
         .map(drop)
         .ok_or(RootfsError::MissingTool { tool, package })
 }
@@ -394,7 +394,7 @@ fn run_mmdebstrap(root: &Path, recipe: &Recipe, log: &Path) -> Result<(), Rootfs
     let text = std::fs::read_to_string(log).unwrap_or_default();
     Err(RootfsError::Debootstrap {
         status: status.to_string(),
-        tail: crate::backends::host_tool::last_lines(&text, 12),
+        tail: crate::launch::host_tool::last_lines(&text, 12),
     })
 }
 

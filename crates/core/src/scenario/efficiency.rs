@@ -4,25 +4,24 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use hvbench_protocol::{ErrorKind, Job};
-use hvbench_stats::{ratio_of_medians, summarize, Samples};
 use hvbench_workloads::{Params, WorkloadInfo};
 use serde_json::json;
 
+use super::common::{failed_guest, Output, Roster};
+pub use super::common::{Finished, ScenarioError};
+pub(crate) use super::measure::{error_status, median, silence_bound};
+use super::records::{detail, run_record, run_warnings, Acc};
+pub use super::records::{efficiency_records, host_cpu_per_op, CLOCK_TOLERANCE};
 use super::Progress;
 use crate::agent::AgentBinary;
 use crate::backends::{Availability, Backend, GuestSpec};
 use crate::devices::{DevicePlan, Devices};
 use crate::guest::{with_timeout, Guest, GuestError, HostSample, JobEnd};
-use crate::host::HostInfo;
 use crate::hostload::{own_process_cpu, CpuTimes, HostLoad};
 use crate::results::*;
-use crate::workdir::WorkDir;
-
-/// The host and guest timings of one repetition may differ by this much before it is flagged.
-pub const CLOCK_TOLERANCE: f64 = 0.05;
 
 /// What to run.
 pub struct Plan {
@@ -63,50 +62,27 @@ impl Plan {
     }
 }
 
-/// Why a scenario could not run at all (problems of single guests are results, not errors).
-#[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
-    #[error("cannot write results to {path}: {source}")]
-    Output {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot create a work directory: {0}")]
-    WorkDir(std::io::Error),
-    #[error("the first backend must be the baseline (native)")]
-    NoBaseline,
-    #[error("{0}")]
-    Disk(#[from] crate::devices::DiskError),
-}
-
-/// The finished run.
-pub struct Finished {
-    pub document: RunDocument,
-    pub path: PathBuf,
-    pub journal: PathBuf,
-}
-
 /// One backend during the run: its guest (while alive) and what became of it.
 struct Slot<'a> {
     backend: &'a dyn Backend,
-    record: BackendRecord,
+    roster: Roster,
     guest: Option<Guest>,
     launches: u32,
     /// The devices this backend's guests get (its own scratch disk image).
     devices: Devices,
 }
 
-/// The measurements of one workload on one backend, as they accumulate.
-#[derive(Default)]
-struct Acc {
-    active: bool,
-    status: Option<Outcome>,
-    iterations: Option<u64>,
-    samples: Vec<f64>,
-    details: Vec<SampleDetail>,
-    works: Vec<f64>,
-    counted: Option<CountedRecord>,
+/// What every step of a run reads.
+struct Ctx<'a> {
+    plan: &'a Plan,
+    settings: &'a Settings,
+    agent: &'a AgentBinary,
+    out: &'a Output,
+    progress: &'a dyn Progress,
 }
+
+/// A stop was requested: the run ends with what it has.
+struct Stopped;
 
 /// Runs the scenario. Guests that fail become failed runs in the document, with reasons.
 pub fn run(
@@ -117,253 +93,35 @@ pub fn run(
     if !plan.backends.first().is_some_and(|(b, _)| b.is_baseline()) {
         return Err(ScenarioError::NoBaseline);
     }
-    let started = SystemTime::now();
     let clock = std::time::Instant::now();
-    let run_id = format!("{}-efficiency", run_id_utc(started));
-    std::fs::create_dir_all(&plan.out_dir).map_err(|e| ScenarioError::Output {
-        path: plan.out_dir.clone(),
-        source: e,
-    })?;
-    let path = plan.out_dir.join(format!("{run_id}.json"));
-    let journal_path = plan.out_dir.join(format!("{run_id}.journal.jsonl"));
-    let mut journal = Journal::create(&journal_path).map_err(|e| ScenarioError::Output {
-        path: journal_path.clone(),
-        source: e,
-    })?;
-    let workdir = WorkDir::new("run").map_err(ScenarioError::WorkDir)?;
-    let host = HostInfo::detect();
-    journal.append(
-        &json!({"type": "start", "run_id": run_id, "host": host, "settings": plan.settings}),
+    let out = Output::create(&plan.out_dir, "efficiency")?;
+    out.log(
+        json!({"type": "start", "run_id": out.run_id, "host": out.host, "settings": plan.settings}),
     );
-
     let mut settings = plan.settings.clone();
     settings.devices = plan.devices.settings();
-    let mut slots: Vec<Slot> = plan
-        .backends
-        .iter()
-        .map(|(b, avail)| Slot {
-            backend: b.as_ref(),
-            record: BackendRecord {
-                name: b.name().into(),
-                technique: b.technique().into(),
-                availability: avail.clone(),
-                guests: Vec::new(),
-            },
-            guest: None,
-            launches: 0,
-            devices: Devices::default(),
-        })
-        .collect();
-    for slot in slots.iter_mut() {
-        if slot.record.availability.is_available() {
-            slot.devices = plan
-                .devices
-                .devices_for(slot.backend.name(), workdir.path())?;
-        }
-    }
+    let mut slots = slots(&plan, out.workdir.path())?;
     let runnable: Vec<usize> = (0..slots.len())
-        .filter(|&i| slots[i].record.availability.is_available())
+        .filter(|&i| slots[i].roster.record.availability.is_available())
         .collect();
     progress.begin((plan.workloads.len() * runnable.len()) as u64 * (1 + u64::from(settings.reps)));
-
+    let ctx = Ctx {
+        plan: &plan,
+        settings: &settings,
+        agent,
+        out: &out,
+        progress,
+    };
+    boot_all(&ctx, &mut slots);
     let mut runs = Vec::new();
-    let mut warnings = Vec::new();
     let mut interrupted = false;
-    // Every backend's guest boots at once before the first measurement: boot is not measured
-    // work here (the lifecycle scenario times it alone), and booting one after another cost
-    // the sum of the boot times (qemu-tcg alone about a second and a half).
-    std::thread::scope(|scope| {
-        for slot in slots
-            .iter_mut()
-            .filter(|s| s.record.availability.is_available())
-        {
-            let (settings, plan, workdir) = (&settings, &plan, workdir.path());
-            scope.spawn(move || ensure_guest(slot, settings, plan, agent, workdir, progress));
-        }
-    });
-
     let mut drift = crate::drift::HostDrift::new();
-    'workloads: for w in &plan.workloads {
+    for w in &plan.workloads {
         drift.measure_before(&plan.workloads, w, clock.elapsed());
-        progress.workload(w.name);
-        let mut params: Params = settings.params.clone();
-        if w.kind == hvbench_workloads::Kind::App {
-            // An application gets as many CPUs everywhere as a guest has vCPUs: the native,
-            // namespace and gVisor agents confine it to that many of their CPUs, so that a
-            // 1-vCPU guest is compared with the host on one CPU, like with like.
-            params
-                .entry("cpus".to_string())
-                .or_insert(settings.vcpus.into());
+        if run_workload(&ctx, w, &mut slots, &runnable, &mut runs).is_err() {
+            interrupted = true;
+            break;
         }
-        let mut accs: Vec<Acc> = slots.iter().map(|_| Acc::default()).collect();
-        let timeout = plan.timeout.unwrap_or_else(|| silence_bound(w, &settings));
-
-        // Calibration and warm-up, per backend.
-        for &i in &runnable {
-            if crate::stop_requested() {
-                interrupted = true;
-                break 'workloads;
-            }
-            let acc = &mut accs[i];
-            let slot = &mut slots[i];
-            if !ensure_guest(slot, &settings, &plan, agent, workdir.path(), progress) {
-                acc.status = Some(Outcome::Failed(guest_failure(slot)));
-                progress_skip(progress, settings.reps);
-                continue;
-            }
-            let guest = slot.guest.as_mut().expect("ensured");
-            let job = Job {
-                id: 0,
-                workload: w.name.into(),
-                params: plan.devices.params(w, guest, &params),
-                iterations: None,
-                target_s: target_s(w, &plan, &settings),
-                warmup: settings.warmup,
-                reps: 0,
-                copies: settings.copies,
-            };
-            let backend = slot.record.name.clone();
-            let result = run_with_peer(w, guest, job, timeout, |s| {
-                journal.append(&json!({"type": "warmup", "backend": backend, "workload": w.name, "value": s.msg.value,
-                    "iterations": s.msg.iterations}));
-            });
-            progress.step();
-            match result {
-                Ok(JobEnd::Done {
-                    iterations: Some(n),
-                }) => {
-                    acc.iterations = Some(n);
-                    acc.active = true;
-                }
-                Ok(JobEnd::Done { iterations: None }) => {
-                    acc.status = Some(Outcome::failed(
-                        FailureKind::BadOutput,
-                        "the agent did not report its calibration",
-                    ));
-                }
-                Ok(JobEnd::Error { kind, message }) => {
-                    acc.status = Some(error_status(kind, message))
-                }
-                Err(e) => {
-                    let e = with_timeout(e, timeout);
-                    if matches!(e, GuestError::Interrupted) {
-                        interrupted = true;
-                        break 'workloads;
-                    }
-                    lose_guest(slot, &e, progress);
-                    acc.status = Some(Outcome::Failed(e.failure(true)));
-                }
-            }
-            if !acc.active {
-                progress_skip(progress, settings.reps);
-            }
-        }
-
-        // Measured repetitions, interleaved; more rounds where an efficiency is still open
-        // (`reps`: narrow enough, or a clear overhead, stops; the noisy side is repeated).
-        let mut round = 0;
-        loop {
-            let extra = round >= settings.reps;
-            let more = extra.then(|| wanted_more(w, &runnable, &accs, &settings));
-            let wanted: Vec<usize> = runnable
-                .iter()
-                .copied()
-                .filter(|&i| accs[i].active && more.as_ref().is_none_or(|m| m[i]))
-                .collect();
-            if wanted.is_empty() || round >= settings.max_reps {
-                break;
-            }
-            if extra {
-                progress.grow(wanted.len() as u64);
-            }
-            for i in wanted {
-                if crate::stop_requested() {
-                    interrupted = true;
-                    finish_workload(w, &slots, &mut accs, &settings, &mut runs);
-                    break 'workloads;
-                }
-                let slot = &mut slots[i];
-                let acc = &mut accs[i];
-                let Some(guest) = slot.guest.as_mut() else {
-                    acc.active = false;
-                    continue;
-                };
-                let job = Job {
-                    id: 0,
-                    workload: w.name.into(),
-                    params: plan.devices.params(w, guest, &params),
-                    iterations: acc.iterations,
-                    target_s: target_s(w, &plan, &settings),
-                    warmup: 0,
-                    reps: 1,
-                    copies: settings.copies,
-                };
-                if writes_to_disk(w) {
-                    settle_host_writeback();
-                }
-                let mut got: Option<HostSample> = None;
-                let before = (CpuTimes::now(), own_process_cpu());
-                let result = run_with_peer(w, guest, job, timeout, |s| got = Some(s));
-                let after = (CpuTimes::now(), own_process_cpu());
-                progress.step();
-                match result {
-                    Ok(JobEnd::Done { .. }) => match got {
-                        Some(s) => {
-                            let mut d = detail(&s);
-                            d.host_load = host_load(before, after, s.host_cpu);
-                            journal.append(&json!({"type": "sample", "backend": slot.record.name, "workload": w.name,
-                                "round": round, "value": s.msg.value, "detail": d}));
-                            acc.samples.push(s.msg.value);
-                            acc.works.push(s.msg.work);
-                            acc.details.push(d);
-                        }
-                        None => {
-                            acc.active = false;
-                            acc.status = Some(Outcome::failed(
-                                FailureKind::BadOutput,
-                                "the agent finished a repetition without a sample",
-                            ));
-                        }
-                    },
-                    Ok(JobEnd::Error { kind, message }) => {
-                        acc.active = false;
-                        acc.status = Some(error_status(kind, message));
-                    }
-                    Err(e) => {
-                        let e = with_timeout(e, timeout);
-                        if matches!(e, GuestError::Interrupted) {
-                            interrupted = true;
-                            finish_workload(w, &slots, &mut accs, &settings, &mut runs);
-                            break 'workloads;
-                        }
-                        lose_guest(slot, &e, progress);
-                        acc.active = false;
-                        acc.status = Some(Outcome::Failed(e.failure(true)));
-                    }
-                }
-            }
-            round += 1;
-        }
-        if plan.explain && crate::explain::explained(w) && accs[0].active {
-            let job = slots[0].guest.as_mut().map(|guest| {
-                let mut p = plan.devices.params(w, guest, &params);
-                p.insert("count_events".into(), true.into());
-                Job {
-                    id: 0,
-                    workload: w.name.into(),
-                    params: p,
-                    iterations: accs[0].iterations,
-                    target_s: target_s(w, &plan, &settings),
-                    warmup: 0,
-                    reps: settings.reps.clamp(1, crate::explain::COUNTED_REPS),
-                    copies: settings.copies,
-                }
-            });
-            if let (Some(job), Some(guest)) = (job, slots[0].guest.as_mut()) {
-                accs[0].counted = Some(count_events(w, guest, job, timeout));
-            }
-        }
-        finish_workload(w, &slots, &mut accs, &settings, &mut runs);
     }
     if crate::stop_requested() {
         interrupted = true;
@@ -371,102 +129,310 @@ pub fn run(
         drift.measure("end", clock.elapsed());
     }
     progress.finish();
-
     for slot in &mut slots {
         if let Some(g) = slot.guest.take() {
             g.shutdown(Duration::from_secs(3));
         }
     }
-
-    let efficiency = efficiency_records(&runs, slots[0].record.name.as_str());
-    let explain_note = plan.explain.then(|| {
-        "explain: event counts come from extra native repetitions that are not scored \
-         (an enabled system-call tracepoint slows every system call)"
-            .to_string()
-    });
-    warnings.extend(explain_note);
-    let flagged: usize = runs
+    let efficiency = efficiency_records(&runs, slots[0].roster.record.name.as_str());
+    let names: Vec<&str> = slots
         .iter()
-        .map(|r| r.sample_details.iter().filter(|d| d.clock_flag).count())
-        .sum();
-    if flagged > 0 {
-        warnings.push(format!(
-            "{flagged} repetition(s) where the guest's clock and the host's disagreed by more than {:.0}% (see clock_flag in sample_details)",
-            CLOCK_TOLERANCE * 100.0
-        ));
-    }
-    warnings.extend(busy_host_warning(&runs));
-    // A workload that could not run as asked (no io_uring, no direct I/O) says so.
-    for r in &runs {
-        for key in ["fallback", "direct_fallback"] {
-            if let Some(why) = r.labels.get(key) {
-                warnings.push(format!("{} {}: {key}: {why}", r.backend, r.workload));
-            }
-        }
-    }
-    // One line per backend, so that a noisy machine does not bury the other notes.
-    for b in &slots {
-        let noisy: Vec<String> = runs
-            .iter()
-            .filter(|r| r.backend == b.record.name && r.extra_reps > 0)
-            .map(|r| format!("{} +{}", r.workload, r.extra_reps))
-            .collect();
-        if !noisy.is_empty() {
-            warnings.push(format!(
-                "{}: extra repetitions where an efficiency was still open (interval wider than \
-                 ±3% and not wholly below 90%; the side with CV over {:.1}% repeated; cap {} in \
-                 all): {}",
-                b.record.name,
-                settings.cv_threshold * 100.0,
-                settings.max_reps,
-                noisy.join(", ")
-            ));
-        }
-    }
+        .map(|s| s.roster.record.name.as_str())
+        .collect();
+    let mut warnings = run_warnings(plan.explain, &settings, &runs, &names);
     warnings.extend(drift.warning());
-    let document = RunDocument {
-        schema_version: SCHEMA_VERSION,
-        hvbench_version: env!("CARGO_PKG_VERSION").into(),
-        git_revision: crate::GIT_REVISION.into(),
-        run_id,
-        scenario: "efficiency".into(),
-        command_line: plan.command_line.clone(),
-        started_at: rfc3339_utc(started),
-        finished_at: rfc3339_utc(SystemTime::now()),
-        interrupted,
-        host,
-        agent: AgentRecord {
-            path: agent.path.display().to_string(),
-            sha256: agent.sha256.clone(),
-            size_bytes: agent.size,
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        settings,
-        backends: slots.into_iter().map(|s| s.record).collect(),
-        runs,
-        efficiency,
-        warnings,
-        scenario_data: None,
-        explain: Vec::new(),
-        host_drift: Some(drift),
-        ab: None,
-    };
-    let mut document = document;
+    let backends = slots.into_iter().map(|s| s.roster.record).collect();
+    let command_line = plan.command_line.clone();
+    let mut document = out.document("efficiency", command_line, agent, settings, backends);
+    document.warnings = warnings;
+    document.interrupted = interrupted;
+    document.host_drift = Some(drift);
+    document.runs = runs;
+    document.efficiency = efficiency;
     if plan.explain {
         document.explain = crate::explain::explain(&document, &document);
     }
-    journal.append(&json!({"type": "end", "interrupted": interrupted}));
-    document
-        .write_atomic(&path)
-        .map_err(|e| ScenarioError::Output {
-            path: path.clone(),
-            source: e,
-        })?;
-    Ok(Finished {
-        document,
-        path,
-        journal: journal_path,
-    })
+    out.write(document)
+}
+
+/// One slot per backend, with the devices of those that can run.
+fn slots<'a>(plan: &'a Plan, workdir: &Path) -> Result<Vec<Slot<'a>>, ScenarioError> {
+    let mut slots = Vec::new();
+    for (b, avail) in &plan.backends {
+        let devices = if avail.is_available() {
+            plan.devices.devices_for(b.name(), workdir)?
+        } else {
+            Devices::default()
+        };
+        slots.push(Slot {
+            backend: b.as_ref(),
+            roster: Roster::new(b.as_ref(), avail),
+            guest: None,
+            launches: 0,
+            devices,
+        });
+    }
+    Ok(slots)
+}
+
+/// Every backend's guest boots at once before the first measurement: boot is not measured
+/// work here (the lifecycle scenario times it alone), and booting one after another cost the
+/// sum of the boot times (qemu-tcg alone about a second and a half).
+fn boot_all(ctx: &Ctx, slots: &mut [Slot]) {
+    std::thread::scope(|scope| {
+        for slot in slots
+            .iter_mut()
+            .filter(|s| s.roster.record.availability.is_available())
+        {
+            scope.spawn(move || ensure_guest(slot, ctx));
+        }
+    });
+}
+
+/// The parameters every job of `w` gets.
+fn workload_params(w: &WorkloadInfo, settings: &Settings) -> Params {
+    let mut params: Params = settings.params.clone();
+    if w.kind == hvbench_workloads::Kind::App {
+        // An application gets as many CPUs everywhere as a guest has vCPUs: the native,
+        // namespace and gVisor agents confine it to that many of their CPUs, so that a
+        // 1-vCPU guest is compared with the host on one CPU, like with like.
+        params
+            .entry("cpus".to_string())
+            .or_insert(settings.vcpus.into());
+    }
+    params
+}
+
+/// Measures `w` on every backend: calibration and warm-up, repetitions interleaved, the
+/// native event counts for `--explain`; its runs go to `runs` (also when a stop cuts the
+/// repetitions short, not when it comes during calibration).
+fn run_workload(
+    ctx: &Ctx,
+    w: &'static WorkloadInfo,
+    slots: &mut [Slot],
+    runnable: &[usize],
+    runs: &mut Vec<RunRecord>,
+) -> Result<(), Stopped> {
+    ctx.progress.workload(w.name);
+    let params = workload_params(w, ctx.settings);
+    let mut accs: Vec<Acc> = slots.iter().map(|_| Acc::default()).collect();
+    let timeout = ctx
+        .plan
+        .timeout
+        .unwrap_or_else(|| silence_bound(w, ctx.settings));
+    for &i in runnable {
+        calibrate_on(ctx, w, &mut slots[i], &mut accs[i], &params, timeout)?;
+    }
+    let measured = measure_rounds(ctx, w, slots, &mut accs, runnable, &params, timeout);
+    if measured.is_ok() && ctx.plan.explain && crate::explain::explained(w) && accs[0].active {
+        let counted = slots[0]
+            .guest
+            .as_mut()
+            .map(|guest| count_native_events(ctx, w, guest, &accs[0], &params, timeout));
+        accs[0].counted = counted;
+    }
+    finish_workload(w, slots, &mut accs, ctx.settings, runs);
+    measured
+}
+
+/// The job of `w` on `guest`.
+fn job(ctx: &Ctx, w: &WorkloadInfo, guest: &Guest, params: &Params) -> Job {
+    Job {
+        id: 0,
+        workload: w.name.into(),
+        params: ctx.plan.devices.params(w, guest, params),
+        iterations: None,
+        target_s: target_s(w, ctx.plan, ctx.settings),
+        warmup: 0,
+        reps: 0,
+        copies: ctx.settings.copies,
+    }
+}
+
+/// Calibrates `w` on one backend and runs its warm-ups (starting its guest if it has none).
+fn calibrate_on(
+    ctx: &Ctx,
+    w: &WorkloadInfo,
+    slot: &mut Slot,
+    acc: &mut Acc,
+    params: &Params,
+    timeout: Duration,
+) -> Result<(), Stopped> {
+    let (settings, progress) = (ctx.settings, ctx.progress);
+    if crate::stop_requested() {
+        return Err(Stopped);
+    }
+    if !ensure_guest(slot, ctx) {
+        acc.status = Some(Outcome::Failed(guest_failure(slot)));
+        progress_skip(progress, settings.reps);
+        return Ok(());
+    }
+    let guest = slot.guest.as_mut().expect("ensured");
+    let job = Job {
+        warmup: settings.warmup,
+        ..job(ctx, w, guest, params)
+    };
+    let backend = slot.roster.record.name.clone();
+    let result = run_with_peer(w, guest, job, timeout, |s| {
+        ctx.out.log(
+            json!({"type": "warmup", "backend": backend, "workload": w.name, "value": s.msg.value,
+            "iterations": s.msg.iterations}),
+        );
+    });
+    progress.step();
+    match result {
+        Ok(JobEnd::Done {
+            iterations: Some(n),
+        }) => {
+            acc.iterations = Some(n);
+            acc.active = true;
+        }
+        Ok(JobEnd::Done { iterations: None }) => {
+            acc.status = Some(Outcome::failed(
+                FailureKind::BadOutput,
+                "the agent did not report its calibration",
+            ));
+        }
+        Ok(JobEnd::Error { kind, message }) => acc.status = Some(error_status(kind, message)),
+        Err(e) => lose_in_job(slot, acc, with_timeout(e, timeout), progress)?,
+    }
+    if !acc.active {
+        progress_skip(progress, settings.reps);
+    }
+    Ok(())
+}
+
+/// A guest lost during a job of `acc`'s workload: recorded, and the workload stops there.
+fn lose_in_job(
+    slot: &mut Slot,
+    acc: &mut Acc,
+    e: GuestError,
+    progress: &dyn Progress,
+) -> Result<(), Stopped> {
+    if matches!(e, GuestError::Interrupted) {
+        return Err(Stopped);
+    }
+    lose_guest(slot, &e, progress);
+    acc.active = false;
+    acc.status = Some(Outcome::Failed(e.failure(true)));
+    Ok(())
+}
+
+/// Measured repetitions, interleaved; more rounds where an efficiency is still open
+/// (`reps`: narrow enough, or a clear overhead, stops; the noisy side is repeated).
+fn measure_rounds(
+    ctx: &Ctx,
+    w: &WorkloadInfo,
+    slots: &mut [Slot],
+    accs: &mut [Acc],
+    runnable: &[usize],
+    params: &Params,
+    timeout: Duration,
+) -> Result<(), Stopped> {
+    let settings = ctx.settings;
+    let mut round = 0;
+    loop {
+        let extra = round >= settings.reps;
+        let more = extra.then(|| wanted_more(w, runnable, accs, settings));
+        let wanted: Vec<usize> = runnable
+            .iter()
+            .copied()
+            .filter(|&i| accs[i].active && more.as_ref().is_none_or(|m| m[i]))
+            .collect();
+        if wanted.is_empty() || round >= settings.max_reps {
+            return Ok(());
+        }
+        if extra {
+            ctx.progress.grow(wanted.len() as u64);
+        }
+        for i in wanted {
+            if crate::stop_requested() {
+                return Err(Stopped);
+            }
+            let rep = Rep { round, timeout };
+            repeat_on(ctx, w, &mut slots[i], &mut accs[i], params, rep)?;
+        }
+        round += 1;
+    }
+}
+
+/// Which repetition, under which silence bound.
+#[derive(Clone, Copy)]
+struct Rep {
+    round: u32,
+    timeout: Duration,
+}
+
+/// One measured repetition of `w` on one backend, with the host's load over it.
+fn repeat_on(
+    ctx: &Ctx,
+    w: &WorkloadInfo,
+    slot: &mut Slot,
+    acc: &mut Acc,
+    params: &Params,
+    rep: Rep,
+) -> Result<(), Stopped> {
+    let Some(guest) = slot.guest.as_mut() else {
+        acc.active = false;
+        return Ok(());
+    };
+    let job = Job {
+        iterations: acc.iterations,
+        reps: 1,
+        ..job(ctx, w, guest, params)
+    };
+    if writes_to_disk(w) {
+        settle_host_writeback();
+    }
+    let mut got: Option<HostSample> = None;
+    let before = (CpuTimes::now(), own_process_cpu());
+    let result = run_with_peer(w, guest, job, rep.timeout, |s| got = Some(s));
+    let after = (CpuTimes::now(), own_process_cpu());
+    ctx.progress.step();
+    match (result, got) {
+        (Ok(JobEnd::Done { .. }), Some(s)) => {
+            let mut d = detail(&s);
+            d.host_load = host_load(before, after, s.host_cpu);
+            ctx.out.log(
+                json!({"type": "sample", "backend": slot.roster.record.name, "workload": w.name,
+                "round": rep.round, "value": s.msg.value, "detail": d}),
+            );
+            acc.samples.push(s.msg.value);
+            acc.works.push(s.msg.work);
+            acc.details.push(d);
+        }
+        (Ok(JobEnd::Done { .. }), None) => {
+            acc.active = false;
+            acc.status = Some(Outcome::failed(
+                FailureKind::BadOutput,
+                "the agent finished a repetition without a sample",
+            ));
+        }
+        (Ok(JobEnd::Error { kind, message }), _) => {
+            acc.active = false;
+            acc.status = Some(error_status(kind, message));
+        }
+        (Err(e), _) => lose_in_job(slot, acc, with_timeout(e, rep.timeout), ctx.progress)?,
+    }
+    Ok(())
+}
+
+/// The counted native repetitions of `w` for `--explain` (see [`count_events`]).
+fn count_native_events(
+    ctx: &Ctx,
+    w: &WorkloadInfo,
+    guest: &mut Guest,
+    native: &Acc,
+    params: &Params,
+    timeout: Duration,
+) -> CountedRecord {
+    let mut job = Job {
+        iterations: native.iterations,
+        reps: ctx.settings.reps.clamp(1, crate::explain::COUNTED_REPS),
+        ..job(ctx, w, guest, params)
+    };
+    job.params.insert("count_events".into(), true.into());
+    count_events(w, guest, job, timeout)
 }
 
 /// Runs a job; for a network workload with a host peer that drives the other end of the
@@ -563,57 +529,6 @@ fn progress_skip(progress: &dyn Progress, reps: u32) {
     }
 }
 
-/// The outcome of a job the agent reported an error for: it cannot run there (skipped), it ran
-/// and failed, or the agent could not understand the job (refused).
-pub(crate) fn error_status(kind: ErrorKind, message: String) -> Outcome {
-    match kind {
-        ErrorKind::Unsupported => Outcome::skipped(message),
-        // The agent's message repeats the kind ("failed: ..."); the outcome says it once.
-        ErrorKind::Failed => Outcome::failed(
-            FailureKind::Failed,
-            message
-                .strip_prefix("failed: ")
-                .map(str::to_string)
-                .unwrap_or(message),
-        ),
-        ErrorKind::Protocol => Outcome::failed(FailureKind::Refused, message),
-    }
-}
-
-/// How long a guest may stay silent during one job of `w`: generous, because a guest under
-/// binary translation is slow to set up, but bounded, so a hung guest is noticed.
-pub(crate) fn silence_bound(w: &WorkloadInfo, s: &Settings) -> Duration {
-    let per_rep = s.target_s * f64::from(s.copies.max(1));
-    Duration::from_secs_f64(30.0 + 3.0 * f64::from(w.setup_timeout_s) + 20.0 * per_rep)
-}
-
-/// A note when repetitions ran on a busy or steal-heavy host (see [`crate::hostload`]).
-fn busy_host_warning(runs: &[RunRecord]) -> Option<String> {
-    let loads: Vec<HostLoad> = runs
-        .iter()
-        .flat_map(|r| r.sample_details.iter().filter_map(|d| d.host_load))
-        .collect();
-    let disturbed = loads.iter().filter(|l| l.disturbed()).count();
-    if disturbed == 0 {
-        return None;
-    }
-    let others: Vec<f64> = loads.iter().map(|l| l.other_cpus).collect();
-    let steal: Vec<f64> = loads.iter().map(|l| l.steal_frac * 100.0).collect();
-    Some(format!(
-        "busy host: {disturbed} of {} repetition(s) ran while other processes kept more than \
-         {} CPU busy or the hypervisor under this machine stole more than {:.0}% of the time \
-         (median others {:.2} CPUs, max {:.2}; median steal {:.1}%, max {:.1}%): their figures \
-         measure the host's load too (host_load in sample_details)",
-        loads.len(),
-        crate::hostload::OTHER_CPUS_LIMIT,
-        crate::hostload::STEAL_LIMIT * 100.0,
-        median(&others).unwrap_or(0.0),
-        others.iter().copied().fold(0.0, f64::max),
-        median(&steal).unwrap_or(0.0),
-        steal.iter().copied().fold(0.0, f64::max),
-    ))
-}
-
 /// Per slot, whether it needs another repetition of `w` (the rule of [`super::reps`]): the
 /// baseline is slot 0; a guest whose baseline could not run follows the spread rule alone.
 fn wanted_more(
@@ -651,25 +566,19 @@ fn wanted_more(
 }
 
 /// Starts the slot's guest if it has none; at most three launches per backend in a run.
-fn ensure_guest(
-    slot: &mut Slot,
-    settings: &Settings,
-    plan: &Plan,
-    agent: &AgentBinary,
-    workdir: &Path,
-    progress: &dyn Progress,
-) -> bool {
+fn ensure_guest(slot: &mut Slot, ctx: &Ctx) -> bool {
     if slot.guest.is_some() {
         return true;
     }
     if slot.launches >= 3 || crate::stop_requested() {
         return false;
     }
+    let (settings, progress) = (ctx.settings, ctx.progress);
     let label = format!("{}-{}", slot.backend.name(), slot.launches);
     slot.launches += 1;
-    let dir = workdir.join(&label);
+    let dir = ctx.out.workdir.path().join(&label);
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        slot.record.guests.push(failed_guest(
+        slot.roster.record.guests.push(failed_guest(
             &label,
             Failure::new(
                 FailureKind::DidNotStart,
@@ -681,8 +590,8 @@ fn ensure_guest(
     let spec = GuestSpec {
         vcpus: settings.vcpus,
         memory_mib: settings.memory_mib,
-        kernel: plan.kernel.clone(),
-        agent: agent.clone(),
+        kernel: ctx.plan.kernel.clone(),
+        agent: ctx.agent.clone(),
         workdir: dir,
         label: label.clone(),
         devices: slot.devices.clone(),
@@ -698,19 +607,7 @@ fn ensure_guest(
                         .insert("pinning".into(), format!("failed: {e}"));
                 }
             }
-            slot.record.guests.push(GuestRecord {
-                label,
-                config: g.config.clone(),
-                boot_s: Some(g.boot.as_secs_f64()),
-                guest_uptime_s: g.hello.uptime_s,
-                kernel: Some(g.hello.kernel.clone()),
-                cpus: Some(g.hello.cpus),
-                mem_total_kib: Some(g.hello.mem_total_kib),
-                clocksource: g.hello.clocksource.clone(),
-                cpu_accounting: g.cpu_method().into(),
-                setup_notes: g.hello.setup_notes.clone(),
-                failure: None,
-            });
+            slot.roster.started(&label, &g);
             slot.guest = Some(g);
             true
         }
@@ -719,7 +616,8 @@ fn ensure_guest(
                 "{}: guest failed to start: {e}",
                 slot.backend.name()
             ));
-            slot.record
+            slot.roster
+                .record
                 .guests
                 .push(failed_guest(&label, e.failure(false)));
             false
@@ -727,26 +625,16 @@ fn ensure_guest(
     }
 }
 
-pub(crate) fn failed_guest(label: &str, failure: Failure) -> GuestRecord {
-    GuestRecord {
-        label: label.into(),
-        config: Default::default(),
-        boot_s: None,
-        guest_uptime_s: None,
-        kernel: None,
-        cpus: None,
-        mem_total_kib: None,
-        clocksource: None,
-        cpu_accounting: "none".into(),
-        setup_notes: Vec::new(),
-        failure: Some(failure),
-    }
-}
-
 /// Why a backend has no guest for a workload: its last launch did not start (or was refused),
 /// or every launch it was allowed has been used up by guests that were lost.
 fn guest_failure(slot: &Slot) -> Failure {
-    match slot.record.guests.last().and_then(|g| g.failure.clone()) {
+    match slot
+        .roster
+        .record
+        .guests
+        .last()
+        .and_then(|g| g.failure.clone())
+    {
         Some(f) if f.kind != FailureKind::DidNotReturn => f,
         Some(lost) => Failure {
             kind: FailureKind::DidNotStart,
@@ -764,15 +652,9 @@ fn guest_failure(slot: &Slot) -> Failure {
 /// Records why a guest is gone and kills it; the next workload starts a new one.
 fn lose_guest(slot: &mut Slot, e: &GuestError, progress: &dyn Progress) {
     progress.note(&format!("{}: guest lost: {e}", slot.backend.name()));
-    if let Some(g) = slot.record.guests.last_mut() {
-        g.failure = Some(e.failure(true));
-    }
+    slot.roster.lost_latest(e.failure(true));
     slot.guest = None;
 }
-
-/// The sample extra in which the agent reports its involuntary context switches
-/// (`hvbench_agent::serve::AGENT_NIVCSW`; the protocol's extras carry it).
-const AGENT_NIVCSW: &str = "agent_nivcsw";
 
 /// The host's load over a repetition, given `/proc/stat` and hvbench's own CPU time before
 /// and after it and the CPU time of the guest's processes.
@@ -792,28 +674,6 @@ fn host_load(
     )
 }
 
-fn detail(s: &HostSample) -> SampleDetail {
-    let host = s.host_elapsed.as_secs_f64();
-    let guest_wall = s.msg.wall_ns as f64 * 1e-9;
-    SampleDetail {
-        guest_elapsed_s: s.msg.elapsed_ns as f64 * 1e-9,
-        guest_wall_s: guest_wall,
-        host_elapsed_s: host,
-        host_cpu_s: s.host_cpu.map(|c| c.as_secs_f64()),
-        clock_flag: host > 0.0 && ((host - guest_wall) / host).abs() > CLOCK_TOLERANCE,
-        host_load: None,
-        agent_nivcsw: s.msg.extras.get(AGENT_NIVCSW).copied(),
-        extras: s
-            .msg
-            .extras
-            .iter()
-            .filter(|(k, _)| k.as_str() != AGENT_NIVCSW)
-            .map(|(k, v)| (k.clone(), *v))
-            .collect(),
-        labels: s.msg.labels.clone(),
-    }
-}
-
 fn finish_workload(
     w: &WorkloadInfo,
     slots: &[Slot],
@@ -822,7 +682,7 @@ fn finish_workload(
     runs: &mut Vec<RunRecord>,
 ) {
     for (i, acc) in accs.iter_mut().enumerate() {
-        if !slots[i].record.availability.is_available() {
+        if !slots[i].roster.record.availability.is_available() {
             continue;
         }
         let outcome = match acc.status.take() {
@@ -830,116 +690,16 @@ fn finish_workload(
             None if acc.samples.is_empty() => continue,
             None => Outcome::ok(),
         };
-        runs.push(run_record(w, &slots[i].record.name, outcome, acc, settings));
+        runs.push(run_record(
+            w,
+            &slots[i].roster.record.name,
+            outcome,
+            acc,
+            settings,
+        ));
     }
 }
 
-fn run_record(
-    w: &WorkloadInfo,
-    backend: &str,
-    outcome: Outcome,
-    acc: &Acc,
-    settings: &Settings,
-) -> RunRecord {
-    let summary = Samples::new(acc.samples.clone())
-        .ok()
-        .map(|s| summarize(&s));
-    let mut extras = BTreeMap::new();
-    let keys: std::collections::BTreeSet<&String> =
-        acc.details.iter().flat_map(|d| d.extras.keys()).collect();
-    for k in keys {
-        let vals: Vec<f64> = acc
-            .details
-            .iter()
-            .filter_map(|d| d.extras.get(k).copied())
-            .collect();
-        if let Some(m) = median(&vals) {
-            extras.insert(k.clone(), m);
-        }
-    }
-    let mut labels: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in acc.details.iter().flat_map(|d| &d.labels) {
-        match labels.get_mut(k) {
-            Some(seen) if seen.split(" | ").any(|s| s == v) => {}
-            Some(seen) => {
-                seen.push_str(" | ");
-                seen.push_str(v);
-            }
-            None => {
-                labels.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    RunRecord {
-        backend: backend.into(),
-        workload: w.name.into(),
-        unit: w.unit.into(),
-        higher_is_better: w.higher_is_better,
-        outcome,
-        iterations: acc.iterations,
-        copies: settings.copies,
-        samples: acc.samples.clone(),
-        sample_details: acc.details.clone(),
-        summary,
-        extra_reps: (acc.samples.len() as u32).saturating_sub(settings.reps),
-        host_cpu_per_op: host_cpu_per_op(w, &acc.details, &acc.works),
-        extras,
-        labels,
-        counted: acc.counted.clone(),
-    }
-}
-
-pub(crate) fn median(v: &[f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
-/// Host CPU µs per operation (per MB for byte-counting workloads), median over repetitions.
-pub fn host_cpu_per_op(
-    w: &WorkloadInfo,
-    details: &[SampleDetail],
-    works: &[f64],
-) -> Option<HostCpuPerOp> {
-    // A level found by a search (web sessions meeting QoS) is not a count of operations.
-    if w.metric == hvbench_workloads::Metric::Level {
-        return None;
-    }
-    // Byte streams (MB/s, Gbit/s: work in bytes) cost per MB; everything else per operation
-    // (an I/O, a transaction, a loop).
-    let per_mb = w.unit.contains("MB") || w.unit.ends_with("bit/s");
-    let mut per_op = Vec::new();
-    let mut busy = Vec::new();
-    for (d, &work) in details.iter().zip(works) {
-        let cpu = d.host_cpu_s?;
-        let units = if per_mb { work * 1e-6 } else { work };
-        if units > 0.0 {
-            per_op.push(cpu * 1e6 / units);
-        }
-        if d.host_elapsed_s > 0.0 {
-            busy.push(cpu / d.host_elapsed_s);
-        }
-    }
-    Some(HostCpuPerOp {
-        value: median(&per_op)?,
-        unit: if per_mb {
-            "µs/MB".into()
-        } else {
-            "µs/op".into()
-        },
-        cores_busy: median(&busy)?,
-    })
-}
-
-/// Guest score / host score for every workload measured on both, with its interval.
 /// Whether a workload writes to a disk (a database, a build, a file load, the write workloads).
 fn writes_to_disk(w: &WorkloadInfo) -> bool {
     w.kind == hvbench_workloads::Kind::App || w.needs.disk == hvbench_workloads::DiskUse::Write
@@ -954,40 +714,4 @@ fn writes_to_disk(w: &WorkloadInfo) -> bool {
 fn settle_host_writeback() {
     // SAFETY: sync has no preconditions; it only blocks until dirty data is written back.
     unsafe { libc::sync() };
-}
-
-pub fn efficiency_records(runs: &[RunRecord], baseline: &str) -> Vec<EfficiencyRecord> {
-    let mut out = Vec::new();
-    for r in runs
-        .iter()
-        .filter(|r| r.backend != baseline && r.outcome.is_ok())
-    {
-        let Some(base) = runs
-            .iter()
-            .find(|b| b.backend == baseline && b.workload == r.workload && b.outcome.is_ok())
-        else {
-            continue;
-        };
-        let (Ok(guest), Ok(host)) = (
-            Samples::new(r.samples.clone()),
-            Samples::new(base.samples.clone()),
-        ) else {
-            continue;
-        };
-        let est = if r.higher_is_better {
-            ratio_of_medians(&guest, &host)
-        } else {
-            ratio_of_medians(&host, &guest)
-        };
-        let Ok(est) = est else { continue };
-        out.push(EfficiencyRecord {
-            backend: r.backend.clone(),
-            workload: r.workload.clone(),
-            ratio: est.point,
-            ci_low: est.ci_low,
-            ci_high: est.ci_high,
-            verdict: Verdict::from_interval(est.ci_low, est.ci_high),
-        });
-    }
-    out
 }

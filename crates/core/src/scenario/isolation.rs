@@ -31,24 +31,24 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Barrier;
 use std::time::Duration;
 
-use hvbench_workloads::{Params, WorkloadInfo};
+use hvbench_workloads::WorkloadInfo;
 use serde_json::json;
 
-use super::efficiency::{failed_guest, median, silence_bound, Finished, ScenarioError};
-use super::scale::{
-    calibrate, first_line, guest_record, keep_load_until, measure, shutdown_all, GuestTemplate,
-    Measure, MeasureEnd, Measured, Output, StartHook,
+use super::common::{
+    first_line, shutdown_all, Finished, GuestTemplate, Output, Roster, ScenarioError, StartHook,
 };
+use super::measure::MeasureEnd;
 use super::Progress;
 use crate::agent::AgentBinary;
 use crate::backends::{Availability, Backend, BackendError};
 use crate::devices::{Devices, NetSpec};
 use crate::guest::{Guest, GuestError};
 use crate::results::*;
+
+mod phase;
+use phase::run_phase;
 
 /// The scratch disk each guest gets when the disk stressor runs: the stressor's workers write
 /// their regions of it over and over.
@@ -178,6 +178,17 @@ struct Slot {
     iterations: BTreeMap<String, u64>,
 }
 
+/// What every phase of a run reads, and the guests it keeps across phases.
+struct Run<'a, 'p> {
+    plan: &'a IsolationPlan,
+    out: &'a Output,
+    progress: &'a dyn Progress,
+    steady: &'a [SteadyWorkload],
+    slots: Vec<Slot>,
+    fleet: Fleet<'p>,
+    roster: Roster,
+}
+
 /// Runs the isolation scenario.
 pub fn run(
     plan: IsolationPlan,
@@ -185,10 +196,113 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<Finished, ScenarioError> {
     let out = Output::create(&plan.out_dir, "isolation")?;
+    let settings = run_settings(&plan);
+    out.log(
+        json!({"type": "start", "run_id": out.run_id, "host": out.host, "settings": settings,
+        "scenario": "isolation", "stressors": plan.stressors, "guests": plan.guests}),
+    );
+    let backend = plan.backend.as_ref();
+    let steady = steady_workloads(&plan.steady);
+    let n = plan.guests as usize;
+    progress.begin(if plan.availability.is_available() {
+        (n * (1 + 2 * plan.stressors.len())) as u64
+    } else {
+        0
+    });
+    let mut run = Run {
+        plan: &plan,
+        out: &out,
+        progress,
+        steady: &steady,
+        slots: (0..n).map(|i| Slot::new(backend.name(), i)).collect(),
+        fleet: fleet(&plan, &settings, agent, out.workdir.path()),
+        roster: Roster::new(backend, &plan.availability),
+    };
+    let mut notes = vec![
+        "guest 0 is the stressed guest; every guest is compared with its own baseline, measured \
+         right before each stressor"
+            .to_string(),
+    ];
+    let (mut baseline, mut rows, mut interrupted) = (Vec::new(), Vec::new(), false);
+    if let Some(note) = run.roster.unavailable_note() {
+        notes.push(note);
+    } else {
+        baseline = run.first_baseline();
+        interrupted |= crate::stop_requested();
+        for stressor in &plan.stressors {
+            let (row, stopped) = run.stressor(stressor, interrupted);
+            interrupted |= stopped;
+            rows.push(row);
+        }
+    }
+    if let Some(why) = &run.fleet.net_failure {
+        notes.push(format!(
+            "the guests' network could not be set up ({why}): they ran without one, and the \
+             net stressors were skipped"
+        ));
+    }
+    progress.finish();
+    shutdown_all(
+        run.slots
+            .iter_mut()
+            .filter_map(|s| s.guest.take())
+            .collect(),
+        Duration::from_secs(3),
+    );
+    interrupted |= crate::stop_requested();
+    let warnings = dnr_warnings(&rows);
+    let (record, command_line) = (run.roster.record, plan.command_line.clone());
+    let data = ScenarioData::Isolation(IsolationData {
+        backend: backend.name().into(),
+        guests: plan.guests,
+        vcpus: settings.vcpus,
+        memory_mib: settings.memory_mib,
+        reps: settings.reps,
+        steady,
+        baseline,
+        rows,
+        notes,
+    });
+    out.finish(
+        "isolation",
+        command_line,
+        agent,
+        settings,
+        vec![record],
+        warnings,
+        data,
+        interrupted,
+    )
+}
+
+/// The steady workloads as the document describes them.
+fn steady_workloads(steady: &[&'static WorkloadInfo]) -> Vec<SteadyWorkload> {
+    steady
+        .iter()
+        .map(|w| SteadyWorkload {
+            name: w.name.into(),
+            unit: w.unit.into(),
+            higher_is_better: w.higher_is_better,
+        })
+        .collect()
+}
+
+impl Slot {
+    /// Guest position `i` of `backend`, with no guest yet.
+    fn new(backend: &str, i: usize) -> Slot {
+        Slot {
+            label: format!("{backend}-g{i}"),
+            guest: None,
+            launches: 0,
+            iterations: BTreeMap::new(),
+        }
+    }
+}
+
+/// The run's settings, with the devices the stressors give the guests.
+fn run_settings(plan: &IsolationPlan) -> Settings {
     let mut settings = plan.settings.clone();
-    let wants_net = plan.stressors.iter().any(|s| is_net(s));
-    let wants_disk = plan.stressors.iter().any(|s| s == "disk");
-    if wants_disk {
+    if plan.stressors.iter().any(|s| s == "disk") {
         settings.devices.insert(
             "disk".into(),
             format!(
@@ -197,7 +311,7 @@ pub fn run(
             ),
         );
     }
-    if wants_net {
+    if plan.stressors.iter().any(|s| is_net(s)) {
         settings
             .devices
             .insert("nic".into(), plan.net.nic.name().into());
@@ -205,25 +319,27 @@ pub fn run(
             .devices
             .insert("net".into(), plan.net.mode.name().into());
     }
-    out.log(
-        json!({"type": "start", "run_id": out.run_id, "host": out.host, "settings": settings,
-        "scenario": "isolation", "stressors": plan.stressors, "guests": plan.guests}),
-    );
-    let backend = plan.backend.as_ref();
-    let mut record = BackendRecord {
-        name: backend.name().into(),
-        technique: backend.technique().into(),
-        availability: plan.availability.clone(),
-        guests: Vec::new(),
-    };
-    let mut fleet = Fleet {
+    settings
+}
+
+/// What the guests are made of: a network for the net stressors, a scratch disk for the disk
+/// stressor.
+fn fleet<'p>(
+    plan: &'p IsolationPlan,
+    settings: &Settings,
+    agent: &'p AgentBinary,
+    workdir: &'p std::path::Path,
+) -> Fleet<'p> {
+    let wants_net = plan.stressors.iter().any(|s| is_net(s));
+    let wants_disk = plan.stressors.iter().any(|s| s == "disk");
+    Fleet {
         template: GuestTemplate {
-            backend,
+            backend: plan.backend.as_ref(),
             agent,
             kernel: plan.kernel.clone(),
             vcpus: settings.vcpus,
             memory_mib: settings.memory_mib,
-            workdir: out.workdir.path(),
+            workdir,
             devices: Devices {
                 net: wants_net.then_some(plan.net),
                 ..Default::default()
@@ -232,113 +348,90 @@ pub fn run(
             pin: settings.pinning.clone(),
         },
         net_failure: None,
-    };
-    let steady: Vec<SteadyWorkload> = plan
-        .steady
-        .iter()
-        .map(|w| SteadyWorkload {
-            name: w.name.into(),
-            unit: w.unit.into(),
-            higher_is_better: w.higher_is_better,
-        })
-        .collect();
-    let mut notes = vec![
-        "guest 0 is the stressed guest; every guest is compared with its own baseline, measured \
-         right before each stressor"
-            .to_string(),
-    ];
-    let mut rows = Vec::new();
-    let mut baseline = Vec::new();
-    let mut interrupted = false;
-    let n = plan.guests as usize;
-    progress.begin(if plan.availability.is_available() {
-        (n * (1 + 2 * plan.stressors.len())) as u64
-    } else {
-        0
-    });
-    let mut slots: Vec<Slot> = (0..n)
-        .map(|i| Slot {
-            label: format!("{}-g{i}", backend.name()),
-            guest: None,
-            launches: 0,
-            iterations: BTreeMap::new(),
-        })
-        .collect();
+    }
+}
 
-    if let Availability::Unavailable { reason, hint } = &plan.availability {
-        notes.push(format!(
-            "{} is unavailable here: {reason} (fix: {hint})",
-            backend.name()
-        ));
-    } else {
-        // Baseline.
-        progress.workload("baseline");
-        let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut record, &out, progress);
-        if let Some(hook) = &plan.on_start {
-            let pids: Vec<(String, Vec<u32>)> = slots
+impl Run<'_, '_> {
+    /// Starts the guests that are not running; per slot, why it has none.
+    fn ensure_guests(&mut self) -> Vec<Option<MeasureEnd>> {
+        ensure_guests(
+            &mut self.slots,
+            &mut self.fleet,
+            self.plan,
+            &mut self.roster,
+            self.out,
+            self.progress,
+        )
+    }
+
+    /// Runs one phase and records the guests it lost.
+    fn phase(
+        &mut self,
+        stressor: Option<&str>,
+        lost: &[Option<MeasureEnd>],
+    ) -> Vec<IsolationGuest> {
+        let phase = run_phase(
+            &mut self.slots,
+            stressor,
+            self.plan,
+            self.out,
+            self.progress,
+            lost,
+        );
+        note_failures(&mut self.roster, &self.slots, &phase);
+        phase
+    }
+
+    /// The first baseline, which also warms fresh guests up (their first runs of a workload
+    /// are slower than later ones, which must not read as isolation).
+    fn first_baseline(&mut self) -> Vec<IsolationGuest> {
+        self.progress.workload("baseline");
+        let lost = self.ensure_guests();
+        if let Some(hook) = &self.plan.on_start {
+            let pids: Vec<(String, Vec<u32>)> = self
+                .slots
                 .iter()
                 .filter_map(|s| s.guest.as_ref().map(|g| (s.label.clone(), g.host_pids())))
                 .collect();
             hook(&pids);
         }
-        baseline = run_phase(&mut slots, None, &plan, &out, progress, &lost);
-        interrupted |= crate::stop_requested();
-        note_failures(&mut record, &slots, &baseline);
+        self.phase(None, &lost)
+    }
 
-        for stressor in &plan.stressors {
-            if interrupted || crate::stop_requested() {
-                interrupted = true;
-                rows.push(skipped_row(
-                    stressor,
-                    StressStatus::Interrupted,
-                    "stopped by the user before it ran",
-                ));
-                continue;
-            }
-            // A fresh baseline right before each stressor (the first one is the one above).
-            // (The first baseline also warms fresh guests up: their first runs of a workload
-            // are slower than later ones, which must not read as isolation.)
-            progress.workload(&format!("baseline before {stressor}"));
-            let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut record, &out, progress);
-            let no_net = no_network(&slots, &fleet, backend.name());
-            if let Some(reason) = unsupported_reason(stressor, no_net.as_deref()) {
-                rows.push(skipped_row(stressor, StressStatus::Skipped, &reason));
-                out.log(json!({"type": "row", "row": rows.last()}));
-                for _ in 0..2 * n {
-                    progress.step();
-                }
-                continue;
-            }
-            let paired = run_phase(&mut slots, None, &plan, &out, progress, &lost);
-            note_failures(&mut record, &slots, &paired);
-            progress.workload(&format!("stress {stressor}"));
-            let lost = ensure_guests(&mut slots, &mut fleet, &plan, &mut record, &out, progress);
-            let phase = run_phase(&mut slots, Some(stressor), &plan, &out, progress, &lost);
-            note_failures(&mut record, &slots, &phase);
-            let stopped = crate::stop_requested();
-            interrupted |= stopped;
-            let mut row = stress_row(stressor, &steady, &paired, phase, stopped);
-            row.baseline = paired;
-            rows.push(row);
-            out.log(json!({"type": "row", "row": rows.last()}));
+    /// A fresh baseline right before `stressor`, then the stressor: its row, and whether a
+    /// stop request cut it short (or came before it: `stopped`).
+    fn stressor(&mut self, stressor: &str, stopped: bool) -> (IsolationRow, bool) {
+        if stopped || crate::stop_requested() {
+            let why = "stopped by the user before it ran";
+            return (skipped_row(stressor, StressStatus::Interrupted, why), true);
         }
+        self.progress
+            .workload(&format!("baseline before {stressor}"));
+        let lost = self.ensure_guests();
+        let no_net = no_network(&self.slots, &self.fleet, self.plan.backend.name());
+        if let Some(reason) = unsupported_reason(stressor, no_net.as_deref()) {
+            let row = skipped_row(stressor, StressStatus::Skipped, &reason);
+            self.out.log(json!({"type": "row", "row": row}));
+            for _ in 0..2 * self.slots.len() {
+                self.progress.step();
+            }
+            return (row, false);
+        }
+        let paired = self.phase(None, &lost);
+        self.progress.workload(&format!("stress {stressor}"));
+        let lost = self.ensure_guests();
+        let phase = self.phase(Some(stressor), &lost);
+        let stopped = crate::stop_requested();
+        let mut row = stress_row(stressor, self.steady, &paired, phase, stopped);
+        row.baseline = paired;
+        self.out.log(json!({"type": "row", "row": row}));
+        (row, stopped)
     }
-    if let Some(why) = &fleet.net_failure {
-        notes.push(format!(
-            "the guests' network could not be set up ({why}): they ran without one, and the \
-             net stressors were skipped"
-        ));
-    }
-    progress.finish();
-    shutdown_all(
-        slots.iter_mut().filter_map(|s| s.guest.take()).collect(),
-        Duration::from_secs(3),
-    );
-    if crate::stop_requested() {
-        interrupted = true;
-    }
-    let warnings = rows
-        .iter()
+}
+
+/// One warning per row whose guests did not return or failed.
+fn dnr_warnings(rows: &[IsolationRow]) -> Vec<String> {
+    rows.iter()
         .filter(|r| r.stressed_dnr || r.normal_dnr > 0)
         .map(|r| {
             let failed = r.normal_dnr + u32::from(r.stressed_dnr);
@@ -356,28 +449,7 @@ pub fn run(
                 ),
             }
         })
-        .collect();
-    let data = ScenarioData::Isolation(IsolationData {
-        backend: backend.name().into(),
-        guests: plan.guests,
-        vcpus: settings.vcpus,
-        memory_mib: settings.memory_mib,
-        reps: settings.reps,
-        steady,
-        baseline,
-        rows,
-        notes,
-    });
-    out.finish(
-        "isolation",
-        plan.command_line,
-        agent,
-        settings,
-        vec![record],
-        warnings,
-        data,
-        interrupted,
-    )
+        .collect()
 }
 
 fn skipped_row(stressor: &str, status: StressStatus, reason: &str) -> IsolationRow {
@@ -474,13 +546,10 @@ fn stress_row(
 }
 
 /// Copies DNR reasons into the guests' records.
-fn note_failures(record: &mut BackendRecord, slots: &[Slot], phase: &[IsolationGuest]) {
+fn note_failures(roster: &mut Roster, slots: &[Slot], phase: &[IsolationGuest]) {
     for (s, g) in slots.iter().zip(phase) {
-        if is_dnr(g) {
-            let label = format!("{}-{}", s.label, s.launches.saturating_sub(1));
-            if let Some(r) = record.guests.iter_mut().rev().find(|r| r.label == label) {
-                r.failure = g.outcome.failure().cloned();
-            }
+        if let (true, Some(f)) = (is_dnr(g), g.outcome.failure()) {
+            roster.lost(&format!("{}-{}", s.label, s.launches.saturating_sub(1)), f);
         }
     }
 }
@@ -517,7 +586,7 @@ fn ensure_guests(
     slots: &mut [Slot],
     fleet: &mut Fleet,
     plan: &IsolationPlan,
-    record: &mut BackendRecord,
+    roster: &mut Roster,
     out: &Output,
     progress: &dyn Progress,
 ) -> Vec<Option<MeasureEnd>> {
@@ -576,225 +645,16 @@ fn ensure_guests(
         slots[i].launches += 1;
         match r {
             Ok(g) => {
-                record.guests.push(guest_record(label, &g));
+                roster.started(label, &g);
                 out.log(json!({"type": "guest", "label": label, "boot_s": g.boot.as_secs_f64()}));
                 slots[i].guest = Some(g);
                 why[i] = None;
             }
             Err(GuestError::Interrupted) => why[i] = Some(MeasureEnd::Interrupted),
             Err(e) => {
-                let f = e.failure(false);
-                progress.note(&format!(
-                    "{label}: did not start: {}",
-                    first_line(&f.reason)
-                ));
-                record.guests.push(failed_guest(label, f.clone()));
-                why[i] = Some(MeasureEnd::Lost(Failure {
-                    reason: first_line(&f.reason),
-                    ..f
-                }));
+                why[i] = Some(MeasureEnd::Lost(roster.not_started(label, &e, progress)));
             }
         }
     }
     why
-}
-
-/// Runs one phase on every guest at once: the baseline (`stressor` None) or a stressor.
-///
-/// Per steady workload, every guest first calibrates (in the baseline; later phases reuse the
-/// counts), then all start their measured repetitions together (a barrier), and a guest done
-/// early keeps loading the host until the last is done: normal guests with unmeasured
-/// repetitions, the stressed guest by holding the stress. So every guest is measured while
-/// every other guest is busy, in the baseline and under each stressor alike.
-fn run_phase(
-    slots: &mut [Slot],
-    stressor: Option<&str>,
-    plan: &IsolationPlan,
-    out: &Output,
-    progress: &dyn Progress,
-    lost: &[Option<MeasureEnd>],
-) -> Vec<IsolationGuest> {
-    let n = slots.len();
-    let barriers: Vec<Barrier> = plan.steady.iter().map(|_| Barrier::new(n)).collect();
-    let done: Vec<AtomicUsize> = plan.steady.iter().map(|_| AtomicUsize::new(0)).collect();
-    let role = |i: usize| match (stressor, i) {
-        (None, _) => "baseline",
-        (Some(_), 0) => "stressed",
-        _ => "normal",
-    };
-    let phase_name = stressor.unwrap_or("baseline");
-    std::thread::scope(|s| {
-        let handles: Vec<_> = slots
-            .iter_mut()
-            .enumerate()
-            .map(|(i, slot)| {
-                let (barriers, done) = (&barriers, &done);
-                let lost = lost.get(i).cloned().flatten();
-                s.spawn(move || {
-                    let mut g = IsolationGuest {
-                        label: slot.label.clone(),
-                        role: role(i).into(),
-                        outcome: Outcome::ok(),
-                        medians: BTreeMap::new(),
-                        samples: BTreeMap::new(),
-                        stress_extras: BTreeMap::new(),
-                    };
-                    let stressed = stressor.filter(|_| i == 0);
-                    let mut end = MeasureEnd::Done;
-                    if slot.guest.is_none() {
-                        end = lost.unwrap_or_else(|| {
-                            MeasureEnd::Lost(Failure::new(FailureKind::DidNotStart, "no guest"))
-                        });
-                    }
-                    // A net stressor: the host peer serves the stressed guest's stream for all
-                    // of its jobs in this phase (each run of the stressor is one connection).
-                    let mut net_params = Params::new();
-                    let mut peer = None;
-                    let net_stressor = stressed.filter(|s| is_net(s));
-                    if let (Some(st), Some(guest), MeasureEnd::Done) =
-                        (net_stressor, slot.guest.as_ref(), &end)
-                    {
-                        let started = match guest.attached().net.as_ref() {
-                            Some(ep) => crate::devices::start_peer(ep)
-                                .map(|p| (ep.listen.clone(), p))
-                                .map_err(|e| {
-                                    format!("cannot start the host side of stress.{st}: {e}")
-                                }),
-                            None => Err("the stressed guest has no network".to_string()),
-                        };
-                        match started {
-                            Ok((listen, p)) => {
-                                net_params.insert("listen".into(), json!(listen));
-                                peer = Some(p);
-                            }
-                            Err(why) => end = MeasureEnd::Error(Outcome::skipped(why)),
-                        }
-                    }
-                    let mut stress_extras: Vec<BTreeMap<String, f64>> = Vec::new();
-                    // The disk stressor writes to the guest's own scratch disk when it has one.
-                    if let (Some("disk"), Some(path)) = (
-                        stressed,
-                        slot.guest.as_ref().and_then(|g| g.attached().disk.clone()),
-                    ) {
-                        net_params.insert("device".into(), json!(path));
-                        net_params.insert("allow_write".into(), json!(true));
-                    }
-                    for (k, w) in plan.steady.iter().enumerate() {
-                        let mut params = net_params.clone();
-                        let (job_workload, warmup, factor) = match stressed {
-                            Some(st) => {
-                                params.insert("steady".into(), json!(w.name));
-                                (format!("stress.{st}"), 0, 3)
-                            }
-                            None => (w.name.to_string(), 0, 1),
-                        };
-                        let timeout = plan
-                            .timeout
-                            .unwrap_or_else(|| silence_bound(w, &plan.settings))
-                            * factor;
-                        let mut m = Measure {
-                            workload: w,
-                            job_workload,
-                            params,
-                            iterations: slot.iterations.get(w.name).copied(),
-                            target_s: plan.settings.target_s,
-                            warmup,
-                            reps: plan.settings.reps,
-                            timeout,
-                        };
-                        let mut acc = Measured::default();
-                        // Calibrate the plain workload (the baseline's job), then start together.
-                        if let (MeasureEnd::Done, Some(guest)) = (&end, slot.guest.as_mut()) {
-                            let mut plain = m.clone();
-                            plain.job_workload = w.name.into();
-                            plain.params = Params::new();
-                            plain.timeout = timeout / factor;
-                            match calibrate(guest, &plain, &mut acc) {
-                                Ok(iters) => {
-                                    slot.iterations.entry(w.name.to_string()).or_insert(iters);
-                                    m.iterations = Some(iters);
-                                }
-                                Err(e) => end = e,
-                            }
-                        }
-                        barriers[k].wait();
-                        if let (MeasureEnd::Done, Some(guest)) = (&end, slot.guest.as_mut()) {
-                            end = measure(guest, &m, &mut acc, |v, warm| {
-                                if !warm {
-                                    out.log(json!({"type": "sample", "phase": phase_name, "label": slot.label, "workload": w.name, "value": v}));
-                                }
-                            });
-                        }
-                        done[k].fetch_add(1, Ordering::SeqCst);
-                        if let (MeasureEnd::Done, Some(guest)) = (&end, slot.guest.as_mut()) {
-                            match stressed {
-                                Some(st) => {
-                                    let hold = Measure {
-                                        workload: hvbench_workloads::find(&format!("stress.{st}"))
-                                            .unwrap_or(w),
-                                        job_workload: format!("stress.{st}"),
-                                        params: net_params.clone(),
-                                        iterations: Some(250),
-                                        target_s: 0.25,
-                                        warmup: 0,
-                                        reps: 1,
-                                        timeout,
-                                    };
-                                    keep_load_until(guest, &hold, &done[k], n);
-                                }
-                                None => keep_load_until(guest, &m, &done[k], n),
-                            }
-                        }
-                        stress_extras.extend(acc.extras.iter().cloned());
-                        if let Some(md) = median(&acc.values) {
-                            g.medians.insert(w.name.into(), md);
-                        }
-                        g.samples.insert(w.name.into(), acc.values);
-                        if let MeasureEnd::Lost(f) = &end {
-                            let reason = f.describe();
-                            if slot.guest.take().is_some() {
-                                progress.note(&format!("{}: {reason}", slot.label));
-                                out.log(json!({"type": "guest_lost", "phase": phase_name, "label": slot.label, "reason": reason}));
-                            }
-                        }
-                    }
-                    if let Some(p) = peer {
-                        let stats = p.stop();
-                        out.log(json!({"type": "peer", "phase": phase_name, "label": slot.label,
-                            "connections": stats.connections, "bytes": stats.bytes,
-                            "errors": stats.errors, "last_error": stats.last_error,
-                            "connect_failures": stats.connect_failures,
-                            "closed_before_header": stats.closed_before_header}));
-                    }
-                    if stressed.is_some() {
-                        for key in ["stress_ops", "stress_restarts", "stress_mem_mib", "disk_on_ram_fs", "disk_direct", "disk_device", "stress_workers", "stress_net_bytes", "stress_net_gbit_s"] {
-                            let v: Vec<f64> = stress_extras.iter().filter_map(|e| e.get(key).copied()).collect();
-                            if let Some(md) = median(&v) {
-                                g.stress_extras.insert(key.into(), md);
-                            }
-                        }
-                    }
-                    match end {
-                        MeasureEnd::Done => {}
-                        MeasureEnd::Error(o) => g.outcome = o,
-                        MeasureEnd::Lost(f) => g.outcome = Outcome::Failed(f),
-                        MeasureEnd::Interrupted if g.medians.is_empty() => {
-                            g.outcome = Outcome::skipped("stopped by the user before it was measured");
-                        }
-                        MeasureEnd::Interrupted => {
-                            g.outcome = Outcome::Ok {
-                                note: Some("stopped by the user: fewer repetitions".into()),
-                            };
-                        }
-                    }
-                    progress.step();
-                    g
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a guest thread panicked"))
-            .collect()
-    })
 }

@@ -20,8 +20,7 @@ use hvbench_protocol::Job;
 use hvbench_stats::{summarize, Samples};
 use serde_json::json;
 
-use super::efficiency::{failed_guest, Finished, ScenarioError};
-use super::scale::{first_line, guest_record, GuestTemplate, Output};
+use super::common::{first_line, Finished, GuestTemplate, Output, Roster, ScenarioError};
 use super::Progress;
 use crate::agent::AgentBinary;
 use crate::backends::{Availability, Backend};
@@ -118,22 +117,12 @@ pub fn run(
         "scenario": "lifecycle", "vcpus": plan.vcpus}),
     );
     let backend = plan.backend.as_ref();
-    let mut record = BackendRecord {
-        name: backend.name().into(),
-        technique: backend.technique().into(),
-        availability: plan.availability.clone(),
-        guests: Vec::new(),
-    };
+    let mut roster = Roster::new(backend, &plan.availability);
     let mut notes = Vec::new();
     let mut rows = Vec::new();
     let mut interrupted = false;
     let available = plan.availability.is_available();
-    if let Availability::Unavailable { reason, hint } = &plan.availability {
-        notes.push(format!(
-            "{} is unavailable here: {reason} (fix: {hint})",
-            backend.name()
-        ));
-    }
+    notes.extend(roster.unavailable_note());
     progress.begin(if available {
         plan.vcpus.len() as u64 * u64::from(plan.boots + 1)
     } else {
@@ -141,116 +130,20 @@ pub fn run(
     });
     let host_total = host_mem_total_kib();
 
-    'counts: for &v in plan.vcpus.iter().filter(|_| available) {
-        let template = GuestTemplate {
-            backend,
-            agent,
-            kernel: plan.kernel.clone(),
-            vcpus: v,
-            memory_mib: settings.memory_mib,
-            workdir: out.workdir.path(),
-            devices: Devices::default(),
-            scratch_disk_bytes: None,
-            pin: settings.pinning.clone(),
-        };
-        progress.workload(&format!("{} vCPU", v));
-        let mut row = LifecycleRow {
-            vcpus: v,
-            memory_mib: settings.memory_mib,
-            boots: Vec::new(),
-            boot_s: None,
-            guest_uptime_s: None,
-            failed_boots: 0,
-            idle: None,
-            memory: None,
-            notes: Vec::new(),
-        };
-        for b in 0..plan.boots {
-            if crate::stop_requested() {
-                interrupted = true;
-                rows.push(finish_row(row));
-                break 'counts;
-            }
-            let label = format!("{}-v{v}-b{b}", backend.name());
-            match template.start(&label) {
-                Ok(mut g) => {
-                    record.guests.push(guest_record(&label, &g));
-                    out.log(json!({"type": "boot", "label": label, "vcpus": v, "boot_s": g.boot.as_secs_f64(),
-                        "guest_uptime_s": g.hello.uptime_s}));
-                    // A kernel cannot have been up longer than since its launch: a longer uptime
-                    // is the host's (the guest has no kernel of its own).
-                    let uptime = g
-                        .hello
-                        .uptime_s
-                        .filter(|&u| u <= g.boot.as_secs_f64() + 1.0);
-                    if uptime.is_none() && g.hello.uptime_s.is_some() && row.boots.is_empty() {
-                        row.notes.push(
-                            "the uptime the guest reports is the host's: no guest kernel, no guest uptime"
-                                .into(),
-                        );
-                    }
-                    row.boots.push(BootRecord {
-                        label: label.clone(),
-                        boot_s: Some(g.boot.as_secs_f64()),
-                        guest_uptime_s: uptime,
-                        cpus: Some(g.hello.cpus),
-                        failure: None,
-                    });
-                    let cpus_note = format!(
-                        "the guest reports {} CPU(s): this backend does not give guests their own vCPU count",
-                        g.hello.cpus
-                    );
-                    if g.hello.cpus != v && !row.notes.contains(&cpus_note) {
-                        row.notes.push(cpus_note);
-                    }
-                    progress.step();
-                    if row.idle.is_none() {
-                        match idle_and_memory(&mut g, &agent.path, &plan, host_total, &settings) {
-                            Some((idle, mem)) => {
-                                out.log(json!({"type": "idle", "vcpus": v, "idle": idle, "memory": mem}));
-                                row.idle = Some(idle);
-                                row.memory = mem;
-                            }
-                            None => {
-                                interrupted = crate::stop_requested();
-                            }
-                        }
-                        progress.step();
-                    }
-                    g.shutdown(Duration::from_secs(3));
-                    if interrupted {
-                        rows.push(finish_row(row));
-                        break 'counts;
-                    }
-                }
-                Err(crate::guest::GuestError::Interrupted) => {
-                    interrupted = true;
-                    rows.push(finish_row(row));
-                    break 'counts;
-                }
-                Err(e) => {
-                    let text = e.to_string();
-                    progress.note(&format!("{label}: did not start: {}", first_line(&text)));
-                    out.log(json!({"type": "boot_failed", "label": label, "error": text}));
-                    let failure = e.failure(false);
-                    record.guests.push(failed_guest(&label, failure.clone()));
-                    row.boots.push(BootRecord {
-                        label,
-                        boot_s: None,
-                        guest_uptime_s: None,
-                        cpus: None,
-                        failure: Some(failure),
-                    });
-                    progress.step();
-                }
-            }
+    let ctx = Ctx {
+        plan: &plan,
+        agent,
+        out: &out,
+        progress,
+        host_total,
+    };
+    for &v in plan.vcpus.iter().filter(|_| available) {
+        let (row, stopped) = vcpu_row(&ctx, &mut roster, v);
+        rows.push(row);
+        if stopped {
+            interrupted = true;
+            break;
         }
-        if row.idle.is_none() {
-            row.notes
-                .push("no guest booted: no idle or memory measurement".into());
-            progress.step();
-        }
-        rows.push(finish_row(row));
     }
     progress.finish();
     if crate::stop_requested() {
@@ -287,11 +180,137 @@ pub fn run(
         plan.command_line,
         agent,
         settings,
-        vec![record],
+        vec![roster.record],
         warnings,
         data,
         interrupted,
     )
+}
+
+/// What every boot of a run reads.
+struct Ctx<'a> {
+    plan: &'a LifecyclePlan,
+    agent: &'a AgentBinary,
+    out: &'a Output,
+    progress: &'a dyn Progress,
+    host_total: Option<u64>,
+}
+
+/// The boots of guests with `v` vCPUs, the first one's idle CPU and memory; and whether a
+/// stop request cut it short.
+fn vcpu_row(ctx: &Ctx, roster: &mut Roster, v: u32) -> (LifecycleRow, bool) {
+    let (plan, settings) = (ctx.plan, &ctx.plan.settings);
+    let template = GuestTemplate {
+        backend: plan.backend.as_ref(),
+        agent: ctx.agent,
+        kernel: plan.kernel.clone(),
+        vcpus: v,
+        memory_mib: settings.memory_mib,
+        workdir: ctx.out.workdir.path(),
+        devices: Devices::default(),
+        scratch_disk_bytes: None,
+        pin: settings.pinning.clone(),
+    };
+    ctx.progress.workload(&format!("{} vCPU", v));
+    let mut row = LifecycleRow {
+        vcpus: v,
+        memory_mib: settings.memory_mib,
+        boots: Vec::new(),
+        boot_s: None,
+        guest_uptime_s: None,
+        failed_boots: 0,
+        idle: None,
+        memory: None,
+        notes: Vec::new(),
+    };
+    for b in 0..plan.boots {
+        if crate::stop_requested() {
+            return (finish_row(row), true);
+        }
+        let label = format!("{}-v{v}-b{b}", plan.backend.name());
+        let stopped = match template.start(&label) {
+            Ok(g) => {
+                roster.started(&label, &g);
+                booted(ctx, &mut row, &label, g)
+            }
+            Err(crate::guest::GuestError::Interrupted) => true,
+            Err(e) => {
+                ctx.out
+                    .log(json!({"type": "boot_failed", "label": label, "error": e.to_string()}));
+                roster.not_started(&label, &e, ctx.progress);
+                row.boots.push(BootRecord {
+                    label,
+                    boot_s: None,
+                    guest_uptime_s: None,
+                    cpus: None,
+                    failure: Some(e.failure(false)),
+                });
+                ctx.progress.step();
+                false
+            }
+        };
+        if stopped {
+            return (finish_row(row), true);
+        }
+    }
+    if row.idle.is_none() {
+        row.notes
+            .push("no guest booted: no idle or memory measurement".into());
+        ctx.progress.step();
+    }
+    (finish_row(row), false)
+}
+
+/// Records a guest that booted in `row`, measures its idle CPU and memory if the row has none
+/// yet, and shuts it down. Whether a stop request came meanwhile.
+fn booted(ctx: &Ctx, row: &mut LifecycleRow, label: &str, mut g: Guest) -> bool {
+    let v = row.vcpus;
+    ctx.out.log(
+        json!({"type": "boot", "label": label, "vcpus": v, "boot_s": g.boot.as_secs_f64(),
+        "guest_uptime_s": g.hello.uptime_s}),
+    );
+    // A kernel cannot have been up longer than since its launch: a longer uptime is the
+    // host's (the guest has no kernel of its own).
+    let uptime = g
+        .hello
+        .uptime_s
+        .filter(|&u| u <= g.boot.as_secs_f64() + 1.0);
+    if uptime.is_none() && g.hello.uptime_s.is_some() && row.boots.is_empty() {
+        row.notes.push(
+            "the uptime the guest reports is the host's: no guest kernel, no guest uptime".into(),
+        );
+    }
+    row.boots.push(BootRecord {
+        label: label.into(),
+        boot_s: Some(g.boot.as_secs_f64()),
+        guest_uptime_s: uptime,
+        cpus: Some(g.hello.cpus),
+        failure: None,
+    });
+    let cpus_note = format!(
+        "the guest reports {} CPU(s): this backend does not give guests their own vCPU count",
+        g.hello.cpus
+    );
+    if g.hello.cpus != v && !row.notes.contains(&cpus_note) {
+        row.notes.push(cpus_note);
+    }
+    ctx.progress.step();
+    let mut stopped = false;
+    if row.idle.is_none() {
+        let (plan, settings) = (ctx.plan, &ctx.plan.settings);
+        match idle_and_memory(&mut g, &ctx.agent.path, plan, ctx.host_total, settings) {
+            Some((idle, mem)) => {
+                ctx.out
+                    .log(json!({"type": "idle", "vcpus": v, "idle": idle, "memory": mem}));
+                row.idle = Some(idle);
+                row.memory = mem;
+            }
+            None => stopped = crate::stop_requested(),
+        }
+        ctx.progress.step();
+    }
+    g.shutdown(Duration::from_secs(3));
+    stopped
 }
 
 /// Whether the guests had a kernel of their own (their MemTotal differs from the host's).
@@ -322,8 +341,14 @@ fn idle_and_memory(
     if !sleep_unless_stopped(Duration::from_secs_f64(plan.settle_s)) {
         return None;
     }
-    let slices = plan.idle_window_s.ceil().max(1.0) as usize;
-    let slice = Duration::from_secs_f64(plan.idle_window_s / slices as f64);
+    let idle = idle_window(g, plan.idle_window_s)?;
+    Some((idle, memory(g, agent, host_total, settings)))
+}
+
+/// The host CPU the idle guest uses over `window_s`, metered in one-second slices.
+fn idle_window(g: &Guest, window_s: f64) -> Option<IdleRecord> {
+    let slices = window_s.ceil().max(1.0) as usize;
+    let slice = Duration::from_secs_f64(window_s / slices as f64);
     let mut pct = Vec::new();
     let mut cpu_total = 0.0;
     let mut window = 0.0;
@@ -340,19 +365,26 @@ fn idle_and_memory(
             pct.push(cpu_pct_of_core(c, dt));
         }
     }
-    let idle = IdleRecord {
+    Some(IdleRecord {
         window_s: window,
         cpu_s: cpu_total,
         cpu_pct_of_core: cpu_pct_of_core(cpu_total, window),
         summary: summary(&pct),
         slices_pct: pct,
         method: g.cpu_method().into(),
-    };
+    })
+}
 
+/// The guest's host memory (RSS, PSS and their split) and its own use as it reports it;
+/// `None` when it has no host process to read.
+fn memory(
+    g: &mut Guest,
+    agent: &std::path::Path,
+    host_total: Option<u64>,
+    settings: &Settings,
+) -> Option<MemoryRecord> {
     let pids = process_tree(&g.host_pids());
-    let mut rss = 0;
-    let mut pss = 0;
-    let mut unreadable = 0;
+    let (mut rss, mut pss, mut unreadable) = (0, 0, 0);
     for &p in &pids {
         match crate::accounting::tree_memory_kib(p) {
             Some((r, s)) => {
@@ -365,6 +397,47 @@ fn idle_and_memory(
     // Right after the rollups, before the guest runs its probe.
     let split = split_memory(&pids, agent, settings.memory_mib);
     let guest_total = Some(g.hello.mem_total_kib).filter(|&t| t > 0);
+    let own_kernel = guest_total.is_some() && guest_total != host_total;
+    // gVisor's sentry reports the host's MemTotal, but MemAvailable from its own accounting of
+    // its memory file: what its guest uses is its own, as with a kernel of the guest's own.
+    let sentry_accounting = split
+        .guest_ram_kinds
+        .contains(&smaps::GuestRamKind::GvisorMemoryFile);
+    let (used, overhead, mut note) = guest_use(g, pss, own_kernel, sentry_accounting);
+    if unreadable > 0 {
+        let n = note.take().unwrap_or_default();
+        note = Some(format!(
+            "{n}{}{unreadable} of {} host processes were unreadable and are not counted",
+            if n.is_empty() { "" } else { "; " },
+            pids.len()
+        ));
+    }
+    if pids.is_empty() {
+        return None;
+    }
+    let mut memory = MemoryRecord {
+        host_pids: pids,
+        host_rss_kib: rss,
+        host_pss_kib: pss,
+        configured_mib: settings.memory_mib,
+        guest_mem_total_kib: guest_total,
+        guest_used_kib: used,
+        overhead_kib: overhead,
+        note,
+        ..MemoryRecord::default()
+    };
+    add_split(&mut memory, &split, own_kernel);
+    Some(memory)
+}
+
+/// Asks the guest for its memory use (`probe.meminfo`): its use, the overhead over the host's
+/// PSS when the use is the guest's own, and a note saying what the numbers mean.
+fn guest_use(
+    g: &mut Guest,
+    pss: u64,
+    own_kernel: bool,
+    sentry_accounting: bool,
+) -> (Option<u64>, Option<i64>, Option<String>) {
     let job = Job {
         id: 0,
         workload: "probe.meminfo".into(),
@@ -379,18 +452,9 @@ fn idle_and_memory(
     let probe = g.run_job(job, Duration::from_secs(60), |s| {
         used = s.msg.extras.get("mem_used_kib").map(|&v| v as u64);
     });
-    let own_kernel = guest_total.is_some() && guest_total != host_total;
-    // gVisor's sentry reports the host's MemTotal, but MemAvailable from its own accounting of
-    // its memory file: what its guest uses is its own, as with a kernel of the guest's own.
-    let sentry_accounting = split
-        .guest_ram_kinds
-        .contains(&smaps::GuestRamKind::GvisorMemoryFile);
-    let mut note: Option<String>;
-    let mut overhead = None;
     match (&probe, used) {
         (Ok(JobEnd::Done { .. }), Some(u)) if own_kernel || sentry_accounting => {
-            overhead = Some(memory_overhead_kib(pss, u));
-            note = Some(format!(
+            let note = format!(
                 "overhead = host PSS − (MemTotal − MemAvailable inside): the VMM's own memory, \
                  plus guest memory outside MemTotal (kernel image, memmap) and pages the guest \
                  touched and freed that the host still backs; the VMM's own memory alone is \
@@ -401,50 +465,28 @@ fn idle_and_memory(
                     "; gVisor reports the host's MemTotal, but its MemAvailable from the sentry's \
                      own accounting"
                 }
-            ));
+            );
+            (Some(u), Some(memory_overhead_kib(pss, u)), Some(note))
         }
-        (Ok(JobEnd::Done { .. }), Some(_)) => {
-            note = Some(
+        (Ok(JobEnd::Done { .. }), Some(_)) => (
+            None,
+            None,
+            Some(
                 "the guest shares the host's kernel (its MemTotal is the host's): its own use is \
                  already in the host numbers, so no overhead is separable; raw numbers only"
                     .into(),
-            );
-            used = None;
-        }
+            ),
+        ),
         (r, _) => {
-            note = Some(format!(
-                "the guest did not report its memory use ({}); raw numbers only",
-                match r {
-                    Ok(JobEnd::Error { message, .. }) => message.clone(),
-                    Ok(_) => "no sample".into(),
-                    Err(e) => first_line(&e.to_string()),
-                }
-            ));
-            used = None;
+            let why = match r {
+                Ok(JobEnd::Error { message, .. }) => message.clone(),
+                Ok(_) => "no sample".into(),
+                Err(e) => first_line(&e.to_string()),
+            };
+            let note = format!("the guest did not report its memory use ({why}); raw numbers only");
+            (None, None, Some(note))
         }
     }
-    if unreadable > 0 {
-        let n = note.take().unwrap_or_default();
-        note = Some(format!(
-            "{n}{}{unreadable} of {} host processes were unreadable and are not counted",
-            if n.is_empty() { "" } else { "; " },
-            pids.len()
-        ));
-    }
-    let has_pids = !pids.is_empty();
-    let mut memory = MemoryRecord {
-        host_pids: pids,
-        host_rss_kib: rss,
-        host_pss_kib: pss,
-        configured_mib: settings.memory_mib,
-        guest_mem_total_kib: guest_total,
-        guest_used_kib: used,
-        overhead_kib: overhead,
-        note,
-        ..MemoryRecord::default()
-    };
-    add_split(&mut memory, &split, own_kernel);
-    Some((idle, has_pids.then_some(memory)))
 }
 
 /// How many of the VMM's own mappings the document lists.

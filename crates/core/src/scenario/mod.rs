@@ -1,11 +1,18 @@
 //! Scenarios: experiments over workloads and guests. Each produces one [`RunDocument`].
 //!
+//! Each scenario file says what its experiment does; what they all share is in [`common`] (the
+//! run's files and journal, the guests a scenario launches, loses and records, interruption)
+//! and [`measure`] (one workload in one guest).
+//!
 //! [`RunDocument`]: crate::results::RunDocument
 
 pub mod ab;
+pub(crate) mod common;
 pub mod efficiency;
 pub mod isolation;
 pub mod lifecycle;
+pub(crate) mod measure;
+mod records;
 pub mod reps;
 pub mod scale;
 

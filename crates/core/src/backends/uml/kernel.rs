@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::backends::host_tool::{self, run_bounded};
 use crate::backends::Availability;
+use crate::launch::host_tool::{self, run_bounded};
 
 /// The UML kernel binary's name on PATH (Debian's `user-mode-linux`).
 pub const UML_BINARY: &str = "linux.uml";

@@ -59,7 +59,7 @@
 //! group even after its leader died. Debian's UML 6.1 is uniprocessor (`CONFIG_NR_CPUS=1`): a
 //! guest always runs one CPU, and asking for more is recorded as such in the configuration.
 
-use crate::devices::{Attached, NetEndpoint};
+use crate::devices::Attached;
 use crate::netns;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -70,11 +70,13 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::host_tool::{self, open_console};
+use super::open_console;
 use super::{Availability, Backend, BackendConfig, BackendError, GuestSpec, Launched};
 use crate::agent::AgentBinary;
-use crate::guest::spawn_in_own_group;
+use crate::guest::ProbeBootError;
 use crate::image::{self, Initramfs, ModuleSet};
+use crate::launch::host_tool;
+use crate::launch::{kill_and_reap, spawn_in_own_group};
 
 pub mod diagnose;
 pub mod kernel;
@@ -435,7 +437,8 @@ fn launch_uml(
     let writer = match writer {
         Ok(w) => w,
         Err(e) => {
-            kill_and_reap(child);
+            let mut child = child;
+            kill_and_reap(&mut child);
             return Err(e);
         }
     };
@@ -521,17 +524,6 @@ fn recorded_settings(
         ));
     }
     s.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
-fn kill_and_reap(mut child: std::process::Child) {
-    let pgid = child.id() as libc::pid_t;
-    // SAFETY: kill has no memory-safety preconditions; the negative pid names the process group
-    // spawn_in_own_group made for this child, so nothing else is signalled.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// The paravirtualized kernel as a host process.
@@ -720,31 +712,18 @@ fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
 /// path. Errs with the reason (the known cause read from the console when there is one, else
 /// UML's last words) and its fix.
 fn probe_boot(agent: &AgentBinary, kernel: &UmlKernel) -> Result<Duration, (String, String)> {
-    let workdir = crate::workdir::WorkDir::new("uml-probe").map_err(|e| {
-        (
-            format!("cannot create a work directory: {e}"),
-            "set TMPDIR to a writable directory".to_string(),
-        )
-    })?;
-    let spec = GuestSpec {
-        vcpus: 1,
-        memory_mib: 128,
-        kernel: None,
-        agent: agent.clone(),
-        workdir: workdir.path().to_path_buf(),
-        label: "uml-probe".into(),
-        devices: Default::default(),
-    };
     let t0 = Instant::now();
-    let guest = crate::guest::Guest::start(&Uml::on(&kernel.binary), &spec, PROBE_TIMEOUT);
-    let e = match guest {
-        Ok(guest) => {
-            let boot = guest.boot;
-            guest.shutdown(Duration::from_secs(2));
-            return Ok(boot);
-        }
-        Err(e) => e,
-    };
+    let (e, workdir) =
+        match crate::guest::probe_boot(&Uml::on(&kernel.binary), agent, 128, PROBE_TIMEOUT) {
+            Ok(boot) => return Ok(boot),
+            Err(ProbeBootError::NoWorkdir(e)) => {
+                return Err((
+                    format!("cannot create a work directory: {e}"),
+                    "set TMPDIR to a writable directory".to_string(),
+                ))
+            }
+            Err(ProbeBootError::Failed { error, workdir }) => (error, workdir),
+        };
     let text = e.to_string();
     let first = text.lines().next().unwrap_or_default();
     let log = std::fs::read(workdir.path().join("console.log")).unwrap_or_default();
@@ -819,11 +798,9 @@ impl Backend for Uml {
             attached.app_devices = Some((GUEST_ROOTFS_DISK.into(), GUEST_APP_DISK.into()));
         }
         if spec.devices.net.is_some() {
-            let ns = netns::tap_namespace(&spec.label).map_err(BackendError::Setup)?;
-            cfg.prefix = ns.enter_prefix();
+            cfg.prefix = crate::devices::tap_endpoint(&spec.label, &mut attached)
+                .map_err(BackendError::Setup)?;
             cfg.net = true;
-            attached.net = Some(NetEndpoint::guest(netns::GUEST_ADDR, Some(ns.path())));
-            attached.keep.push(Box::new(ns));
         }
         (self.adjust)(&mut cfg);
         let mut launched = launch_uml(&cfg, &kernel, &image, spec)?;

@@ -1,9 +1,9 @@
-//! Host tools that backends drive (`unshare`, `bwrap`, `runsc`, `ssh`): finding them on PATH,
-//! reading their versions, and running short commands under a time bound.
+//! Host tools that backends drive (`unshare`, `bwrap`, `runsc`, `ssh`, `qemu-system-x86_64`):
+//! finding them on PATH, reading their versions, and running short commands under a time bound.
 //!
 //! Probes must never hang (a gVisor sandbox on a /dev/kvm that cannot run guests waits forever,
 //! an SSH server may never answer), so every short command runs in a process group of its own
-//! and the whole group is killed when its time is up.
+//! and the whole group is killed when its time is up, or when hvbench dies.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::guest::spawn_in_own_group;
+use super::{kill_and_reap, spawn_dying_with_caller};
 
 /// The first executable file named `program` in PATH (or in the usual sbin directories, which
 /// PATH of an unprivileged user often lacks).
@@ -104,7 +104,7 @@ pub fn run_bounded(
     cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = spawn_in_own_group(cmd).map_err(|source| RunError::Spawn {
+    let mut child = spawn_dying_with_caller(cmd).map_err(|source| RunError::Spawn {
         program: program.clone(),
         source,
     })?;
@@ -144,13 +144,7 @@ pub fn run_bounded(
         let now = Instant::now();
         if now >= deadline {
             // The child is not reaped yet, so its process group id cannot have been reused.
-            let pgid = child.id() as libc::pid_t;
-            // SAFETY: kill has no memory-safety preconditions; -pgid names the group that
-            // spawn_in_own_group created for this child.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-            let _ = child.wait();
+            kill_and_reap(&mut child);
             break None;
         }
         std::thread::sleep(nap.min(deadline - now));
@@ -199,19 +193,6 @@ pub fn version_line(program: &Path, args: &[&str]) -> Option<String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .map(str::to_string)
-}
-
-/// The console file, opened for appending: tools that pass the descriptor on (runsc) write at
-/// their own offset otherwise, and messages of different writers would overwrite each other.
-pub fn open_console(path: &Path) -> Result<std::fs::File, super::BackendError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| super::BackendError::Spawn {
-            what: path.display().to_string(),
-            source: e,
-        })
 }
 
 #[cfg(test)]

@@ -1,0 +1,274 @@
+//! From what the efficiency scenario measured to the document's records: a repetition's
+//! detail, a workload's run on a backend, host CPU per operation, the efficiencies (ratios of
+//! medians with their intervals) and the run's warnings. Pure functions of the samples.
+
+use std::collections::BTreeMap;
+
+use hvbench_stats::{ratio_of_medians, summarize, Samples};
+use hvbench_workloads::WorkloadInfo;
+
+use super::measure::median;
+use crate::guest::HostSample;
+use crate::hostload::HostLoad;
+use crate::results::*;
+
+/// The host and guest timings of one repetition may differ by this much before it is flagged.
+pub const CLOCK_TOLERANCE: f64 = 0.05;
+
+/// The measurements of one workload on one backend, as they accumulate.
+#[derive(Default)]
+pub(super) struct Acc {
+    pub active: bool,
+    pub status: Option<Outcome>,
+    pub iterations: Option<u64>,
+    pub samples: Vec<f64>,
+    pub details: Vec<SampleDetail>,
+    pub works: Vec<f64>,
+    pub counted: Option<CountedRecord>,
+}
+
+/// The sample extra in which the agent reports its involuntary context switches
+/// (`hvbench_agent::serve::AGENT_NIVCSW`; the protocol's extras carry it).
+const AGENT_NIVCSW: &str = "agent_nivcsw";
+
+/// A repetition as the document keeps it: the guest's and the host's timings (flagged when
+/// they disagree), the host CPU it took, the agent's preemptions apart from its extras.
+pub(super) fn detail(s: &HostSample) -> SampleDetail {
+    let host = s.host_elapsed.as_secs_f64();
+    let guest_wall = s.msg.wall_ns as f64 * 1e-9;
+    SampleDetail {
+        guest_elapsed_s: s.msg.elapsed_ns as f64 * 1e-9,
+        guest_wall_s: guest_wall,
+        host_elapsed_s: host,
+        host_cpu_s: s.host_cpu.map(|c| c.as_secs_f64()),
+        clock_flag: host > 0.0 && ((host - guest_wall) / host).abs() > CLOCK_TOLERANCE,
+        host_load: None,
+        agent_nivcsw: s.msg.extras.get(AGENT_NIVCSW).copied(),
+        extras: s
+            .msg
+            .extras
+            .iter()
+            .filter(|(k, _)| k.as_str() != AGENT_NIVCSW)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        labels: s.msg.labels.clone(),
+    }
+}
+
+/// The run record of one workload on one backend.
+pub(super) fn run_record(
+    w: &WorkloadInfo,
+    backend: &str,
+    outcome: Outcome,
+    acc: &Acc,
+    settings: &Settings,
+) -> RunRecord {
+    let summary = Samples::new(acc.samples.clone())
+        .ok()
+        .map(|s| summarize(&s));
+    let mut extras = BTreeMap::new();
+    let keys: std::collections::BTreeSet<&String> =
+        acc.details.iter().flat_map(|d| d.extras.keys()).collect();
+    for k in keys {
+        let vals: Vec<f64> = acc
+            .details
+            .iter()
+            .filter_map(|d| d.extras.get(k).copied())
+            .collect();
+        if let Some(m) = median(&vals) {
+            extras.insert(k.clone(), m);
+        }
+    }
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in acc.details.iter().flat_map(|d| &d.labels) {
+        match labels.get_mut(k) {
+            Some(seen) if seen.split(" | ").any(|s| s == v) => {}
+            Some(seen) => {
+                seen.push_str(" | ");
+                seen.push_str(v);
+            }
+            None => {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    RunRecord {
+        backend: backend.into(),
+        workload: w.name.into(),
+        unit: w.unit.into(),
+        higher_is_better: w.higher_is_better,
+        outcome,
+        iterations: acc.iterations,
+        copies: settings.copies,
+        samples: acc.samples.clone(),
+        sample_details: acc.details.clone(),
+        summary,
+        extra_reps: (acc.samples.len() as u32).saturating_sub(settings.reps),
+        host_cpu_per_op: host_cpu_per_op(w, &acc.details, &acc.works),
+        extras,
+        labels,
+        counted: acc.counted.clone(),
+    }
+}
+
+/// Host CPU µs per operation (per MB for byte-counting workloads), median over repetitions.
+pub fn host_cpu_per_op(
+    w: &WorkloadInfo,
+    details: &[SampleDetail],
+    works: &[f64],
+) -> Option<HostCpuPerOp> {
+    // A level found by a search (web sessions meeting QoS) is not a count of operations.
+    if w.metric == hvbench_workloads::Metric::Level {
+        return None;
+    }
+    // Byte streams (MB/s, Gbit/s: work in bytes) cost per MB; everything else per operation
+    // (an I/O, a transaction, a loop).
+    let per_mb = w.unit.contains("MB") || w.unit.ends_with("bit/s");
+    let mut per_op = Vec::new();
+    let mut busy = Vec::new();
+    for (d, &work) in details.iter().zip(works) {
+        let cpu = d.host_cpu_s?;
+        let units = if per_mb { work * 1e-6 } else { work };
+        if units > 0.0 {
+            per_op.push(cpu * 1e6 / units);
+        }
+        if d.host_elapsed_s > 0.0 {
+            busy.push(cpu / d.host_elapsed_s);
+        }
+    }
+    Some(HostCpuPerOp {
+        value: median(&per_op)?,
+        unit: if per_mb {
+            "µs/MB".into()
+        } else {
+            "µs/op".into()
+        },
+        cores_busy: median(&busy)?,
+    })
+}
+
+/// Guest score / host score for every workload measured on both, with its interval.
+pub fn efficiency_records(runs: &[RunRecord], baseline: &str) -> Vec<EfficiencyRecord> {
+    let mut out = Vec::new();
+    for r in runs
+        .iter()
+        .filter(|r| r.backend != baseline && r.outcome.is_ok())
+    {
+        let Some(base) = runs
+            .iter()
+            .find(|b| b.backend == baseline && b.workload == r.workload && b.outcome.is_ok())
+        else {
+            continue;
+        };
+        let (Ok(guest), Ok(host)) = (
+            Samples::new(r.samples.clone()),
+            Samples::new(base.samples.clone()),
+        ) else {
+            continue;
+        };
+        let est = if r.higher_is_better {
+            ratio_of_medians(&guest, &host)
+        } else {
+            ratio_of_medians(&host, &guest)
+        };
+        let Ok(est) = est else { continue };
+        out.push(EfficiencyRecord {
+            backend: r.backend.clone(),
+            workload: r.workload.clone(),
+            ratio: est.point,
+            ci_low: est.ci_low,
+            ci_high: est.ci_high,
+            verdict: Verdict::from_interval(est.ci_low, est.ci_high),
+        });
+    }
+    out
+}
+/// The run's warnings: explain's extra repetitions, clocks that disagreed, a busy host,
+/// workloads that could not run as asked, extra repetitions per backend.
+pub(super) fn run_warnings(
+    explain: bool,
+    settings: &Settings,
+    runs: &[RunRecord],
+    backends: &[&str],
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if explain {
+        warnings.push(
+            "explain: event counts come from extra native repetitions that are not scored \
+             (an enabled system-call tracepoint slows every system call)"
+                .to_string(),
+        );
+    }
+    let flagged: usize = runs
+        .iter()
+        .map(|r| r.sample_details.iter().filter(|d| d.clock_flag).count())
+        .sum();
+    if flagged > 0 {
+        warnings.push(format!(
+            "{flagged} repetition(s) where the guest's clock and the host's disagreed by more than {:.0}% (see clock_flag in sample_details)",
+            CLOCK_TOLERANCE * 100.0
+        ));
+    }
+    warnings.extend(busy_host_warning(runs));
+    // A workload that could not run as asked (no io_uring, no direct I/O) says so.
+    for r in runs {
+        for key in ["fallback", "direct_fallback"] {
+            if let Some(why) = r.labels.get(key) {
+                warnings.push(format!("{} {}: {key}: {why}", r.backend, r.workload));
+            }
+        }
+    }
+    warnings.extend(
+        backends
+            .iter()
+            .filter_map(|b| extra_reps_warning(b, runs, settings)),
+    );
+    warnings
+}
+
+/// One line per backend that repeated more, so that a noisy machine does not bury the other
+/// notes.
+fn extra_reps_warning(backend: &str, runs: &[RunRecord], settings: &Settings) -> Option<String> {
+    let noisy: Vec<String> = runs
+        .iter()
+        .filter(|r| r.backend == backend && r.extra_reps > 0)
+        .map(|r| format!("{} +{}", r.workload, r.extra_reps))
+        .collect();
+    (!noisy.is_empty()).then(|| {
+        format!(
+            "{backend}: extra repetitions where an efficiency was still open (interval wider than \
+             ±3% and not wholly below 90%; the side with CV over {:.1}% repeated; cap {} in \
+             all): {}",
+            settings.cv_threshold * 100.0,
+            settings.max_reps,
+            noisy.join(", ")
+        )
+    })
+}
+
+/// A note when repetitions ran on a busy or steal-heavy host (see [`crate::hostload`]).
+fn busy_host_warning(runs: &[RunRecord]) -> Option<String> {
+    let loads: Vec<HostLoad> = runs
+        .iter()
+        .flat_map(|r| r.sample_details.iter().filter_map(|d| d.host_load))
+        .collect();
+    let disturbed = loads.iter().filter(|l| l.disturbed()).count();
+    if disturbed == 0 {
+        return None;
+    }
+    let others: Vec<f64> = loads.iter().map(|l| l.other_cpus).collect();
+    let steal: Vec<f64> = loads.iter().map(|l| l.steal_frac * 100.0).collect();
+    Some(format!(
+        "busy host: {disturbed} of {} repetition(s) ran while other processes kept more than \
+         {} CPU busy or the hypervisor under this machine stole more than {:.0}% of the time \
+         (median others {:.2} CPUs, max {:.2}; median steal {:.1}%, max {:.1}%): their figures \
+         measure the host's load too (host_load in sample_details)",
+        loads.len(),
+        crate::hostload::OTHER_CPUS_LIMIT,
+        crate::hostload::STEAL_LIMIT * 100.0,
+        median(&others).unwrap_or(0.0),
+        others.iter().copied().fold(0.0, f64::max),
+        median(&steal).unwrap_or(0.0),
+        steal.iter().copied().fold(0.0, f64::max),
+    ))
+}
