@@ -30,10 +30,10 @@ pub const PROBE: &str = "host-probe-v1";
 /// Timed passes of each loop at one probe point; the point's level is their median. A pass
 /// lasts tens of milliseconds, longer than a scheduler time slice, so that the probe sees the
 /// share of a CPU the host gives (other tenants' load), not only the CPU's speed.
-const PASSES: usize = 5;
+const PASSES: usize = 3;
 /// Iterations of the CPU loop in one pass (integer multiply, xor-shift and divide: the
 /// instruction mix of the CPU workloads, in registers).
-const CPU_ITERATIONS: u64 = 10_000_000;
+const CPU_ITERATIONS: u64 = 4_000_000;
 /// The memory loop's buffer: larger than the last-level cache of common hosts, so a pass goes
 /// to memory like the `mem.*` workloads.
 const MEM_BYTES: usize = 64 << 20;
@@ -298,16 +298,23 @@ impl DriftBand {
     }
 }
 
+/// The memory loop's chain, built once per process: shuffling 64 MiB costs more than a probe
+/// point's passes, and a run measures a point before every workload.
+fn chain() -> &'static [usize] {
+    static CHAIN: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    CHAIN.get_or_init(pointer_chain)
+}
+
 /// One probe point: `PASSES` timed passes of each loop, after one untimed pass of each.
 fn measure_probe() -> BTreeMap<String, Vec<f64>> {
-    let chain = pointer_chain();
+    let chain = chain();
     let mut cpu = Vec::with_capacity(PASSES);
     let mut mem = Vec::with_capacity(PASSES);
     cpu_pass();
-    mem_pass(&chain);
+    mem_pass(chain);
     for _ in 0..PASSES {
         cpu.push(timed(cpu_pass));
-        mem.push(timed(|| mem_pass(&chain)));
+        mem.push(timed(|| mem_pass(chain)));
     }
     BTreeMap::from([("cpu".to_string(), cpu), ("mem".to_string(), mem)])
 }
