@@ -52,6 +52,17 @@ fn document(counts: serde_json::Value) -> RunDocument {
     doc
 }
 
+/// The prediction equals the measurement (to rounding).
+fn assert_predicted_exactly(r: &hvbench_core::results::ExplainRecord) {
+    let rel = (r.predicted.value - r.measured.value).abs() / r.measured.value;
+    assert!(
+        rel < 1e-6,
+        "predicted {} measured {}",
+        r.predicted.value,
+        r.measured.value
+    );
+}
+
 #[test]
 fn a_workload_made_of_priced_events_is_predicted_exactly() {
     let doc = document(json!({
@@ -67,13 +78,7 @@ fn a_workload_made_of_priced_events_is_predicted_exactly() {
         ("synth.events", "gvisor")
     );
     assert!((r.measured.value - 12.0 / 222.0).abs() < 1e-9, "{r:?}");
-    let rel = (r.predicted.value - r.measured.value).abs() / r.measured.value;
-    assert!(
-        rel < 1e-6,
-        "predicted {} measured {}",
-        r.predicted.value,
-        r.measured.value
-    );
+    assert_predicted_exactly(r);
     assert!((r.explained_share.unwrap() - 1.0).abs() < 1e-6);
     assert!(r.residual_s.abs() < 1e-9);
     assert!(r.predicted.ci_low <= r.predicted.value && r.predicted.value <= r.predicted.ci_high);
@@ -96,7 +101,7 @@ fn costs_from_another_run_and_uncounted_syscalls_are_reported() {
     let doc = document(json!({"syscalls": 100_000.0, "faults_minor": 10_000.0}));
     let r = &explain(&doc, &doc)[0];
     assert!(r.terms.iter().any(|t| t.class == "syscalls"));
-    assert!((r.predicted.value - r.measured.value).abs() / r.measured.value < 1e-6);
+    assert_predicted_exactly(r);
     // A cost document without the backend's micro workloads prices nothing.
     let mut costs = doc.clone();
     costs.runs.retain(|r| r.backend == "native");
@@ -141,11 +146,5 @@ fn process_creation_is_priced_by_the_process_micro_workloads() {
         (term("syscalls.fork").extra_s - 200e-6).abs() < 1e-9,
         "{r:?}"
     );
-    let rel = (r.predicted.value - r.measured.value).abs() / r.measured.value;
-    assert!(
-        rel < 1e-6,
-        "predicted {} measured {}",
-        r.predicted.value,
-        r.measured.value
-    );
+    assert_predicted_exactly(r);
 }
