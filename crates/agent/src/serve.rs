@@ -93,6 +93,8 @@ fn run_job(job: &Job, out: &mut impl Write) -> io::Result<()> {
             }),
         );
     };
+    // A memory workload's buffer is kept between its consecutive jobs; any other job frees it.
+    hvbench_workloads::kept::release_unless(w.name);
     let iterations = match job.iterations {
         Some(n) => n,
         None => match calibrate(w, &job.params, Duration::from_secs_f64(job.target_s)) {

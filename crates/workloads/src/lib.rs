@@ -23,6 +23,7 @@ pub mod app;
 pub mod copies;
 pub mod cpu;
 pub mod io;
+pub mod kept;
 pub mod kernel;
 pub mod mem;
 pub mod net;
