@@ -109,7 +109,13 @@ fn run_job(job: &Job, out: &mut impl Write) -> io::Result<()> {
     for (rep, warmup) in runs {
         let counting = count.then(|| crate::counters::Counting::start(&job.params));
         let switched = involuntary_switches();
-        let result = run_rep(w, &job.params, iterations, job.copies);
+        let result = if warmup {
+            let mut params = job.params.clone();
+            params.insert(hvbench_workloads::WARMUP_PARAM.into(), true.into());
+            run_rep(w, &params, iterations, job.copies)
+        } else {
+            run_rep(w, &job.params, iterations, job.copies)
+        };
         let result = result.map(|mut r| {
             // Preemptions of the agent (and its waited-for children) during the repetition:
             // how often something else took its CPU. The host moves it out of the extras.

@@ -33,6 +33,17 @@ pub mod synthetic;
 /// Parameters of one job, as sent by the host (`max_prime`, `buffer_mib`, ...).
 pub type Params = BTreeMap<String, serde_json::Value>;
 
+/// The parameter the agent sets (to `true`) on a warm-up repetition. A warm-up exists to fill
+/// caches (the page cache with a toolchain, a database's buffers), not to be measured; a
+/// workload whose repetition is a whole one-shot job (a compile: minutes under binary
+/// translation) may do only the part that fills them.
+pub const WARMUP_PARAM: &str = "warmup_rep";
+
+/// Whether `params` are those of a warm-up repetition ([`WARMUP_PARAM`]).
+pub fn is_warmup(params: &Params) -> bool {
+    params.get(WARMUP_PARAM).and_then(|v| v.as_bool()) == Some(true)
+}
+
 /// Reads an unsigned integer parameter, with a default when it is absent.
 pub fn param_u64(params: &Params, name: &str, default: u64) -> Result<u64, WorkloadError> {
     match params.get(name) {
