@@ -540,16 +540,16 @@ impl DevicePlan {
         })
     }
 
-    /// A job's parameters for `w` in `guest`: the disk's path, whether it may be written, the
-    /// queue depth; the agent's listening address.
+    /// A job's parameters for `w` in a guest with the devices `attached`
+    /// (`Guest::attached`): the disk's path, whether it may be written, the queue depth; the
+    /// agent's listening address.
     pub fn params(
         &self,
         w: &WorkloadInfo,
-        guest: &crate::guest::Guest,
+        attached: &Attached,
         base: &hvbench_workloads::Params,
     ) -> hvbench_workloads::Params {
         let mut p = base.clone();
-        let attached = guest.attached();
         if uses_disk(w) {
             if let Some(path) = &attached.disk {
                 p.insert("path".into(), path.clone().into());

@@ -49,6 +49,10 @@ const FRONT_LOOPS: u64 = 200_000;
 /// Words of the buffer summed in one `stream` pass (sequential reads: memory bandwidth), 32 MiB.
 const STREAM_WORDS: usize = (32 << 20) / std::mem::size_of::<usize>();
 
+/// A loop that moved by more than this fraction within a run gets a warning: `compare`'s
+/// default noise threshold (`report::compare::DEFAULT_NOISE`, which a test keeps equal).
+pub const WARN_MOVEMENT: f64 = 0.05;
+
 /// The probe points of a run, in the order measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostDrift {
@@ -76,7 +80,7 @@ impl ProbePoint {
     pub fn levels(&self) -> BTreeMap<String, f64> {
         self.passes_ms
             .iter()
-            .filter_map(|(k, v)| crate::scenario::efficiency::median(v).map(|m| (k.clone(), m)))
+            .filter_map(|(k, v)| hvbench_stats::median(v).map(|m| (k.clone(), m)))
             .collect()
     }
 }
@@ -140,7 +144,7 @@ impl HostDrift {
             .iter()
             .max_by(|x, y| x.1.total_cmp(y.1))
             .map(|(k, v)| (k.clone(), *v))?;
-        (moved > crate::report::compare::DEFAULT_NOISE).then(|| {
+        (moved > WARN_MOVEMENT).then(|| {
             format!(
                 "host drift: the reference probe's {name} loop moved {:.1}% between the start, \
                  middle and end of this run (host_drift): a comparison with another run cannot \
@@ -166,7 +170,8 @@ impl HostDrift {
         out
     }
 
-    fn loops(&self) -> Vec<String> {
+    /// The names of the probe's loops, sorted.
+    pub fn loops(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .points
             .iter()
@@ -177,7 +182,8 @@ impl HostDrift {
         names
     }
 
-    fn levels_of(&self, name: &str) -> Vec<f64> {
+    /// The level (median pass, ms) of loop `name` at each point that measured it, in order.
+    pub fn levels_of(&self, name: &str) -> Vec<f64> {
         self.points
             .iter()
             .filter_map(|p| p.levels().get(name).copied())
@@ -246,10 +252,8 @@ impl DriftBand {
         let mut widest = 0.0f64;
         for k in a.loops() {
             let (la, lb) = (a.levels_of(&k), b.levels_of(&k));
-            let (Some(ma), Some(mb)) = (
-                crate::scenario::efficiency::median(&la),
-                crate::scenario::efficiency::median(&lb),
-            ) else {
+            let (Some(ma), Some(mb)) = (hvbench_stats::median(&la), hvbench_stats::median(&lb))
+            else {
                 continue;
             };
             shift.insert(k.clone(), mb / ma - 1.0);

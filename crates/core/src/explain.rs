@@ -77,7 +77,7 @@ fn ns_per_op(workload: &str, value: f64) -> Option<f64> {
 }
 
 fn median(v: &[f64]) -> f64 {
-    crate::scenario::efficiency::median(v).unwrap_or(f64::NAN)
+    hvbench_stats::median(v).unwrap_or(f64::NAN)
 }
 
 /// One input of the model as samples: its point is the median, a bootstrap draw the median of

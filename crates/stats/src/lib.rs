@@ -40,6 +40,7 @@ pub use bootstrap::{
     bootstrap_median_ci, ratio_of_medians, Estimate, BOOTSTRAP_RESAMPLES, CONFIDENCE, SEED,
 };
 pub use error::StatsError;
+pub use median::median;
 pub use outliers::{mad_outliers, OUTLIER_THRESHOLD};
 pub use permutation::{permutation_test, PermutationTest};
 pub use rng::Rng;

@@ -7,6 +7,17 @@
 //! resample, allocation-free, and independent of any sorting algorithm's tie order, so results
 //! are identical across toolchains.
 
+/// Median of unsorted values (for an even count, the mean of the two middle ones); `None` when
+/// there are none.
+pub fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    Some(median_of_sorted(&sorted))
+}
+
 /// Median of an already sorted, non-empty slice.
 pub(crate) fn median_of_sorted(sorted: &[f64]) -> f64 {
     debug_assert!(!sorted.is_empty());

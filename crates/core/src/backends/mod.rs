@@ -6,15 +6,14 @@
 //! to every guest (the handshake, jobs, timeouts, accounting, killing for certain) lives in
 //! [`crate::guest`], so a backend only knows how to start its technique.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 
-use serde::{Deserialize, Serialize};
-
 use crate::agent::AgentBinary;
 pub use crate::devices::{Attached, Devices};
+/// Records of the result document, re-exported where backends make them.
+pub use crate::results::{Availability, BackendConfig};
 
 pub mod gvisor;
 pub mod microvm;
@@ -24,28 +23,6 @@ pub mod native;
 pub mod qemu;
 pub mod ssh;
 pub mod uml;
-
-/// Whether a backend can run guests on this host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Availability {
-    Available {
-        /// Versions and choices found by the probe (`qemu 7.2.0`, `platform systrap`).
-        detail: String,
-    },
-    Unavailable {
-        /// What is missing or broken.
-        reason: String,
-        /// The package or step that fixes it.
-        hint: String,
-    },
-}
-
-impl Availability {
-    pub fn is_available(&self) -> bool {
-        matches!(self, Availability::Available { .. })
-    }
-}
 
 /// What a guest should look like; backends use what applies to them.
 #[derive(Debug, Clone)]
@@ -62,23 +39,6 @@ pub struct GuestSpec {
     pub label: String,
     /// The disk and network to attach (the `io` and `net` suites); none by default.
     pub devices: Devices,
-}
-
-/// The exact configuration a guest ran with, recorded in the result so anyone can repeat it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct BackendConfig {
-    /// The command line that started the guest, one argument per element.
-    pub command_line: Vec<String>,
-    #[serde(default)]
-    pub vcpus: Option<u32>,
-    #[serde(default)]
-    pub memory_mib: Option<u32>,
-    /// Versions of the pieces involved (`qemu`, `kernel`, `runsc`).
-    #[serde(default)]
-    pub versions: BTreeMap<String, String>,
-    /// Device models, cache modes, platform, accelerator: whatever shapes the numbers.
-    #[serde(default)]
-    pub settings: BTreeMap<String, String>,
 }
 
 /// A guest as a backend started it: its host processes and the channel to its agent.

@@ -778,6 +778,11 @@ mod tests {
         Samples::new(v.to_vec()).unwrap()
     }
 
+    #[test]
+    fn the_drift_warning_uses_the_default_noise_threshold() {
+        assert_eq!(crate::drift::WARN_MOVEMENT, DEFAULT_NOISE);
+    }
+
     const A: [f64; 8] = [100.0, 101.0, 99.0, 100.5, 99.5, 100.2, 100.8, 99.8];
 
     #[test]

@@ -13,15 +13,16 @@ use std::path::{Path, PathBuf};
 use hvbench_stats::Summary;
 use serde::{Deserialize, Serialize};
 
-use crate::backends::{Availability, BackendConfig};
 use crate::host::HostInfo;
 
 mod ab;
+mod backend;
 mod explain;
 mod outcome;
 pub mod scenario;
 mod time;
 pub use ab::*;
+pub use backend::{Availability, BackendConfig};
 pub use explain::*;
 pub use outcome::{Failure, FailureKind, Outcome};
 pub use scenario::*;

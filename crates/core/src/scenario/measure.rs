@@ -38,6 +38,8 @@ pub(crate) struct Measured {
     /// Host CPU seconds over the measured repetitions, when metered.
     pub host_cpu_s: Option<f64>,
     pub extras: Vec<BTreeMap<String, f64>>,
+    /// The words each measured repetition reported (`disk_target`, ...).
+    pub labels: Vec<BTreeMap<String, String>>,
 }
 
 /// How a measurement ended.
@@ -81,6 +83,7 @@ fn run_job_of(
             // The agent's preemption count is a property of the host, not a result here.
             extras.remove("agent_nivcsw");
             out.extras.push(extras);
+            out.labels.push(s.msg.labels.clone());
             if let Some(c) = s.host_cpu {
                 *out.host_cpu_s.get_or_insert(0.0) += c.as_secs_f64();
             }
@@ -214,15 +217,5 @@ pub(crate) fn silence_bound(w: &WorkloadInfo, s: &Settings) -> Duration {
 
 /// The median of `v`; `None` when it is empty.
 pub(crate) fn median(v: &[f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    hvbench_stats::median(v)
 }
