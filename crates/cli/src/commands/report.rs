@@ -43,6 +43,10 @@ pub struct ReportArgs {
     /// repetition settled on (chosen) its req_per_s and p99_ms (empty for the other loads).
     #[arg(long, conflicts_with_all = ["csv", "markdown"])]
     qos_csv: bool,
+    /// Print the host probe's passes as CSV: one row per timed pass of each loop at each
+    /// point of the run: at, before (the workload that followed), offset_s, loop, pass, ms.
+    #[arg(long, conflicts_with_all = ["csv", "markdown", "qos_csv"])]
+    drift_csv: bool,
 }
 
 /// Reads a result document; the error names the file and the problem once (the I/O error
@@ -64,9 +68,16 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
                 args.document.display()
             )
         })?)
+    } else if args.drift_csv {
+        Some(report::csv::host_drift(&doc).with_context(|| {
+            format!(
+                "{} has no host probe (host_drift): written by an hvbench before the probe, or \
+                 by a scenario",
+                args.document.display()
+            )
+        })?)
     } else if args.html.is_none() {
-        let ab = doc.ab.as_ref().map(report::ab::terminal);
-        Some(report::terminal(&doc) + &ab.map(|t| format!("\n{t}")).unwrap_or_default())
+        Some(report::terminal(&doc))
     } else {
         None
     };

@@ -472,9 +472,6 @@ pub(crate) fn show_finished(
     finished: &efficiency::Finished,
 ) -> anyhow::Result<ExitCode> {
     print!("{}", hvbench_core::report::terminal(&finished.document));
-    if let Some(ab) = &finished.document.ab {
-        print!("\n{}", hvbench_core::report::ab::terminal(ab));
-    }
     if args.explain {
         let explain = &finished.document.explain;
         print!("{}", hvbench_core::report::explain::terminal(explain));

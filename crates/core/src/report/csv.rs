@@ -101,6 +101,16 @@ pub fn qos_curve(doc: &RunDocument) -> Option<String> {
     view::qos_points_table(doc).map(|t| table(&t))
 }
 
+/// The host probe's passes as CSV: one row per timed pass of each loop at each point of the
+/// run (`at, before, offset_s, loop, pass, ms`; see [`crate::drift`]). `None` when the document
+/// has no probe (written before it existed, or a scenario document).
+pub fn host_drift(doc: &RunDocument) -> Option<String> {
+    doc.host_drift
+        .as_ref()
+        .filter(|d| !d.points.is_empty())
+        .map(|d| table(&super::drift::passes_table(d)))
+}
+
 /// Any table of the model as CSV: the column names, then each row's cell texts.
 pub fn table(t: &Table) -> String {
     let mut out = String::new();

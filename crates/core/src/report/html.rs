@@ -56,6 +56,13 @@ pub fn render(doc: &RunDocument) -> String {
         });
     }
     sections.extend(scenario_sections(doc));
+    if let Some(ab) = &doc.ab {
+        sections.push(Section {
+            id: "ab".into(),
+            title: "A/B".into(),
+            body: table_html(doc, &super::ab::table(ab), None),
+        });
+    }
     sections.push(host(doc));
     sections.push(settings(doc));
     sections.push(backends(doc));
@@ -322,9 +329,10 @@ fn overview(doc: &RunDocument) -> Section {
         escape(&shell_words(&doc.command_line))
     );
     body.push_str(&table_html(doc, &view::backends_table(doc), Some(0)));
-    if !doc.warnings.is_empty() {
+    let notes = view::notes(doc);
+    if !notes.is_empty() {
         body.push_str("<h3>Notes</h3>\n<ul class=\"warnings\">\n");
-        for w in &doc.warnings {
+        for w in &notes {
             let _ = writeln!(body, "<li>{}</li>", escape(w));
         }
         body.push_str("</ul>\n");
@@ -389,6 +397,15 @@ fn host(doc: &RunDocument) -> Section {
             h.mitigations.iter().map(|(k, v)| (k.clone(), v.clone())),
         ));
         body.push_str("</details>\n");
+    }
+    if let Some(t) = doc.host_drift.as_ref().and_then(super::drift::table) {
+        body.push_str(&table_html(doc, &t, None));
+        body.push_str(
+            "<p class=\"note\">The probe runs the same loops before every workload and at the \
+             end; a loop that moved by more than a change you look for means this host cannot \
+             tell that change from its own movement between runs (use <code>hvbench ab</code>).\
+             </p>\n",
+        );
     }
     Section {
         id: "host".into(),

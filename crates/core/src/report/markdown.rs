@@ -76,9 +76,10 @@ pub fn render(doc: &RunDocument) -> String {
     if let Some(data) = &doc.scenario_data {
         out.push_str(&scenario_md(&scenario::view(data)));
     }
-    if !doc.warnings.is_empty() {
+    let notes = view::notes(doc);
+    if !notes.is_empty() {
         out.push_str("## Notes\n\n");
-        for w in &doc.warnings {
+        for w in &notes {
             let _ = writeln!(out, "- {}", cell(w));
         }
         out.push('\n');

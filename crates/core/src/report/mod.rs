@@ -1,8 +1,9 @@
 //! Reports rendered from a result document alone, so any run can be re-rendered later.
 
-pub mod ab;
+mod ab;
 pub mod compare;
 pub mod csv;
+mod drift;
 pub mod explain;
 pub mod html;
 pub mod markdown;

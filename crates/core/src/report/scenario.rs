@@ -822,6 +822,7 @@ mod tests {
             medians: Default::default(),
             samples: Default::default(),
             stress_extras: Default::default(),
+            stress_labels: Default::default(),
         });
         let c = stressed_cell(&row, Some(0.0));
         assert_eq!((c.text.as_str(), c.bad), ("did not start", true));

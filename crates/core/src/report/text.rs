@@ -64,9 +64,10 @@ pub fn terminal(doc: &RunDocument) -> String {
         out.push_str(&render_scenario_data(data));
         out.push('\n');
     }
-    if !doc.warnings.is_empty() {
+    let notes = view::notes(doc);
+    if !notes.is_empty() {
         out.push_str("Notes:\n");
-        for w in &doc.warnings {
+        for w in &notes {
             let _ = writeln!(out, "  - {w}");
         }
     }

@@ -9,7 +9,8 @@ use crate::results::{BackendRecord, RunDocument, RunRecord, SampleDetail, Verdic
 
 /// The tables of an efficiency document in reading order, as the terminal and Markdown show
 /// them: the backends, each backend's scores, each guest backend's efficiency, the efficiency
-/// of every workload at a glance, the applications and app.web's QoS curve.
+/// of every workload at a glance, the applications, app.web's QoS curve, an A/B run's changes
+/// and the host's drift during the run.
 pub(crate) fn document_tables(doc: &RunDocument) -> Vec<Table> {
     let mut tables = vec![backends_table(doc)];
     for b in &doc.backends {
@@ -26,7 +27,16 @@ pub(crate) fn document_tables(doc: &RunDocument) -> Vec<Table> {
     }
     tables.extend(applications_table(doc));
     tables.extend(qos_table(doc));
+    tables.extend(doc.ab.as_ref().map(super::ab::table));
+    tables.extend(doc.host_drift.as_ref().and_then(super::drift::table));
     tables
+}
+
+/// The notes below the tables: the document's warnings, then what an A/B run's test was.
+pub(crate) fn notes(doc: &RunDocument) -> Vec<String> {
+    let mut out = doc.warnings.clone();
+    out.extend(doc.ab.as_ref().map(super::ab::notes).unwrap_or_default());
+    out
 }
 
 /// Where guests ran on the host's CPUs, as lines: the host's topology and the run's pinning,
