@@ -242,7 +242,7 @@ fn isolation_runs_end_to_end() {
         "{disk}"
     );
     assert_eq!(
-        disk["guests"][0]["stress_extras"]["disk_device"], 1.0,
+        disk["guests"][0]["stress_labels"]["disk_target"], "device",
         "{disk}"
     );
     let _ = std::fs::remove_dir_all(out);

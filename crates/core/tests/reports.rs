@@ -727,6 +727,7 @@ fn iso_guest(label: &str, role: &str, primes: f64, getppid: f64) -> IsolationGue
         .into_iter()
         .collect(),
         stress_extras: BTreeMap::new(),
+        stress_labels: BTreeMap::new(),
     }
 }
 
@@ -744,6 +745,7 @@ fn iso_dnr(label: &str, role: &str) -> IsolationGuest {
         medians: BTreeMap::new(),
         samples: BTreeMap::new(),
         stress_extras: BTreeMap::new(),
+        stress_labels: BTreeMap::new(),
     }
 }
 

@@ -96,6 +96,7 @@ fn iso_guest(label: &str, values: &[(&str, f64)], outcome: Outcome) -> Isolation
         medians: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         samples: BTreeMap::new(),
         stress_extras: BTreeMap::new(),
+        stress_labels: BTreeMap::new(),
     }
 }
 

@@ -549,14 +549,21 @@ fn run_stressed(
     out.extras
         .insert("stress_workers".into(), cfg.workers as f64);
     if kind == Stressor::Disk {
-        out.extras
-            .insert("disk_direct".into(), f64::from(u8::from(cfg.disk_direct)));
-        out.extras.insert(
-            "disk_on_ram_fs".into(),
-            f64::from(u8::from(!cfg.disk_device && on_ram_fs(&cfg.disk_dir))),
-        );
-        out.extras
-            .insert("disk_device".into(), f64::from(u8::from(cfg.disk_device)));
+        // Where the writes went and how: words, not numbers (they are not measured).
+        let target = if cfg.disk_device {
+            "device"
+        } else if on_ram_fs(&cfg.disk_dir) {
+            "ram_fs"
+        } else {
+            "directory"
+        };
+        out.labels.insert("disk_target".into(), target.into());
+        let io = if cfg.disk_direct {
+            "direct"
+        } else {
+            "buffered"
+        };
+        out.labels.insert("disk_io".into(), io.into());
     }
     if kind == Stressor::Memory {
         out.extras.insert(
@@ -974,8 +981,7 @@ mod tests {
         assert!(std::fs::read(&dev).unwrap().iter().all(|&b| b == 0x11));
         p.insert("allow_write".into(), serde_json::json!(true));
         let out = (w.run)(&p, 2000).unwrap();
-        assert_eq!(out.extras["disk_device"], 1.0);
-        assert_eq!(out.extras["disk_on_ram_fs"], 0.0);
+        assert_eq!(out.labels["disk_target"], "device");
         let data = std::fs::read(&dev).unwrap();
         assert_eq!(data.len(), 8 << 20, "never grown or truncated");
         assert!(

@@ -326,4 +326,8 @@ pub struct IsolationGuest {
     /// What the stressor reported (operations done, workers restarted), medians.
     #[serde(default)]
     pub stress_extras: BTreeMap<String, f64>,
+    /// What the stressor said in words: for the disk stressor, `disk_target` (`device`: the
+    /// guest's own scratch disk; `ram_fs`; `directory`) and `disk_io` (`direct`, `buffered`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stress_labels: BTreeMap<String, String>,
 }

@@ -484,32 +484,29 @@ fn stress_row(
         row.guests = phase;
         return row;
     }
+    let label = |k: &str| {
+        stressed
+            .and_then(|g| g.stress_labels.get(k))
+            .map(String::as_str)
+    };
     let note = match stressor {
-        "disk" => Some(
-            match (
-                stressed.and_then(|g| g.stress_extras.get("disk_device")),
-                stressed.and_then(|g| g.stress_extras.get("disk_on_ram_fs")),
-                stressed.and_then(|g| g.stress_extras.get("disk_direct")),
-            ) {
-                (Some(&d), _, direct) if d > 0.5 => format!(
-                    "1 MiB writes to the stressed guest's own scratch disk{}",
-                    if direct.is_some_and(|&v| v > 0.5) {
-                        ", O_DIRECT"
-                    } else {
-                        " (buffered: no O_DIRECT there)"
-                    }
-                ),
-                (_, Some(&v), _) if v > 0.5 => {
-                    "the guest has no disk: the writes go to its \
-                                                temporary directory, a RAM file system (tmpfs) here"
-                        .to_string()
+        "disk" => Some(match (label("disk_target"), label("disk_io")) {
+            (Some("device"), io) => format!(
+                "1 MiB writes to the stressed guest's own scratch disk{}",
+                if io == Some("direct") {
+                    ", O_DIRECT"
+                } else {
+                    " (buffered: no O_DIRECT there)"
                 }
-                (_, Some(_), _) => {
-                    "the guest has no disk: the writes go to its temporary directory".into()
-                }
-                _ => "the writes go to the guest's disk or temporary directory".into(),
-            },
-        ),
+            ),
+            (Some("ram_fs"), _) => "the guest has no disk: the writes go to its temporary \
+                                    directory, a RAM file system (tmpfs) here"
+                .to_string(),
+            (Some(_), _) => {
+                "the guest has no disk: the writes go to its temporary directory".into()
+            }
+            _ => "the writes go to the guest's disk or temporary directory".into(),
+        }),
         "memory" => stressed
             .and_then(|g| g.stress_extras.get("stress_mem_mib"))
             .map(|m| format!("the stressed guest maps and keeps touching {m:.0} MiB")),

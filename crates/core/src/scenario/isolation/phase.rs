@@ -101,6 +101,7 @@ impl Phase<'_> {
             medians: BTreeMap::new(),
             samples: BTreeMap::new(),
             stress_extras: BTreeMap::new(),
+            stress_labels: BTreeMap::new(),
         };
         let stressed = self.stressor.filter(|_| i == 0);
         let mut end = MeasureEnd::Done;
@@ -127,6 +128,9 @@ impl Phase<'_> {
         for (k, w) in self.plan.steady.iter().enumerate() {
             let acc = self.workload(k, w, slot, stressed, &setup.params, &mut end);
             stress_extras.extend(acc.extras.iter().cloned());
+            if let Some(last) = acc.labels.last().filter(|_| stressed.is_some()) {
+                g.stress_labels.extend(last.clone());
+            }
             if let Some(md) = median(&acc.values) {
                 g.medians.insert(w.name.into(), md);
             }
@@ -265,9 +269,6 @@ fn stress_medians(extras: &[BTreeMap<String, f64>]) -> BTreeMap<String, f64> {
         "stress_ops",
         "stress_restarts",
         "stress_mem_mib",
-        "disk_on_ram_fs",
-        "disk_direct",
-        "disk_device",
         "stress_workers",
         "stress_net_bytes",
         "stress_net_gbit_s",
