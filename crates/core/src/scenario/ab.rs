@@ -5,7 +5,7 @@
 //! (`crate::drift`); two configurations measured in the same rounds share whatever the host did
 //! during each round. This is how Firecracker's A/B tests avoid drift, and the recommended way to
 //! evaluate a change. The run itself is the efficiency scenario's
-//! ([`super::efficiency::run`]: native, A, B, native, A, B, ...), with each configuration a
+//! ([`super::efficiency::run`]: native, A, B, native, B, A, ...), with each configuration a
 //! backend of its own ([`Arm`]: another NIC or disk model, kernel, agent build, or backend);
 //! [`ab_record`] then tests each workload with a paired permutation test: the labels A and B are
 //! exchanged within rounds only (sign flips of the per-round log ratios), so the spread between

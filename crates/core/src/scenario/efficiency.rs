@@ -1,5 +1,5 @@
 //! The `efficiency` scenario: every workload on the host and in each guest, repetitions
-//! interleaved across backends (native, A, B, native, A, B, ...) so that drift of a shared machine
+//! interleaved across backends (native, A, B, native, B, A, ...) so that drift of a shared machine
 //! hits all of them alike; then the ratio of medians with its bootstrap interval.
 
 use std::collections::BTreeMap;
@@ -240,7 +240,7 @@ fn job(ctx: &Ctx, w: &WorkloadInfo, guest: &Guest, params: &Params) -> Job {
     Job {
         id: 0,
         workload: w.name.into(),
-        params: ctx.plan.devices.params(w, guest, params),
+        params: ctx.plan.devices.params(w, guest.attached(), params),
         iterations: None,
         target_s: target_s(w, ctx.plan, ctx.settings),
         warmup: 0,
@@ -345,7 +345,15 @@ fn measure_rounds(
         if extra {
             ctx.progress.grow(wanted.len() as u64);
         }
-        for i in wanted {
+        // Odd rounds take the guests in reverse (native, A, B, native, B, A, ...): no backend
+        // always runs right after the baseline, or right before another, so what one leaves
+        // behind on the host (caches, a CPU's frequency) does not favour the same one each time.
+        let mut order = wanted;
+        if round % 2 == 1 {
+            let first = usize::from(order.first() == runnable.first());
+            order[first..].reverse();
+        }
+        for i in order {
             if crate::stop_requested() {
                 return Err(Stopped);
             }

@@ -210,6 +210,7 @@ pub(super) fn run_warnings(
         ));
     }
     warnings.extend(busy_host_warning(runs));
+    warnings.extend(runs.iter().filter_map(ceiling_warning));
     // A workload that could not run as asked (no io_uring, no direct I/O) says so.
     for r in runs {
         for key in ["fallback", "direct_fallback"] {
@@ -224,6 +225,31 @@ pub(super) fn run_warnings(
             .filter_map(|b| extra_reps_warning(b, runs, settings)),
     );
     warnings
+}
+
+/// A workload whose repetitions reached the top of what it can measure (app.web: no load failed
+/// QoS up to its largest, label `bound`) measured a lower bound, not a value: a ratio against it
+/// is a bound too, and the reader must know which way.
+fn ceiling_warning(r: &RunRecord) -> Option<String> {
+    let bound: Vec<&str> = r
+        .sample_details
+        .iter()
+        .filter_map(|d| d.labels.get("bound").map(String::as_str))
+        .collect();
+    let first = bound.first()?;
+    let which = if r.backend == "native" {
+        "every efficiency against it is an upper bound"
+    } else {
+        "its efficiency is a lower bound"
+    };
+    Some(format!(
+        "{} {}: {} of {} repetition(s) reached the search's ceiling ({first}): its value is a \
+         lower bound, so {which}",
+        r.backend,
+        r.workload,
+        bound.len(),
+        r.sample_details.len()
+    ))
 }
 
 /// One line per backend that repeated more, so that a noisy machine does not bury the other
