@@ -223,24 +223,7 @@ pub fn run(
          right before each stressor"
             .to_string(),
     ];
-    let (mut baseline, mut rows, mut interrupted) = (Vec::new(), Vec::new(), false);
-    if let Some(note) = run.roster.unavailable_note() {
-        notes.push(note);
-    } else {
-        baseline = run.first_baseline();
-        interrupted |= crate::stop_requested();
-        for stressor in &plan.stressors {
-            let (row, stopped) = run.stressor(stressor, interrupted);
-            interrupted |= stopped;
-            rows.push(row);
-        }
-    }
-    if let Some(why) = &run.fleet.net_failure {
-        notes.push(format!(
-            "the guests' network could not be set up ({why}): they ran without one, and the \
-             net stressors were skipped"
-        ));
-    }
+    let (baseline, rows, mut interrupted) = run.phases(&mut notes);
     progress.finish();
     shutdown_all(
         run.slots
@@ -384,6 +367,34 @@ impl Run<'_, '_> {
 
     /// The first baseline, which also warms fresh guests up (their first runs of a workload
     /// are slower than later ones, which must not read as isolation).
+    /// The first baseline, then each stressor's phase with its own baseline; `notes` get why
+    /// nothing ran, or why the guests had no network. Whether the run was stopped.
+    fn phases(
+        &mut self,
+        notes: &mut Vec<String>,
+    ) -> (Vec<IsolationGuest>, Vec<IsolationRow>, bool) {
+        let (mut baseline, mut rows, mut interrupted) = (Vec::new(), Vec::new(), false);
+        if let Some(note) = self.roster.unavailable_note() {
+            notes.push(note);
+        } else {
+            baseline = self.first_baseline();
+            interrupted |= crate::stop_requested();
+            let plan = self.plan;
+            for stressor in &plan.stressors {
+                let (row, stopped) = self.stressor(stressor, interrupted);
+                interrupted |= stopped;
+                rows.push(row);
+            }
+        }
+        if let Some(why) = &self.fleet.net_failure {
+            notes.push(format!(
+                "the guests' network could not be set up ({why}): they ran without one, and the \
+                 net stressors were skipped"
+            ));
+        }
+        (baseline, rows, interrupted)
+    }
+
     fn first_baseline(&mut self) -> Vec<IsolationGuest> {
         self.progress.workload("baseline");
         let lost = self.ensure_guests();

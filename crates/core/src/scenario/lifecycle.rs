@@ -155,18 +155,7 @@ pub fn run(
             backend.name()
         ));
     }
-    let warnings = rows
-        .iter()
-        .filter(|r| r.failed_boots > 0)
-        .map(|r| {
-            format!(
-                "{} of {} boots with {} vCPU failed",
-                r.failed_boots,
-                r.boots.len(),
-                r.vcpus
-            )
-        })
-        .collect();
+    let warnings = failed_boot_warnings(&rows);
     let data = ScenarioData::Lifecycle(LifecycleData {
         backend: backend.name().into(),
         boots: plan.boots,
@@ -185,6 +174,21 @@ pub fn run(
         data,
         interrupted,
     )
+}
+
+/// One warning per vCPU count whose boots failed.
+fn failed_boot_warnings(rows: &[LifecycleRow]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.failed_boots > 0)
+        .map(|r| {
+            format!(
+                "{} of {} boots with {} vCPU failed",
+                r.failed_boots,
+                r.boots.len(),
+                r.vcpus
+            )
+        })
+        .collect()
 }
 
 /// What every boot of a run reads.

@@ -168,31 +168,7 @@ pub fn run(
         timeout: plan.timeout.unwrap_or_else(|| silence_bound(w, &settings)),
     };
     let mut notes: Vec<String> = roster.unavailable_note().into_iter().collect();
-    let mut steps: Vec<ScaleStep> = Vec::new();
-    let mut interrupted = false;
-    let total: u64 = plan.counts.iter().map(|&n| u64::from(n)).sum();
-    progress.begin(if plan.availability.is_available() {
-        total
-    } else {
-        0
-    });
-    for &n in plan
-        .counts
-        .iter()
-        .filter(|_| plan.availability.is_available())
-    {
-        if crate::stop_requested() {
-            interrupted = true;
-            break;
-        }
-        let (step, stopped) = run_step(&ctx, &mut roster, n);
-        steps.push(step);
-        if stopped {
-            interrupted = true;
-            break;
-        }
-    }
-    progress.finish();
+    let (mut steps, interrupted) = run_steps(&ctx, &mut roster);
     fill_scaling_efficiency(&mut steps);
     let sat = saturation(
         &steps
@@ -229,6 +205,31 @@ pub fn run(
         data,
         interrupted,
     )
+}
+
+/// Every step of the plan in turn (none when the backend is unavailable), with progress;
+/// whether the run was stopped before its end.
+fn run_steps(ctx: &Ctx, roster: &mut Roster) -> (Vec<ScaleStep>, bool) {
+    let plan = ctx.plan;
+    let available = plan.availability.is_available();
+    let total: u64 = plan.counts.iter().map(|&n| u64::from(n)).sum();
+    ctx.progress.begin(if available { total } else { 0 });
+    let mut steps = Vec::new();
+    let mut interrupted = false;
+    for &n in plan.counts.iter().filter(|_| available) {
+        if crate::stop_requested() {
+            interrupted = true;
+            break;
+        }
+        let (step, stopped) = run_step(ctx, roster, n);
+        steps.push(step);
+        if stopped {
+            interrupted = true;
+            break;
+        }
+    }
+    ctx.progress.finish();
+    (steps, interrupted)
 }
 
 /// What every guest of the run is made of.
