@@ -87,6 +87,20 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         run: sched::ctxswitch_same,
     },
     WorkloadInfo {
+        name: "sched.ctxswitch.unix",
+        unit: "ns/switch",
+        higher_is_better: false,
+        description: "the same ping-pong on one CPU over Unix stream sockets, the channel of a \
+                      database client and its server: a switch with a socket's send and receive",
+        kind: Kind::Micro,
+        needs: Needs::NONE,
+        // Not in the quick suite: `--explain` adds it to price an application's switches.
+        suites: &["full", "kernel"],
+        metric: NS_PER_OP,
+        setup_timeout_s: SETUP_TIMEOUT_S,
+        run: sched::ctxswitch_unix,
+    },
+    WorkloadInfo {
         name: "sched.ctxswitch.cross",
         unit: "ns/switch",
         higher_is_better: false,

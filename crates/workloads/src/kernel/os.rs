@@ -22,6 +22,25 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), WorkloadError> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// A connected pair of Unix stream sockets (close-on-exec).
+pub(crate) fn socketpair() -> Result<(OwnedFd, OwnedFd), WorkloadError> {
+    let mut fds: [libc::c_int; 2] = [-1, -1];
+    // SAFETY: `fds` is a writable array of two ints, as socketpair requires.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(WorkloadError::os("socketpair"));
+    }
+    // SAFETY: socketpair succeeded, so both are fresh open descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// Writes all of `buf` to `fd`, retrying on EINTR and short writes.
 pub(crate) fn write_all(fd: &OwnedFd, mut buf: &[u8], what: &str) -> Result<(), WorkloadError> {
     while !buf.is_empty() {

@@ -1,6 +1,8 @@
-//! Context switches: `sched.ctxswitch.same` and `sched.ctxswitch.cross`.
+//! Context switches: `sched.ctxswitch.same`, `sched.ctxswitch.cross` and
+//! `sched.ctxswitch.unix`.
 //!
-//! Two processes (the caller and a forked partner) pass one byte back and forth over two pipes.
+//! Two processes (the caller and a forked partner) pass one byte back and forth over two pipes
+//! (`.unix`: over two Unix stream sockets, the channel of a database client and its server).
 //! Each process blocks in `read` until the other writes, so on one CPU every hand-over is a
 //! context switch between two address spaces; a round trip is two switches. Pinned to two
 //! CPUs, each hand-over is instead a cross-CPU wake-up of a sleeping process.
@@ -16,15 +18,37 @@ const QUIT: u8 = b'q';
 const PING: u8 = b'p';
 
 pub(super) fn ctxswitch_same(_params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
-    ctxswitch(false, iterations)
+    ctxswitch(false, Channel::Pipe, iterations)
 }
 
 pub(super) fn ctxswitch_cross(_params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
-    ctxswitch(true, iterations)
+    ctxswitch(true, Channel::Pipe, iterations)
+}
+
+pub(super) fn ctxswitch_unix(_params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    ctxswitch(false, Channel::Unix, iterations)
+}
+
+/// What the two processes pass their byte through: each direction is a pipe, or one of a pair
+/// of connected Unix stream sockets (used one way, as the pipe).
+#[derive(Clone, Copy)]
+enum Channel {
+    Pipe,
+    Unix,
+}
+
+impl Channel {
+    /// One direction: (the end that is read, the end that is written).
+    fn open(self) -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), WorkloadError> {
+        match self {
+            Channel::Pipe => os::pipe(),
+            Channel::Unix => os::socketpair(),
+        }
+    }
 }
 
 /// One iteration is one round trip (two switches); the work is counted in switches.
-fn ctxswitch(cross: bool, iterations: u64) -> Result<Outcome, WorkloadError> {
+fn ctxswitch(cross: bool, channel: Channel, iterations: u64) -> Result<Outcome, WorkloadError> {
     let cpus = os::allowed_cpus()?;
     let (mine, partners) = match (cross, cpus.as_slice()) {
         (_, []) => return Err(WorkloadError::Failed("the affinity mask is empty".into())),
@@ -37,8 +61,8 @@ fn ctxswitch(cross: bool, iterations: u64) -> Result<Outcome, WorkloadError> {
     let _restore = os::AffinityGuard::save()?;
     os::pin(0, mine)?;
 
-    let (to_child_r, to_child_w) = os::pipe()?;
-    let (to_parent_r, to_parent_w) = os::pipe()?;
+    let (to_child_r, to_child_w) = channel.open()?;
+    let (to_parent_r, to_parent_w) = channel.open()?;
     let fds = [
         to_child_r.as_raw_fd(),
         to_child_w.as_raw_fd(),

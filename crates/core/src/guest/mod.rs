@@ -6,6 +6,8 @@
 //! silent guest becomes a timeout, not a hang. Every host process of a guest runs in its own
 //! process group; dropping the [`Guest`] kills those groups and reaps them, on every path.
 
+pub mod backend;
+
 use std::collections::VecDeque;
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
@@ -19,11 +21,11 @@ use hvbench_protocol::{
     ProtocolError, ReadLine, SampleMsg,
 };
 
+use self::backend::{Backend, BackendError, GuestSpec};
 use crate::accounting::CpuMeter;
 use crate::agent::AgentBinary;
-use crate::backends::{Backend, BackendConfig, BackendError, GuestSpec};
 use crate::launch::{has_exited, kill_and_reap, launching_in};
-use crate::results::{Failure, FailureKind};
+use crate::results::{BackendConfig, Failure, FailureKind};
 
 /// Lines of console output kept for error reports.
 const CONSOLE_TAIL_LINES: usize = 40;
