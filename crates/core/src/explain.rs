@@ -26,8 +26,11 @@ use hvbench_workloads::{Kind, Metric, WorkloadInfo};
 
 use crate::results::{CountedRecord, ExplainRecord, ExplainTerm, Interval, RunDocument, RunRecord};
 
-/// Counted repetitions per explained workload (fewer when `--reps` is smaller).
+/// Counted native repetitions per explained workload (fewer when `--reps` is smaller).
 pub const COUNTED_REPS: u32 = 3;
+/// Counted repetitions in each guest: what the same work asked of the guest's kernel, shown
+/// beside the native counts and in a second prediction, never in a score.
+pub const GUEST_COUNTED_REPS: u32 = 1;
 
 /// The micro workloads the model takes unit costs from: `hvbench run --explain` adds them.
 pub const COST_WORKLOADS: &[&str] = &[
@@ -241,21 +244,32 @@ fn per_unit_less(counted: &CountedRecord, key: &str, less: &str) -> Option<Input
 
 /// The classes of `counted` priced for `backend` from `costs`; what cannot be priced or was not
 /// counted goes to `missing`.
+///
+/// With `guest` (the backend's own counted repetitions), a class's counts come from the guest
+/// wherever the guest counted them, the native ones elsewhere; user time stays native (the CPU
+/// factor turns native user time into the guest's).
 fn classes(
     counted: &CountedRecord,
+    guest: Option<&CountedRecord>,
     costs: &RunDocument,
     backend: &str,
     missing: &mut Vec<String>,
 ) -> Vec<Class> {
     let getppid = CostSource::find(costs, backend, "sys.getppid", 1.0);
     let pipe = CostSource::find(costs, backend, "sys.pipe", 2.0);
+    let counts = |keys: &[&str]| {
+        let from_guest = (keys != ["user_s"])
+            .then(|| guest.and_then(|g| per_unit(g, keys)))
+            .flatten();
+        from_guest.or_else(|| per_unit(counted, keys))
+    };
     let mut out = Vec::new();
     let mut add = |name: &str,
                    keys: &[&str],
                    cost: Option<Cost>,
                    seconds: bool,
                    out: &mut Vec<Class>| {
-        match (per_unit(counted, keys), cost) {
+        match (counts(keys), cost) {
             (Some(p), Some(c)) => out.push(Class {
                 name: name.into(),
                 per_unit: p,
@@ -372,8 +386,12 @@ fn classes(
     // proc.fork's fork + exit + wait. Their page faults and switches beyond the tiny
     // programs of the micro workloads are counted, and priced, in their own classes.
     if per_unit(counted, &["syscalls.exec"]).is_some() {
-        let execs = per_unit(counted, &["syscalls.exec"]);
-        let forks_alone = per_unit_less(counted, "syscalls.fork", "syscalls.exec");
+        let source = match guest {
+            Some(g) if per_unit(g, &["syscalls.exec"]).is_some() => g,
+            _ => counted,
+        };
+        let execs = per_unit(source, &["syscalls.exec"]);
+        let forks_alone = per_unit_less(source, "syscalls.fork", "syscalls.exec");
         for (name, input, workload) in [
             ("syscalls.exec", execs, "proc.exec"),
             ("syscalls.fork", forks_alone, "proc.fork"),
@@ -450,26 +468,41 @@ pub fn explain(doc: &RunDocument, costs: &RunDocument) -> Vec<ExplainRecord> {
             .filter(|e| e.workload == native.workload)
         {
             let mut missing = Vec::new();
-            let classes = classes(counted, costs, &eff.backend, &mut missing);
-            out.push(predict(
-                native,
-                &native_s,
-                eff,
-                &classes,
-                missing,
-                costs,
-                doc.settings.confidence,
-                doc.settings.bootstrap_seed,
-            ));
+            let classes = classes(counted, None, costs, &eff.backend, &mut missing);
+            let settings = (doc.settings.confidence, doc.settings.bootstrap_seed);
+            let mut record = predict(native, &native_s, eff, &classes, missing, costs, settings);
+            let guest = doc
+                .run(&eff.backend, &native.workload)
+                .and_then(|r| r.counted.as_ref())
+                .filter(|g| g.reps.iter().any(|r| r.work > 0.0));
+            if let Some(g) = guest {
+                let with = classes_of(counted, g, costs, &eff.backend);
+                let again = predict(native, &native_s, eff, &with, Vec::new(), costs, settings);
+                for (term, other) in record.terms.iter_mut().zip(&again.terms) {
+                    term.guest_per_unit = Some(other.per_unit);
+                }
+                record.predicted_with_guest_counts = Some(again.predicted);
+            }
+            out.push(record);
         }
     }
     out
 }
 
+/// The classes with the guest's own counts where it has them, in the order of the native ones
+/// (both lists are made by the same rules from the same costs).
+fn classes_of(
+    counted: &CountedRecord,
+    guest: &CountedRecord,
+    costs: &RunDocument,
+    backend: &str,
+) -> Vec<Class> {
+    classes(counted, Some(guest), costs, backend, &mut Vec::new())
+}
+
 /// Bootstrap resamples of a prediction: its inputs are few, the draws cheap.
 const RESAMPLES: usize = 2000;
 
-#[allow(clippy::too_many_arguments)]
 fn predict(
     native: &RunRecord,
     native_s: &Input,
@@ -477,8 +510,7 @@ fn predict(
     classes: &[Class],
     missing: Vec<String>,
     costs: &RunDocument,
-    confidence: f64,
-    seed: u64,
+    (confidence, seed): (f64, u64),
 ) -> ExplainRecord {
     let t_n = native_s.point();
     let parts = extras(classes, None);
@@ -537,9 +569,11 @@ fn predict(
                 extra_ns: c.cost.extra_ns(None),
                 cost_from: c.cost.from(),
                 extra_s,
+                guest_per_unit: None,
             })
             .collect(),
         missing,
+        predicted_with_guest_counts: None,
     }
 }
 

@@ -44,6 +44,44 @@ fn fmt_per_unit(t: &ExplainTerm) -> String {
     }
 }
 
+/// The guest's own count of a class, where it counted one that differs from the native count
+/// by more than 1%.
+fn guest_count(t: &ExplainTerm) -> Option<f64> {
+    let g = t.guest_per_unit?;
+    ((g - t.per_unit).abs() > 0.01 * t.per_unit.abs().max(1e-12)).then_some(g)
+}
+
+/// The second prediction, from the guest's own counts, as a sentence; `None` without one.
+fn with_guest_counts(r: &ExplainRecord) -> Option<String> {
+    let p = r.predicted_with_guest_counts.as_ref()?;
+    let moved: Vec<String> = r
+        .terms
+        .iter()
+        .filter_map(|t| {
+            guest_count(t).map(|g| {
+                format!(
+                    "{} {} per unit, native {}",
+                    t.class,
+                    super::fmt_sig(g),
+                    super::fmt_sig(t.per_unit)
+                )
+            })
+        })
+        .collect();
+    let which = if moved.is_empty() {
+        "the same counts as native within 1%".to_string()
+    } else {
+        moved.join("; ")
+    };
+    Some(format!(
+        "with {}'s own counts where its kernel counted them: predicted {} [{}–{}] ({which})",
+        r.backend,
+        fmt_pct(p.value),
+        fmt_pct(p.ci_low),
+        fmt_pct(p.ci_high)
+    ))
+}
+
 fn bar(share: f64, width: usize) -> String {
     let n = (share.clamp(0.0, 1.0) * width as f64).round() as usize;
     "█".repeat(n)
@@ -89,6 +127,9 @@ pub fn terminal(records: &[ExplainRecord]) -> String {
             fmt_time(r.measured_extra_s),
             fmt_time(r.predicted_extra_s)
         );
+        if let Some(line) = with_guest_counts(r) {
+            let _ = writeln!(out, "  {line}");
+        }
         let _ = writeln!(
             out,
             "  {:<16} {:>14}   {:>12}  {:>10}  share of the measured extra",
@@ -185,6 +226,9 @@ pub fn markdown(records: &[ExplainRecord]) -> String {
             fmt_time(r.residual_s),
             r.residual_s / r.measured_extra_s * 100.0
         );
+        if let Some(line) = with_guest_counts(r) {
+            let _ = writeln!(out, "\n{}{}.", line[..1].to_uppercase(), &line[1..]);
+        }
         for m in &r.missing {
             let _ = writeln!(out, "\nNot in the model: {m}");
         }
@@ -193,17 +237,19 @@ pub fn markdown(records: &[ExplainRecord]) -> String {
 }
 
 /// The header of [`csv`].
-pub const CSV_COLUMNS: [&str; 10] = [
+pub const CSV_COLUMNS: [&str; 12] = [
     "workload",
     "backend",
     "class",
     "per_unit",
+    "guest_per_unit",
     "extra_ns",
     "extra_s",
     "measured_efficiency",
     "predicted_efficiency",
     "predicted_ci_low",
     "predicted_ci_high",
+    "predicted_with_guest_counts",
 ];
 
 fn csv_field(s: &str) -> String {
@@ -220,24 +266,31 @@ pub fn csv(records: &[ExplainRecord]) -> String {
     out.push('\n');
     for r in records {
         let tail = format!(
-            "{},{},{},{}",
-            r.measured.value, r.predicted.value, r.predicted.ci_low, r.predicted.ci_high
+            "{},{},{},{},{}",
+            r.measured.value,
+            r.predicted.value,
+            r.predicted.ci_low,
+            r.predicted.ci_high,
+            r.predicted_with_guest_counts
+                .as_ref()
+                .map_or(String::new(), |p| p.value.to_string())
         );
         for t in &r.terms {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{tail}",
+                "{},{},{},{},{},{},{},{tail}",
                 csv_field(&r.workload),
                 csv_field(&r.backend),
                 csv_field(&t.class),
                 t.per_unit,
+                t.guest_per_unit.map_or(String::new(), |g| g.to_string()),
                 t.extra_ns,
                 t.extra_s
             );
         }
         let _ = writeln!(
             out,
-            "{},{},unexplained,,,{},{tail}",
+            "{},{},unexplained,,,,{},{tail}",
             csv_field(&r.workload),
             csv_field(&r.backend),
             r.residual_s
@@ -374,8 +427,10 @@ mod tests {
                 extra_ns: 700.0,
                 cost_from: "sys.getppid".into(),
                 extra_s: 70e-6,
+                guest_per_unit: Some(130.0),
             }],
             missing: vec!["disk_ios: not counted (x)".into()],
+            predicted_with_guest_counts: Some(iv(0.1)),
         }
     }
 
@@ -391,8 +446,14 @@ mod tests {
         );
         assert!(t.contains("unexplained") && t.contains("20.00 µs"), "{t}");
         assert!(t.contains("not in the model: disk_ios"), "{t}");
+        assert!(
+            t.contains("own counts where its kernel counted them: predicted 10.0%")
+                && t.contains("syscalls.other 130.0 per unit, native 100.0"),
+            "{t}"
+        );
         let m = markdown(&r);
         assert!(m.contains("| synth.events | gvisor | 10.0% |"), "{m}");
+        assert!(m.contains("With gvisor's own counts"), "{m}");
         let c = csv(&r);
         assert_eq!(c.lines().count(), 3);
         assert!(

@@ -54,6 +54,10 @@ pub struct ExplainTerm {
     pub cost_from: String,
     /// `per_unit × extra_ns`, in seconds per unit of work.
     pub extra_s: f64,
+    /// Events per unit of work counted inside the backend itself (its own kernel, one counted
+    /// repetition), where it counted this class; the native `per_unit` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_per_unit: Option<f64>,
 }
 
 /// Predicted against measured efficiency of one workload on one backend.
@@ -82,4 +86,9 @@ pub struct ExplainRecord {
     /// prediction, named here.
     #[serde(default)]
     pub missing: Vec<String>,
+    /// The prediction again with the backend's own counts where it counted them
+    /// (`terms[].guest_per_unit`): where it moves towards the measurement, the guest asked for
+    /// more of those events than the native run did for the same work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_with_guest_counts: Option<Interval>,
 }

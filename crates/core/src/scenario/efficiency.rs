@@ -224,12 +224,17 @@ fn run_workload(
         calibrate_on(ctx, w, &mut slots[i], &mut accs[i], &params, timeout)?;
     }
     let measured = measure_rounds(ctx, w, slots, &mut accs, runnable, &params, timeout);
-    if measured.is_ok() && ctx.plan.explain && crate::explain::explained(w) && accs[0].active {
-        let counted = slots[0]
-            .guest
-            .as_mut()
-            .map(|guest| count_native_events(ctx, w, guest, &accs[0], &params, timeout));
-        accs[0].counted = counted;
+    if measured.is_ok() && ctx.plan.explain && crate::explain::explained(w) {
+        for &i in runnable {
+            if !accs[i].active {
+                continue;
+            }
+            let counted = slots[i]
+                .guest
+                .as_mut()
+                .map(|guest| count_events_on(ctx, w, guest, &accs[i], &params, timeout, i));
+            accs[i].counted = counted;
+        }
     }
     finish_workload(w, slots, &mut accs, ctx.settings, runs);
     measured
@@ -425,18 +430,26 @@ fn repeat_on(
     Ok(())
 }
 
-/// The counted native repetitions of `w` for `--explain` (see [`count_events`]).
-fn count_native_events(
+/// The counted repetitions of `w` for `--explain` (see [`count_events`]): the native ones the
+/// model predicts from ([`crate::explain::COUNTED_REPS`]), and one in each guest, where its own
+/// kernel counts what the same work asked of it there (the model's check on its counts).
+fn count_events_on(
     ctx: &Ctx,
     w: &WorkloadInfo,
     guest: &mut Guest,
-    native: &Acc,
+    acc: &Acc,
     params: &Params,
     timeout: Duration,
+    slot: usize,
 ) -> CountedRecord {
+    let reps = if slot == 0 {
+        crate::explain::COUNTED_REPS
+    } else {
+        crate::explain::GUEST_COUNTED_REPS
+    };
     let mut job = Job {
-        iterations: native.iterations,
-        reps: ctx.settings.reps.clamp(1, crate::explain::COUNTED_REPS),
+        iterations: acc.iterations,
+        reps: ctx.settings.reps.clamp(1, reps),
         ..job(ctx, w, guest, params)
     };
     job.params.insert("count_events".into(), true.into());
@@ -517,7 +530,7 @@ fn count_events(w: &WorkloadInfo, guest: &mut Guest, job: Job, timeout: Duration
     CountedRecord { reps, not_counted }
 }
 
-/// Repetitions of the micro workloads that `--explain` adds last at most this long: an
+/// Repetitions of the micro workloads that `--explain` adds first at most this long: an
 /// application suite's repetitions last seconds, a micro workload needs a fraction of one.
 const COST_TARGET_S: f64 = 0.5;
 
