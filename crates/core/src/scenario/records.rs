@@ -108,6 +108,7 @@ pub(super) fn run_record(
         extras,
         labels,
         counted: acc.counted.clone(),
+        paired_costs: BTreeMap::new(),
     }
 }
 
