@@ -48,31 +48,6 @@ pub const COST_WORKLOADS: &[&str] = &[
 /// The disk cost, added when an explained workload writes to a disk (it needs a scratch disk).
 pub const DISK_COST_WORKLOAD: &str = "io.randread";
 
-/// The micro workloads `--explain` measures again right before each explained workload
-/// (`runs[].paired_costs`): those whose prices moved by factors between runs; the CPU factor's
-/// compute loops did not.
-const PAIRED: &[&str] = &[
-    "sys.getppid",
-    "sys.pipe",
-    "mm.pagefault",
-    "sched.ctxswitch.unix",
-    "proc.fork",
-    "proc.exec",
-];
-
-/// What `--explain` measures right before `w` (nothing when `w` is not explained): [`PAIRED`],
-/// and the disk's cost for an application (applications have a scratch disk).
-pub fn paired_cost_workloads(w: &WorkloadInfo) -> Vec<&'static str> {
-    if !explained(w) {
-        return Vec::new();
-    }
-    let mut out = PAIRED.to_vec();
-    if w.kind == Kind::App {
-        out.push(DISK_COST_WORKLOAD);
-    }
-    out
-}
-
 /// CPU-bound workloads whose guest/native speed gives the CPU factor.
 const CPU_WORKLOADS: &[&str] = &[
     "cpu.dhrystone",
@@ -136,36 +111,6 @@ struct CostSource {
     native: Input,
     guest: Input,
     events_per_op: f64,
-    /// Measured right before the explained workload (`paired_costs`), not run-wide.
-    paired: bool,
-}
-
-/// Where the costs of one explained workload on one backend come from: the samples measured
-/// beside it (its native and guest records' `paired_costs`), else the run-wide micro workloads.
-struct Costs<'a> {
-    doc: &'a RunDocument,
-    backend: &'a str,
-    beside: Option<(&'a RunRecord, &'a RunRecord)>,
-}
-
-impl Costs<'_> {
-    fn find(&self, workload: &'static str, events_per_op: f64) -> Option<CostSource> {
-        let paired = self.beside.and_then(|(native, guest)| {
-            let ns = |r: &RunRecord| -> Option<Input> {
-                let v = r.paired_costs.get(workload)?;
-                let v: Option<Vec<f64>> = v.iter().map(|&x| ns_per_op(workload, x)).collect();
-                v.filter(|v| !v.is_empty()).map(Input)
-            };
-            Some(CostSource {
-                workload,
-                native: ns(native)?,
-                guest: ns(guest)?,
-                events_per_op,
-                paired: true,
-            })
-        });
-        paired.or_else(|| CostSource::find(self.doc, self.backend, workload, events_per_op))
-    }
 }
 
 impl CostSource {
@@ -186,7 +131,6 @@ impl CostSource {
             native: ns(costs.run(baseline, workload)?)?,
             guest: ns(costs.run(backend, workload)?)?,
             events_per_op,
-            paired: false,
         })
     }
     /// Extra ns per event, from the medians (or from a resample of both).
@@ -239,16 +183,9 @@ impl Cost {
         }
     }
     fn from(&self) -> String {
-        let name = |c: &CostSource| {
-            if c.paired {
-                format!("{} (beside it)", c.workload)
-            } else {
-                c.workload.to_string()
-            }
-        };
         match self {
-            Cost::Micro(c) => name(c),
-            Cost::Switch { switch, pipe } => format!("{} − 2 × {}", name(switch), name(pipe)),
+            Cost::Micro(c) => c.workload.to_string(),
+            Cost::Switch { switch, pipe } => format!("{} − 2 × {}", switch.workload, pipe.workload),
             Cost::Cpu(list) if list.is_empty() => {
                 "cpu.*: no measurable difference, factor 1".into()
             }
@@ -269,8 +206,6 @@ struct Class {
     cost: Cost,
     /// Counts are seconds (the CPU term): the cost is per ns of them.
     seconds: bool,
-    /// The counts are the guest's own (see [`classes`]), not the native ones.
-    from_guest: bool,
 }
 
 /// Per-unit counts of `keys` summed, one value per counted repetition; `None` when a key is
@@ -316,20 +251,17 @@ fn per_unit_less(counted: &CountedRecord, key: &str, less: &str) -> Option<Input
 fn classes(
     counted: &CountedRecord,
     guest: Option<&CountedRecord>,
-    prices: &Costs,
+    costs: &RunDocument,
+    backend: &str,
     missing: &mut Vec<String>,
 ) -> Vec<Class> {
-    let (costs, backend) = (prices.doc, prices.backend);
-    let getppid = prices.find("sys.getppid", 1.0);
-    let pipe = prices.find("sys.pipe", 2.0);
+    let getppid = CostSource::find(costs, backend, "sys.getppid", 1.0);
+    let pipe = CostSource::find(costs, backend, "sys.pipe", 2.0);
     let counts = |keys: &[&str]| {
         let from_guest = (keys != ["user_s"])
             .then(|| guest.and_then(|g| per_unit(g, keys)))
             .flatten();
-        match from_guest {
-            Some(p) => Some((p, true)),
-            None => per_unit(counted, keys).map(|p| (p, false)),
-        }
+        from_guest.or_else(|| per_unit(counted, keys))
     };
     let mut out = Vec::new();
     let mut add = |name: &str,
@@ -338,12 +270,11 @@ fn classes(
                    seconds: bool,
                    out: &mut Vec<Class>| {
         match (counts(keys), cost) {
-            (Some((p, from_guest)), Some(c)) => out.push(Class {
+            (Some(p), Some(c)) => out.push(Class {
                 name: name.into(),
                 per_unit: p,
                 cost: c,
                 seconds,
-                from_guest,
             }),
             (None, _) => {
                 let why = keys
@@ -398,15 +329,14 @@ fn classes(
     add(
         "page_faults",
         &["faults_minor"],
-        prices.find("mm.pagefault", 1.0).map(Cost::Micro),
+        CostSource::find(costs, backend, "mm.pagefault", 1.0).map(Cost::Micro),
         false,
         &mut out,
     );
     // A switch as applications make it, between a client and its server over a Unix socket
     // (documents before that micro workload existed: over pipes).
-    let switch = prices
-        .find("sched.ctxswitch.unix", 1.0)
-        .or_else(|| prices.find("sched.ctxswitch.same", 1.0));
+    let switch = CostSource::find(costs, backend, "sched.ctxswitch.unix", 1.0)
+        .or_else(|| CostSource::find(costs, backend, "sched.ctxswitch.same", 1.0));
     add(
         "ctx_switches",
         &["ctx_switches"],
@@ -421,7 +351,7 @@ fn classes(
         add(
             "disk_ios",
             &["disk_reads", "disk_writes", "disk_flushes"],
-            prices.find(DISK_COST_WORKLOAD, 1.0).map(Cost::Micro),
+            CostSource::find(costs, backend, DISK_COST_WORKLOAD, 1.0).map(Cost::Micro),
             false,
             &mut out,
         );
@@ -456,9 +386,9 @@ fn classes(
     // proc.fork's fork + exit + wait. Their page faults and switches beyond the tiny
     // programs of the micro workloads are counted, and priced, in their own classes.
     if per_unit(counted, &["syscalls.exec"]).is_some() {
-        let (source, from_guest) = match guest {
-            Some(g) if per_unit(g, &["syscalls.exec"]).is_some() => (g, true),
-            _ => (counted, false),
+        let source = match guest {
+            Some(g) if per_unit(g, &["syscalls.exec"]).is_some() => g,
+            _ => counted,
         };
         let execs = per_unit(source, &["syscalls.exec"]);
         let forks_alone = per_unit_less(source, "syscalls.fork", "syscalls.exec");
@@ -466,13 +396,12 @@ fn classes(
             ("syscalls.exec", execs, "proc.exec"),
             ("syscalls.fork", forks_alone, "proc.fork"),
         ] {
-            match (input, prices.find(workload, 1.0)) {
+            match (input, CostSource::find(costs, backend, workload, 1.0)) {
                 (Some(p), Some(c)) => out.push(Class {
                     name: name.into(),
                     per_unit: p,
                     cost: Cost::Micro(c),
                     seconds: false,
-                    from_guest,
                 }),
                 (None, _) => missing.push(format!("{name}: not counted")),
                 (Some(_), None) => missing.push(format!(
@@ -539,34 +468,20 @@ pub fn explain(doc: &RunDocument, costs: &RunDocument) -> Vec<ExplainRecord> {
             .filter(|e| e.workload == native.workload)
         {
             let mut missing = Vec::new();
-            let guest_run = doc.run(&eff.backend, &native.workload);
-            // Costs measured beside the workload, unless another run's were asked for.
-            let same_run = doc.run_id == costs.run_id;
-            let prices = Costs {
-                doc: costs,
-                backend: &eff.backend,
-                beside: guest_run.filter(|_| same_run).map(|g| (native, g)),
-            };
-            let classes = classes(counted, None, &prices, &mut missing);
+            let classes = classes(counted, None, costs, &eff.backend, &mut missing);
             let settings = (doc.settings.confidence, doc.settings.bootstrap_seed);
             let mut record = predict(native, &native_s, eff, &classes, missing, costs, settings);
-            let guest = guest_run
+            let guest = doc
+                .run(&eff.backend, &native.workload)
                 .and_then(|r| r.counted.as_ref())
                 .filter(|g| g.reps.iter().any(|r| r.work > 0.0));
             if let Some(g) = guest {
-                let with = classes_of(counted, g, &prices);
-                // Only a guest that counted some class of the model gives a second prediction.
-                if with.iter().any(|c| c.from_guest) {
-                    let again = predict(native, &native_s, eff, &with, Vec::new(), costs, settings);
-                    for term in record.terms.iter_mut() {
-                        term.guest_per_unit = with
-                            .iter()
-                            .zip(&again.terms)
-                            .find(|(c, t)| c.from_guest && t.class == term.class)
-                            .map(|(_, t)| t.per_unit);
-                    }
-                    record.predicted_with_guest_counts = Some(again.predicted);
+                let with = classes_of(counted, g, costs, &eff.backend);
+                let again = predict(native, &native_s, eff, &with, Vec::new(), costs, settings);
+                for (term, other) in record.terms.iter_mut().zip(&again.terms) {
+                    term.guest_per_unit = Some(other.per_unit);
                 }
+                record.predicted_with_guest_counts = Some(again.predicted);
             }
             out.push(record);
         }
@@ -576,8 +491,13 @@ pub fn explain(doc: &RunDocument, costs: &RunDocument) -> Vec<ExplainRecord> {
 
 /// The classes with the guest's own counts where it has them, in the order of the native ones
 /// (both lists are made by the same rules from the same costs).
-fn classes_of(counted: &CountedRecord, guest: &CountedRecord, prices: &Costs) -> Vec<Class> {
-    classes(counted, Some(guest), prices, &mut Vec::new())
+fn classes_of(
+    counted: &CountedRecord,
+    guest: &CountedRecord,
+    costs: &RunDocument,
+    backend: &str,
+) -> Vec<Class> {
+    classes(counted, Some(guest), costs, backend, &mut Vec::new())
 }
 
 /// Bootstrap resamples of a prediction: its inputs are few, the draws cheap.

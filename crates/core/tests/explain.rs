@@ -64,39 +64,6 @@ fn assert_predicted_exactly(r: &hvbench_core::results::ExplainRecord) {
 }
 
 #[test]
-fn costs_measured_beside_the_workload_come_before_the_run_wide_ones() {
-    let mut doc = document(json!({
-        "syscalls": 100_000.0, "syscalls.other": 100_000.0, "syscalls.file": 0.0,
-        "syscalls.net": 0.0, "syscalls.mm": 0.0, "syscalls.sched": 0.0,
-        "syscalls.process": 0.0, "faults_minor": 10_000.0, "user_s": 0.002
-    }));
-    // Run-wide, a call costs 20 µs more (the guest was slower when the micro workloads ran
-    // first); beside synth.events it cost 2 µs more, which is what the workload paid.
-    for r in doc.runs.iter_mut() {
-        if r.workload == "sys.getppid" && r.backend == "gvisor" {
-            r.samples = vec![20_099.0, 20_100.0, 20_101.0];
-        }
-        if r.workload == "synth.events" {
-            let ns = if r.backend == "native" { 100.0 } else { 2100.0 };
-            r.paired_costs
-                .insert("sys.getppid".into(), vec![ns - 1.0, ns, ns + 1.0]);
-        }
-    }
-    let out = explain(&doc, &doc);
-    let r = &out[0];
-    assert_predicted_exactly(r);
-    let term = r
-        .terms
-        .iter()
-        .find(|t| t.class == "syscalls.other")
-        .unwrap();
-    assert_eq!(term.cost_from, "sys.getppid (beside it)");
-    // The faults had no paired samples: priced run-wide, and named so.
-    let faults = r.terms.iter().find(|t| t.class == "page_faults").unwrap();
-    assert_eq!(faults.cost_from, "mm.pagefault");
-}
-
-#[test]
 fn a_workload_made_of_priced_events_is_predicted_exactly() {
     let doc = document(json!({
         "syscalls": 100_000.0, "syscalls.other": 100_000.0, "syscalls.file": 0.0,

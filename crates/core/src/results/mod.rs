@@ -182,15 +182,9 @@ pub struct RunRecord {
     /// repetitions disagree, their distinct values joined with ` | `.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
-    /// Event counts of extra, unscored repetitions (`--explain`: the native ones the model
-    /// predicts from, one in each guest).
+    /// Event counts of extra, unscored repetitions (`--explain`, native only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counted: Option<CountedRecord>,
-    /// `--explain`: samples of the micro workloads that price events, measured on this backend
-    /// right before this workload (same guest, same minute), by micro workload; the model
-    /// prefers them to the run-wide ones.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub paired_costs: BTreeMap<String, Vec<f64>>,
 }
 
 /// The host's view of one repetition.

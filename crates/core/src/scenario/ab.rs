@@ -274,7 +274,6 @@ mod tests {
             extras: Default::default(),
             labels: Default::default(),
             counted: None,
-            paired_costs: Default::default(),
         }
     }
 

@@ -104,16 +104,7 @@ pub fn run(
     let runnable: Vec<usize> = (0..slots.len())
         .filter(|&i| slots[i].roster.record.availability.is_available())
         .collect();
-    let paired: usize = match plan.explain {
-        true => plan
-            .workloads
-            .iter()
-            .map(|w| crate::explain::paired_cost_workloads(w).len())
-            .sum(),
-        false => 0,
-    };
-    let jobs = (plan.workloads.len() + paired) * runnable.len();
-    progress.begin(jobs as u64 * (1 + u64::from(settings.reps)));
+    progress.begin((plan.workloads.len() * runnable.len()) as u64 * (1 + u64::from(settings.reps)));
     let ctx = Ctx {
         plan: &plan,
         settings: &settings,
@@ -127,19 +118,10 @@ pub fn run(
     let mut drift = crate::drift::HostDrift::new();
     for w in &plan.workloads {
         drift.measure_before(&plan.workloads, w, clock.elapsed());
-        let paired = match paired_costs(&ctx, w, &mut slots, &runnable) {
-            Ok(p) => p,
-            Err(Stopped) => {
-                interrupted = true;
-                break;
-            }
-        };
-        let first = runs.len();
         if run_workload(&ctx, w, &mut slots, &runnable, &mut runs).is_err() {
             interrupted = true;
             break;
         }
-        attach_paired(&mut runs[first..], &paired);
     }
     if crate::stop_requested() {
         interrupted = true;
@@ -171,40 +153,6 @@ pub fn run(
         document.explain = crate::explain::explain(&document, &document);
     }
     out.write(document)
-}
-
-/// With `--explain`, right before an explained workload: the micro workloads that price its
-/// events, measured on every backend (same guests, same minute), so that each application is
-/// priced by what events cost while it ran and not minutes before (a guest's history and the
-/// host's moves shift unit costs by factors, docs/explain.md). Their records are kept apart
-/// from the run's, in the workload's `paired_costs`.
-fn paired_costs(
-    ctx: &Ctx,
-    w: &'static WorkloadInfo,
-    slots: &mut [Slot],
-    runnable: &[usize],
-) -> Result<Vec<RunRecord>, Stopped> {
-    let mut out = Vec::new();
-    if !(ctx.plan.explain && crate::explain::explained(w)) {
-        return Ok(out);
-    }
-    for name in crate::explain::paired_cost_workloads(w) {
-        let m = hvbench_workloads::find(name).expect("a registered workload");
-        run_workload(ctx, m, slots, runnable, &mut out)?;
-    }
-    Ok(out)
-}
-
-/// Puts the samples of `paired` (see [`paired_costs`]) into the records of the workload they
-/// were measured beside, backend by backend; a micro workload that failed there adds nothing.
-fn attach_paired(records: &mut [RunRecord], paired: &[RunRecord]) {
-    for r in records {
-        for p in paired.iter().filter(|p| p.backend == r.backend) {
-            if p.outcome.is_ok() && !p.samples.is_empty() {
-                r.paired_costs.insert(p.workload.clone(), p.samples.clone());
-            }
-        }
-    }
 }
 
 /// One slot per backend, with the devices of those that can run.

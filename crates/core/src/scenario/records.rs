@@ -108,7 +108,6 @@ pub(super) fn run_record(
         extras,
         labels,
         counted: acc.counted.clone(),
-        paired_costs: BTreeMap::new(),
     }
 }
 
