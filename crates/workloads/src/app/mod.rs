@@ -184,7 +184,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         name: "app.compile",
         unit: "s",
         higher_is_better: false,
-        description: "configure --static + make -j<CPUs> of zlib from a clean tree: process \
+        description: "configure --static + make -j<CPUs> of zlib (library, example, minigzip) from a clean tree: process \
                       creation, page faults and compiler CPU",
         kind: Kind::App,
         needs: APP_NEEDS,
