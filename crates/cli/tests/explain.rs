@@ -224,6 +224,20 @@ fn guests_counted_their_own_faults(doc: &serde_json::Value) {
         let counted = &run["counted"];
         let reps = counted["reps"].as_array().expect("a guest counts too");
         assert!(!reps.is_empty(), "{b}: {counted}");
+        // A second prediction from the guest's counts exactly when the guest counted faults
+        // (the only class these two kernels count of synth.events).
+        let faults = reps.iter().all(|r| r["counts"]["faults_minor"].is_number());
+        let r = doc["explain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["backend"] == b && r["workload"] == "synth.events")
+            .unwrap();
+        assert_eq!(
+            r["predicted_with_guest_counts"].is_object(),
+            faults,
+            "{b}: {r}"
+        );
         for rep in reps {
             match rep["counts"]["faults_minor"].as_f64() {
                 Some(f) => {

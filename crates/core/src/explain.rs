@@ -206,6 +206,8 @@ struct Class {
     cost: Cost,
     /// Counts are seconds (the CPU term): the cost is per ns of them.
     seconds: bool,
+    /// The counts are the guest's own.
+    from_guest: bool,
 }
 
 /// Per-unit counts of `keys` summed, one value per counted repetition; `None` when a key is
@@ -257,11 +259,14 @@ fn classes(
 ) -> Vec<Class> {
     let getppid = CostSource::find(costs, backend, "sys.getppid", 1.0);
     let pipe = CostSource::find(costs, backend, "sys.pipe", 2.0);
-    let counts = |keys: &[&str]| {
+    let counts = |keys: &[&str]| -> Option<(Input, bool)> {
         let from_guest = (keys != ["user_s"])
             .then(|| guest.and_then(|g| per_unit(g, keys)))
             .flatten();
-        from_guest.or_else(|| per_unit(counted, keys))
+        match from_guest {
+            Some(p) => Some((p, true)),
+            None => per_unit(counted, keys).map(|p| (p, false)),
+        }
     };
     let mut out = Vec::new();
     let mut add = |name: &str,
@@ -270,11 +275,12 @@ fn classes(
                    seconds: bool,
                    out: &mut Vec<Class>| {
         match (counts(keys), cost) {
-            (Some(p), Some(c)) => out.push(Class {
+            (Some((p, from_guest)), Some(c)) => out.push(Class {
                 name: name.into(),
                 per_unit: p,
                 cost: c,
                 seconds,
+                from_guest,
             }),
             (None, _) => {
                 let why = keys
@@ -386,9 +392,9 @@ fn classes(
     // proc.fork's fork + exit + wait. Their page faults and switches beyond the tiny
     // programs of the micro workloads are counted, and priced, in their own classes.
     if per_unit(counted, &["syscalls.exec"]).is_some() {
-        let source = match guest {
-            Some(g) if per_unit(g, &["syscalls.exec"]).is_some() => g,
-            _ => counted,
+        let (source, from_guest) = match guest {
+            Some(g) if per_unit(g, &["syscalls.exec"]).is_some() => (g, true),
+            _ => (counted, false),
         };
         let execs = per_unit(source, &["syscalls.exec"]);
         let forks_alone = per_unit_less(source, "syscalls.fork", "syscalls.exec");
@@ -402,6 +408,7 @@ fn classes(
                     per_unit: p,
                     cost: Cost::Micro(c),
                     seconds: false,
+                    from_guest,
                 }),
                 (None, _) => missing.push(format!("{name}: not counted")),
                 (Some(_), None) => missing.push(format!(
@@ -477,11 +484,17 @@ pub fn explain(doc: &RunDocument, costs: &RunDocument) -> Vec<ExplainRecord> {
                 .filter(|g| g.reps.iter().any(|r| r.work > 0.0));
             if let Some(g) = guest {
                 let with = classes_of(counted, g, costs, &eff.backend);
-                let again = predict(native, &native_s, eff, &with, Vec::new(), costs, settings);
-                for (term, other) in record.terms.iter_mut().zip(&again.terms) {
-                    term.guest_per_unit = Some(other.per_unit);
+                // Only when the guest counted a class itself (gVisor counts none): otherwise
+                // it would be the first prediction again.
+                if with.iter().any(|c| c.from_guest) {
+                    let again = predict(native, &native_s, eff, &with, Vec::new(), costs, settings);
+                    for ((term, other), class) in
+                        record.terms.iter_mut().zip(&again.terms).zip(&with)
+                    {
+                        term.guest_per_unit = class.from_guest.then_some(other.per_unit);
+                    }
+                    record.predicted_with_guest_counts = Some(again.predicted);
                 }
-                record.predicted_with_guest_counts = Some(again.predicted);
             }
             out.push(record);
         }

@@ -55,7 +55,7 @@ pub struct ExplainTerm {
     /// `per_unit × extra_ns`, in seconds per unit of work.
     pub extra_s: f64,
     /// Events per unit of work counted inside the backend itself (its own kernel, one counted
-    /// repetition), where it counted this class; the native `per_unit` otherwise.
+    /// repetition), where it counted this class; absent where it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest_per_unit: Option<f64>,
 }

@@ -2,7 +2,6 @@
 //! interleaved across backends (native, A, B, native, B, A, ...) so that drift of a shared machine
 //! hits all of them alike; then the ratio of medians with its bootstrap interval.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use serde_json::json;
 
 use super::common::{failed_guest, Output, Roster};
 pub use super::common::{Finished, ScenarioError};
+use super::counted;
 pub(crate) use super::measure::{error_status, median, silence_bound};
 use super::records::{detail, run_record, run_warnings, Acc};
 pub use super::records::{efficiency_records, host_cpu_per_op, CLOCK_TOLERANCE};
@@ -229,11 +229,15 @@ fn run_workload(
             if !accs[i].active {
                 continue;
             }
-            let counted = slots[i]
-                .guest
-                .as_mut()
-                .map(|guest| count_events_on(ctx, w, guest, &accs[i], &params, timeout, i));
-            accs[i].counted = counted;
+            let Some(guest) = slots[i].guest.as_mut() else {
+                continue;
+            };
+            let base = Job {
+                iterations: accs[i].iterations,
+                ..job(ctx, w, guest, &params)
+            };
+            let reps = ctx.settings.reps;
+            accs[i].counted = Some(counted::count(w, guest, base, reps, i == 0, timeout));
         }
     }
     finish_workload(w, slots, &mut accs, ctx.settings, runs);
@@ -430,32 +434,6 @@ fn repeat_on(
     Ok(())
 }
 
-/// The counted repetitions of `w` for `--explain` (see [`count_events`]): the native ones the
-/// model predicts from ([`crate::explain::COUNTED_REPS`]), and one in each guest, where its own
-/// kernel counts what the same work asked of it there (the model's check on its counts).
-fn count_events_on(
-    ctx: &Ctx,
-    w: &WorkloadInfo,
-    guest: &mut Guest,
-    acc: &Acc,
-    params: &Params,
-    timeout: Duration,
-    slot: usize,
-) -> CountedRecord {
-    let reps = if slot == 0 {
-        crate::explain::COUNTED_REPS
-    } else {
-        crate::explain::GUEST_COUNTED_REPS
-    };
-    let mut job = Job {
-        iterations: acc.iterations,
-        reps: ctx.settings.reps.clamp(1, reps),
-        ..job(ctx, w, guest, params)
-    };
-    job.params.insert("count_events".into(), true.into());
-    count_events(w, guest, job, timeout)
-}
-
 /// Runs a job; for a network workload with a host peer that drives the other end of the
 /// agent's connections for as long as the job lasts.
 pub(crate) fn run_with_peer(
@@ -486,48 +464,6 @@ pub(crate) fn run_with_peer(
         p.stop();
     }
     result
-}
-
-/// Runs the counted repetitions of `w` (the job asks the agent to count) and keeps their counts;
-/// a failure is recorded as the reason nothing was counted, never as a count.
-fn count_events(w: &WorkloadInfo, guest: &mut Guest, job: Job, timeout: Duration) -> CountedRecord {
-    let mut reps = Vec::new();
-    let mut not_counted = BTreeMap::new();
-    let result = run_with_peer(w, guest, job, timeout, |s| {
-        let mut counts = BTreeMap::new();
-        for (k, v) in &s.msg.extras {
-            if let Some(name) = k.strip_prefix("ev.") {
-                counts.insert(name.to_string(), *v);
-            }
-        }
-        if let Some(text) = s.msg.labels.get("ev_not_counted") {
-            for part in text.split("; ") {
-                if let Some((k, why)) = part.split_once(": ") {
-                    not_counted.insert(k.to_string(), why.to_string());
-                }
-            }
-        }
-        reps.push(CountedRep {
-            value: s.msg.value,
-            work: s.msg.work,
-            elapsed_s: s.msg.elapsed_ns as f64 * 1e-9,
-            wall_s: s.msg.wall_ns as f64 * 1e-9,
-            counts,
-        });
-    });
-    match result {
-        Ok(JobEnd::Done { .. }) => {}
-        Ok(JobEnd::Error { message, .. }) => {
-            not_counted.insert(
-                "all".into(),
-                format!("the counted repetition failed: {message}"),
-            );
-        }
-        Err(e) => {
-            not_counted.insert("all".into(), format!("the counted repetition failed: {e}"));
-        }
-    }
-    CountedRecord { reps, not_counted }
 }
 
 /// Repetitions of the micro workloads that `--explain` adds first at most this long: an

@@ -8,6 +8,7 @@
 
 pub mod ab;
 pub(crate) mod common;
+mod counted;
 pub mod efficiency;
 pub mod isolation;
 pub mod lifecycle;
