@@ -11,6 +11,16 @@ use support::{available, ci, hvbench, only_document, text, tmpdir};
 
 use serde_json::Value;
 
+/// The explanation of `synth.events` on `backend`.
+fn explained<'a>(doc: &'a Value, backend: &str) -> &'a Value {
+    doc["explain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["backend"] == backend && r["workload"] == "synth.events")
+        .unwrap_or_else(|| panic!("no explain record for {backend}: {}", doc["explain"]))
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -113,12 +123,7 @@ fn synthetic_attempt(attempt: u32) -> Result<(std::path::PathBuf, u32), String> 
             eprintln!("{b} unavailable here: skipped");
             continue;
         }
-        let r = doc["explain"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["backend"] == b && r["workload"] == "synth.events")
-            .unwrap_or_else(|| panic!("no explain record for {b}: {}", doc["explain"]));
+        let r = explained(&doc, b);
         let measured = r["measured"]["value"].as_f64().unwrap();
         let predicted = r["predicted"]["value"].as_f64().unwrap();
         let off = (predicted - measured).abs() / measured;
@@ -227,12 +232,7 @@ fn guests_counted_their_own_faults(doc: &serde_json::Value) {
         // A second prediction from the guest's counts exactly when the guest counted faults
         // (the only class these two kernels count of synth.events).
         let faults = reps.iter().all(|r| r["counts"]["faults_minor"].is_number());
-        let r = doc["explain"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["backend"] == b && r["workload"] == "synth.events")
-            .unwrap();
+        let r = explained(doc, b);
         assert_eq!(
             r["predicted_with_guest_counts"].is_object(),
             faults,
