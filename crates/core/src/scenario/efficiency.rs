@@ -13,7 +13,7 @@ use super::common::{failed_guest, Output, Roster};
 pub use super::common::{Finished, ScenarioError};
 use super::counted;
 pub(crate) use super::measure::{error_status, median, silence_bound};
-use super::records::{detail, run_record, run_warnings, Acc};
+use super::records::{detail, run_record, run_warnings, writes_to_disk, Acc};
 pub use super::records::{efficiency_records, host_cpu_per_op, CLOCK_TOLERANCE};
 use super::Progress;
 use crate::agent::AgentBinary;
@@ -655,11 +655,6 @@ fn finish_workload(
             settings,
         ));
     }
-}
-
-/// Whether a workload writes to a disk (a database, a build, a file load, the write workloads).
-fn writes_to_disk(w: &WorkloadInfo) -> bool {
-    w.kind == hvbench_workloads::Kind::App || w.needs.disk == hvbench_workloads::DiskUse::Write
 }
 
 /// Flushes the host's dirty pages before a repetition that writes to a disk: repetitions of

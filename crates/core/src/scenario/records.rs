@@ -211,6 +211,7 @@ pub(super) fn run_warnings(
     }
     warnings.extend(busy_host_warning(runs));
     warnings.extend(runs.iter().filter_map(ceiling_warning));
+    warnings.extend(runs.iter().filter_map(burst_warning));
     // A workload that could not run as asked (no io_uring, no direct I/O) says so.
     for r in runs {
         for key in ["fallback", "direct_fallback"] {
@@ -251,6 +252,55 @@ fn ceiling_warning(r: &RunRecord) -> Option<String> {
         r.sample_details.len()
     ))
 }
+
+/// A disk-writing workload whose repetitions got steadily slower by half or more: the disk
+/// answered faster after resting, as a rate-limited virtual disk does (a token bucket that
+/// fills while the disk is idle: cloud volumes, Firecracker's block devices). On this
+/// development host, itself a Firecracker microVM, app.files natively went 29 562, 29 784,
+/// 16 264, 6 813, 5 599 ops/s after the disk had rested, then held 3 813-4 044 (CV 2%) in the
+/// run right after: the first run measured the bucket, not the file system.
+fn burst_warning(r: &RunRecord) -> Option<String> {
+    if !writes_to_disk(hvbench_workloads::find(&r.workload)?) {
+        return None;
+    }
+    let factor = slowed_down(&r.samples, r.higher_is_better)?;
+    Some(format!(
+        "{} {}: its repetitions got steadily slower, the first {factor:.1}× faster than the          last ones ({}): a disk that answers faster after resting (a rate-limited virtual          disk's burst) measures how long it rested; run it again right after, or on a disk          without a burst",
+        r.backend,
+        r.workload,
+        r.samples
+            .iter()
+            .map(|&v| crate::report::fmt_sig(v))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// How many times faster the first repetition was than the last two (their median), when
+/// repetitions got slower nearly one after another (at most one step the other way) and by at
+/// least [`SLOWDOWN`]; `None` otherwise or with fewer than four.
+fn slowed_down(samples: &[f64], higher_is_better: bool) -> Option<f64> {
+    let n = samples.len();
+    if n < 4 || samples.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+        return None;
+    }
+    let speed: Vec<f64> = samples
+        .iter()
+        .map(|&v| if higher_is_better { v } else { 1.0 / v })
+        .collect();
+    let falls = speed.windows(2).filter(|p| p[1] < p[0]).count();
+    let end = (speed[n - 1] + speed[n - 2]) / 2.0;
+    let factor = speed[0] / end;
+    (falls + 1 >= n - 1 && factor >= SLOWDOWN).then_some(factor)
+}
+
+/// Whether a workload writes to a disk (a database, a build, a file load, the write workloads).
+pub(super) fn writes_to_disk(w: &WorkloadInfo) -> bool {
+    w.kind == hvbench_workloads::Kind::App || w.needs.disk == hvbench_workloads::DiskUse::Write
+}
+
+/// The slowdown from the first repetitions to the last that [`burst_warning`] reports.
+const SLOWDOWN: f64 = 1.5;
 
 /// One line per backend that repeated more, so that a noisy machine does not bury the other
 /// notes.
@@ -297,4 +347,32 @@ fn busy_host_warning(runs: &[RunRecord]) -> Option<String> {
         median(&steal).unwrap_or(0.0),
         steal.iter().copied().fold(0.0, f64::max),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_that_slows_down_run_after_run_is_named() {
+        // app.files natively on this host after the disk had rested, then right after.
+        let rested = [29562.0, 29784.0, 16264.0, 6813.0, 5599.0];
+        let f = slowed_down(&rested, true).unwrap();
+        assert!((f - 29562.0 / 6206.0).abs() < 1e-9, "{f}");
+        assert_eq!(
+            slowed_down(&[3939.0, 3813.0, 4014.0, 3938.0, 4044.0], true),
+            None
+        );
+        // Getting faster, or too few repetitions, or a slowdown under 1.5×: nothing.
+        assert_eq!(
+            slowed_down(&[3243.0, 3505.0, 3911.0, 3996.0, 4242.0], true),
+            None
+        );
+        assert_eq!(slowed_down(&[30.0, 20.0, 10.0], true), None);
+        assert_eq!(slowed_down(&[4.0, 3.9, 3.5, 3.0], true), None);
+        // Times (lower is better) growing is the same slowdown.
+        assert!(slowed_down(&[1.0, 1.2, 2.0, 2.5, 3.0], false).unwrap() > 2.5);
+        // Noise both ways is no trend.
+        assert_eq!(slowed_down(&[10.0, 4.0, 9.0, 3.0, 8.0, 2.0], true), None);
+    }
 }
