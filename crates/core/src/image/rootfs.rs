@@ -360,11 +360,14 @@ bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 for scale in {}; do
   d={dir}-s$scale
   rm -rf "$d" && mkdir -p "$d" && chown postgres:postgres "$d" && chmod 700 "$d"
+  # A failing step ends the script (set -e): the server must not outlive it in the tree.
+  trap 'runuser -u postgres -- "$bin/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true' EXIT
   runuser -u postgres -- "$bin/initdb" -D "$d" -U postgres -A trust -E UTF8 --locale=C --no-sync >/dev/null
   runuser -u postgres -- "$bin/pg_ctl" -D "$d" -l /tmp/hvbench-pg-template.log -w -t 600     -o "-c listen_addresses= -c unix_socket_directories=/tmp -c dynamic_shared_memory_type=mmap -c fsync=off" start
   runuser -u postgres -- "$bin/createdb" -h /tmp -U postgres bench
   runuser -u postgres -- "$bin/pgbench" -h /tmp -U postgres -i -I dtGvp -q -s "$scale" bench
   runuser -u postgres -- "$bin/pg_ctl" -D "$d" -m fast -w stop
+  trap - EXIT
   rm -f /tmp/hvbench-pg-template.log
   du -sh "$d"
 done
