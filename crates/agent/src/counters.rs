@@ -101,8 +101,6 @@ pub const CLASSES: &[(&str, &[libc::c_long])] = &[
             libc::SYS_newfstatat,
             libc::SYS_statx,
             libc::SYS_lseek,
-            libc::SYS_fsync,
-            libc::SYS_fdatasync,
             libc::SYS_getdents64,
             libc::SYS_unlink,
             libc::SYS_unlinkat,
@@ -167,6 +165,18 @@ pub const CLASSES: &[(&str, &[libc::c_long])] = &[
             libc::SYS_brk,
             libc::SYS_mremap,
             libc::SYS_madvise,
+        ],
+    ),
+    (
+        // Durable writes: each waits for the disk (a journal commit, a cache flush), which is
+        // priced apart from the call itself.
+        "sync",
+        &[
+            libc::SYS_fsync,
+            libc::SYS_fdatasync,
+            libc::SYS_sync_file_range,
+            libc::SYS_syncfs,
+            libc::SYS_sync,
             libc::SYS_msync,
         ],
     ),

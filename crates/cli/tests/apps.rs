@@ -157,6 +157,10 @@ fn applications_run_on_the_host_and_in_directory_and_kernel_guests() {
         "app.compile",
         "app.files",
         "app.web",
+        // The micro workloads that price fsyncs and execs for explain run where the
+        // applications do, in the applications' root and on their disk.
+        "fs.fsync",
+        "proc.spawn",
     ];
     let mut args = vec![
         "--backend",
@@ -178,6 +182,11 @@ fn applications_run_on_the_host_and_in_directory_and_kernel_guests() {
         .unwrap()
         .contains("postgresql"));
     check_measured(&doc, "native", &apps);
+    // The host's kernel counts the faults of the program's loading (ld.so maps libc).
+    let faults = run_of(&doc, "native", "proc.spawn")["extras"]["faults_per_op"]
+        .as_f64()
+        .unwrap();
+    assert!(faults >= 10.0, "{faults} faults per spawn");
     for b in ["namespace", "gvisor", "uml"] {
         if available(&doc, b) {
             check_measured(&doc, b, &apps);

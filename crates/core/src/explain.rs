@@ -45,8 +45,11 @@ pub const COST_WORKLOADS: &[&str] = &[
     "proc.exec",
 ];
 
-/// The disk cost, added when an explained workload writes to a disk (it needs a scratch disk).
-pub const DISK_COST_WORKLOAD: &str = "io.randread";
+/// The costs added when an explained application runs (they need a scratch disk or the
+/// applications' root): a read that misses the cache, a durable write as app.files and a
+/// database's commit make it (a new file's fsync on the applications' file system), and a
+/// dynamically linked program started from the applications' root.
+pub const APP_COST_WORKLOADS: &[&str] = &["io.randread", "fs.fsync", "proc.spawn"];
 
 /// CPU-bound workloads whose guest/native speed gives the CPU factor.
 const CPU_WORKLOADS: &[&str] = &[
@@ -148,11 +151,16 @@ impl CostSource {
 enum Cost {
     /// Extra ns per event from one micro workload.
     Micro(CostSource),
-    /// A context switch: `sched.ctxswitch.same` less its two pipe system calls (the calls are
-    /// counted, and priced, as system calls already); never below zero.
-    Switch {
-        switch: CostSource,
-        pipe: CostSource,
+    /// One micro workload's op less `times` of another's (the system calls it makes besides
+    /// the event, which the application's own counts price already). A context switch is
+    /// `sched.ctxswitch.unix` less two pipe calls, never below zero (a difference of two noisy
+    /// small numbers); an fsync is `fs.fsync` less its create, write and close, and may be
+    /// cheaper than natively (a guest whose disk acknowledges a flush sooner).
+    Less {
+        of: CostSource,
+        less: CostSource,
+        times: f64,
+        floor_zero: bool,
     },
     /// User time × (geometric mean of native/guest time of the CPU workloads − 1).
     Cpu(Vec<CostSource>),
@@ -162,10 +170,20 @@ impl Cost {
     fn extra_ns(&self, mut draw: Option<(&mut Rng, &mut Vec<f64>)>) -> f64 {
         match self {
             Cost::Micro(c) => c.extra(draw),
-            Cost::Switch { switch, pipe } => {
-                let s = switch.extra(draw.as_mut().map(|(r, b)| (&mut **r, &mut **b)));
-                let p = pipe.extra(draw);
-                (s - 2.0 * p).max(0.0)
+            Cost::Less {
+                of,
+                less,
+                times,
+                floor_zero,
+            } => {
+                let s = of.extra(draw.as_mut().map(|(r, b)| (&mut **r, &mut **b)));
+                let p = less.extra(draw);
+                let e = s - times * p;
+                if *floor_zero {
+                    e.max(0.0)
+                } else {
+                    e
+                }
             }
             Cost::Cpu(list) if list.is_empty() => 0.0,
             Cost::Cpu(list) => {
@@ -185,7 +203,16 @@ impl Cost {
     fn from(&self) -> String {
         match self {
             Cost::Micro(c) => c.workload.to_string(),
-            Cost::Switch { switch, pipe } => format!("{} − 2 × {}", switch.workload, pipe.workload),
+            Cost::Less {
+                of, less, times, ..
+            } => {
+                let times = if times.fract() == 0.0 {
+                    format!("{times:.0}")
+                } else {
+                    format!("{times:.1}")
+                };
+                format!("{} − {times} × {}", of.workload, less.workload)
+            }
             Cost::Cpu(list) if list.is_empty() => {
                 "cpu.*: no measurable difference, factor 1".into()
             }
@@ -346,18 +373,48 @@ fn classes(
     add(
         "ctx_switches",
         &["ctx_switches"],
-        switch
-            .zip(pipe.clone())
-            .map(|(switch, pipe)| Cost::Switch { switch, pipe }),
+        switch.zip(pipe.clone()).map(|(of, less)| Cost::Less {
+            of,
+            less,
+            times: 2.0,
+            floor_zero: true,
+        }),
         false,
         &mut out,
     );
-    let ios = per_unit(counted, &["disk_reads", "disk_writes", "disk_flushes"]);
-    if ios.as_ref().is_some_and(|p| p.point() > 0.0) {
+    // Durable writes (documents since they were counted apart): an fsync waits for its
+    // journal commit and the disk's flush, priced by the same on the applications' file
+    // system. The writes it makes durable are its own; other writes go back to the disk in
+    // the background, overlapped with the work, and are not priced, so that only the reads
+    // that miss the cache are left to the disk class. (Older documents: every I/O of the
+    // device priced as a random read.)
+    let synced = per_unit(counted, &["syscalls.sync"]).is_some();
+    if synced {
         add(
-            "disk_ios",
-            &["disk_reads", "disk_writes", "disk_flushes"],
-            CostSource::find(costs, backend, DISK_COST_WORKLOAD, 1.0).map(Cost::Micro),
+            "syscalls.sync",
+            &["syscalls.sync"],
+            CostSource::find(costs, backend, "fs.fsync", 1.0)
+                .zip(pipe.clone().or(getppid.clone()))
+                .map(|(of, less)| Cost::Less {
+                    of,
+                    less,
+                    times: 3.0,
+                    floor_zero: false,
+                }),
+            false,
+            &mut out,
+        );
+    }
+    let (disk_class, disk_keys): (&str, &[&str]) = if synced {
+        ("disk_reads", &["disk_reads"])
+    } else {
+        ("disk_ios", &["disk_reads", "disk_writes", "disk_flushes"])
+    };
+    if per_unit(counted, disk_keys).is_some_and(|p| p.point() > 0.0) {
+        add(
+            disk_class,
+            disk_keys,
+            CostSource::find(costs, backend, "io.randread", 1.0).map(Cost::Micro),
             false,
             &mut out,
         );
@@ -402,11 +459,15 @@ fn classes(
             ("syscalls.exec", execs, "proc.exec"),
             ("syscalls.fork", forks_alone, "proc.fork"),
         ] {
-            match (input, CostSource::find(costs, backend, workload, 1.0)) {
-                (Some(p), Some(c)) => out.push(Class {
+            let cost = match name {
+                "syscalls.exec" => exec_cost(costs, backend),
+                _ => CostSource::find(costs, backend, workload, 1.0).map(Cost::Micro),
+            };
+            match (input, cost) {
+                (Some(p), Some(cost)) => out.push(Class {
                     name: name.into(),
                     per_unit: p,
-                    cost: Cost::Micro(c),
+                    cost,
                     seconds: false,
                     from_guest,
                 }),
@@ -418,6 +479,32 @@ fn classes(
         }
     }
     out
+}
+
+/// What an execve costs: `proc.spawn` (a dynamically linked program of the applications' root
+/// started and reaped) less the page faults of its loading, which the application's own fault
+/// count prices already; where it did not run, `proc.exec` (a tiny static program).
+fn exec_cost(costs: &RunDocument, backend: &str) -> Option<Cost> {
+    let Some(spawn) = CostSource::find(costs, backend, "proc.spawn", 1.0) else {
+        return CostSource::find(costs, backend, "proc.exec", 1.0).map(Cost::Micro);
+    };
+    let baseline = costs.backends.first()?.name.as_str();
+    let faults = costs
+        .run(baseline, "proc.spawn")
+        .and_then(|r| r.extras.get("faults_per_op"))
+        .copied();
+    match (
+        faults,
+        CostSource::find(costs, backend, "mm.pagefault", 1.0),
+    ) {
+        (Some(times), Some(less)) => Some(Cost::Less {
+            of: spawn,
+            less,
+            times,
+            floor_zero: true,
+        }),
+        _ => Some(Cost::Micro(spawn)),
+    }
 }
 
 /// The prediction's extra seconds per unit, by class, from points or from one bootstrap draw.

@@ -148,3 +148,78 @@ fn process_creation_is_priced_by_the_process_micro_workloads() {
     );
     assert_predicted_exactly(r);
 }
+
+#[test]
+fn fsyncs_are_priced_by_fs_fsync_and_background_writes_are_not_priced() {
+    // Per op: 3 file calls (create, write, close), 1 fsync, 5 disk writes and a flush on the
+    // device, no reads. sys.pipe costs 2 µs more per call in gVisor (4 µs per op of two calls);
+    // fs.fsync 1 ms natively and 1.25 ms in gVisor: 250 µs extra, less its three calls' 6 µs,
+    // is 244 µs per fsync. The writes are the fsync's own or written back in the background:
+    // io.randread's +1 ms would add 5 ms per op if they were priced. Guest time: 12 + 200
+    // (other calls) + 10 (faults) + 6 (file calls) + 244 (fsync) = 472 µs.
+    let mut doc = document(json!({
+        "syscalls": 104_000.0, "syscalls.other": 100_000.0, "syscalls.file": 3_000.0,
+        "syscalls.sync": 1_000.0, "syscalls.net": 0.0, "syscalls.mm": 0.0,
+        "syscalls.sched": 0.0, "syscalls.process": 0.0, "faults_minor": 10_000.0,
+        "disk_reads": 0.0, "disk_writes": 5_000.0, "disk_flushes": 1_000.0, "user_s": 0.002
+    }));
+    doc.runs[1] = run("gvisor", "synth.events", "µs/op", &[471.0, 472.0, 473.0]);
+    doc.runs.extend([
+        run("native", "sys.pipe", "ns/op", &[3999.0, 4000.0, 4001.0]),
+        run("gvisor", "sys.pipe", "ns/op", &[7999.0, 8000.0, 8001.0]),
+        run("native", "fs.fsync", "syncs/s", &[999.0, 1000.0, 1001.0]),
+        run("gvisor", "fs.fsync", "syncs/s", &[799.0, 800.0, 801.0]),
+        run("native", "io.randread", "IOPS", &[9999.0, 10000.0, 10001.0]),
+        run("gvisor", "io.randread", "IOPS", &[499.0, 500.0, 501.0]),
+    ]);
+    doc.efficiency = efficiency_records(&doc.runs, "native");
+    let r = &explain(&doc, &doc)[0];
+    let term = |c: &str| r.terms.iter().find(|t| t.class == c);
+    let sync = term("syscalls.sync").expect("an fsync class");
+    assert!((sync.extra_s - 244e-6).abs() < 1e-9, "{r:?}");
+    assert!(
+        term("disk_ios").is_none() && term("disk_reads").is_none(),
+        "{r:?}"
+    );
+    assert_predicted_exactly(r);
+
+    // A guest whose fsync is cheaper than the host's is predicted faster, not clamped.
+    doc.runs[1] = run("gvisor", "synth.events", "µs/op", &[11.0, 11.5, 12.0]);
+    let last = doc.runs.len() - 3;
+    doc.runs[last] = run("gvisor", "fs.fsync", "syncs/s", &[1999.0, 2000.0, 2001.0]);
+    doc.efficiency = efficiency_records(&doc.runs, "native");
+    let r = &explain(&doc, &doc)[0];
+    let sync = r.terms.iter().find(|t| t.class == "syscalls.sync").unwrap();
+    assert!((sync.extra_s - (-506e-6)).abs() < 1e-9, "{r:?}");
+}
+
+#[test]
+fn execs_are_priced_by_proc_spawn_less_its_loading_faults_when_it_ran() {
+    // As above, with proc.spawn beside proc.exec: 1 ms natively (50 faults per op counted
+    // natively), 2 ms in gVisor. Its faults cost 50 × 1 µs more there and are counted in the
+    // application's own faults already: an exec is 1000 − 50 = 950 µs extra. Guest time:
+    // 12 + 200 + 10 + 4 × 950 + 2 × 100 = 4222 µs.
+    let mut doc = document(json!({
+        "syscalls": 100_000.0, "syscalls.other": 100_000.0, "syscalls.file": 0.0,
+        "syscalls.net": 0.0, "syscalls.mm": 0.0, "syscalls.sched": 0.0,
+        "syscalls.process": 0.0, "syscalls.exec": 4_000.0, "syscalls.fork": 6_000.0,
+        "faults_minor": 10_000.0, "user_s": 0.002
+    }));
+    doc.runs[1] = run("gvisor", "synth.events", "µs/op", &[4221.0, 4222.0, 4223.0]);
+    let mut spawn = run("native", "proc.spawn", "µs/op", &[999.0, 1000.0, 1001.0]);
+    spawn.extras.insert("faults_per_op".into(), 50.0);
+    doc.runs.extend([
+        run("native", "proc.exec", "µs/op", &[399.0, 400.0, 401.0]),
+        run("gvisor", "proc.exec", "µs/op", &[599.0, 600.0, 601.0]),
+        run("native", "proc.fork", "µs/op", &[299.0, 300.0, 301.0]),
+        run("gvisor", "proc.fork", "µs/op", &[399.0, 400.0, 401.0]),
+        spawn,
+        run("gvisor", "proc.spawn", "µs/op", &[1999.0, 2000.0, 2001.0]),
+    ]);
+    doc.efficiency = efficiency_records(&doc.runs, "native");
+    let r = &explain(&doc, &doc)[0];
+    let exec = r.terms.iter().find(|t| t.class == "syscalls.exec").unwrap();
+    assert!((exec.extra_s - 3800e-6).abs() < 1e-9, "{r:?}");
+    assert_eq!(exec.cost_from, "proc.spawn − 50 × mm.pagefault");
+    assert_predicted_exactly(r);
+}

@@ -284,7 +284,7 @@ fn device_plan(args: &RunArgs, workloads: &[&'static WorkloadInfo]) -> anyhow::R
 }
 
 /// With `--explain`: the micro workloads that price the explained workloads' events, added
-/// before them (the disk's only when one of them writes to a disk). Before, because a guest's
+/// before them (those that need a disk or the applications' root only for an application). Before, because a guest's
 /// history moves its unit costs: in gVisor a `getppid` cost 4.4 µs in a fresh sandbox, 14 µs
 /// after a compile and 50 µs after four applications, while pgbench, run early, paid the fresh
 /// price (docs/explain.md).
@@ -296,13 +296,15 @@ fn add_cost_workloads(workloads: &mut Vec<&'static WorkloadInfo>) -> anyhow::Res
              nothing else has its events counted"
         );
     }
-    let disk = workloads
+    let app = workloads
         .iter()
         .any(|w| explain::explained(w) && w.kind == Kind::App);
-    let extra = explain::COST_WORKLOADS
-        .iter()
-        .copied()
-        .chain(disk.then_some(explain::DISK_COST_WORKLOAD));
+    let extra = explain::COST_WORKLOADS.iter().copied().chain(
+        explain::APP_COST_WORKLOADS
+            .iter()
+            .copied()
+            .filter(move |_| app),
+    );
     let mut first = Vec::new();
     for name in extra {
         let w = hvbench_workloads::find(name).expect("a registered workload");

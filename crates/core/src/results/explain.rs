@@ -43,7 +43,7 @@ pub struct Interval {
 /// One term of a prediction: a class of events, how many per unit of work, what each costs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExplainTerm {
-    /// `syscalls.file`, ..., `page_faults`, `ctx_switches`, `disk_ios`, `cpu_user`.
+    /// `syscalls.file`, ..., `syscalls.sync`, `page_faults`, `ctx_switches`, `disk_reads` (`disk_ios` in older documents), `cpu_user`.
     pub class: String,
     /// Events per unit of work in the native run (for `cpu_user`: user seconds per unit).
     pub per_unit: f64,

@@ -472,7 +472,7 @@ const COST_TARGET_S: f64 = 0.5;
 
 fn target_s(w: &WorkloadInfo, plan: &Plan, settings: &Settings) -> f64 {
     let cost = crate::explain::COST_WORKLOADS.contains(&w.name)
-        || w.name == crate::explain::DISK_COST_WORKLOAD;
+        || crate::explain::APP_COST_WORKLOADS.contains(&w.name);
     if plan.explain && cost && w.kind != hvbench_workloads::Kind::App {
         settings.target_s.min(COST_TARGET_S)
     } else {

@@ -131,6 +131,39 @@ pub fn run(params: &Params, _seconds: u64) -> Result<Outcome, WorkloadError> {
     })
 }
 
+/// `fs.fsync`: app.files' durable write alone, priced per call for `explain`. One operation
+/// creates a file in the applications' directory (`/mnt/fsync`), writes 4 KiB of non-zero
+/// data and `fsync`s it: the journal commit of a new inode and its data, and the device's cache
+/// flush, through the same file system and virtual disk the applications use (a raw-disk
+/// `io.fsync` skips the file system, whose journal is most of a new file's fsync). The files
+/// are removed after the measured interval.
+pub fn run_fsync(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    let iterations = crate::cpu::check_iterations(iterations)?;
+    super::with_app(params, |app| {
+        let base = app.root.outside("/mnt/fsync");
+        if base.exists() {
+            std::fs::remove_dir_all(&base).map_err(|e| fail("removing", &base, e))?;
+        }
+        std::fs::create_dir_all(&base).map_err(|e| fail("mkdir", &base, e))?;
+        let mut content = [0u8; 4096];
+        let mut rng = SplitMix64::new(crate::io::run_seed());
+        for chunk in content.chunks_mut(8) {
+            chunk.copy_from_slice(&(rng.next_u64() | 1).to_le_bytes());
+        }
+        let t0 = Instant::now();
+        for i in 0..iterations {
+            let path = base.join(format!("f{i}"));
+            let mut file = std::fs::File::create(&path).map_err(|e| fail("create", &path, e))?;
+            file.write_all(&content)
+                .map_err(|e| fail("write", &path, e))?;
+            file.sync_all().map_err(|e| fail("fsync", &path, e))?;
+        }
+        let elapsed = t0.elapsed();
+        std::fs::remove_dir_all(&base).map_err(|e| fail("removing", &base, e))?;
+        Ok(Outcome::new(iterations as f64, elapsed))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@ mod compile;
 mod files;
 pub mod pgbench;
 pub mod root;
+mod spawn;
 pub mod web;
 
 use std::process::{Command, Stdio};
@@ -250,6 +251,33 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         metric: Metric::Rate { scale: 1.0 },
         setup_timeout_s: 600,
         run: files::run,
+    },
+    WorkloadInfo {
+        name: "fs.fsync",
+        unit: "syncs/s",
+        higher_is_better: true,
+        description: "create a file on the applications' disk, write 4 KiB, fsync: one durable \
+                      write through the guest's file system and disk (prices fsyncs for explain)",
+        kind: Kind::Micro,
+        needs: APP_NEEDS,
+        suites: &["explain-costs"],
+        metric: Metric::Rate { scale: 1.0 },
+        setup_timeout_s: 600,
+        run: files::run_fsync,
+    },
+    WorkloadInfo {
+        name: "proc.spawn",
+        unit: "µs/op",
+        higher_is_better: false,
+        description: "fork, chroot into the applications' root, exec the dynamically linked \
+                      /usr/bin/true, wait: a program started as a build starts its compilers \
+                      (prices execs for explain)",
+        kind: Kind::Micro,
+        needs: APP_NEEDS,
+        suites: &["explain-costs"],
+        metric: Metric::TimePerOp { scale: 1e-3 },
+        setup_timeout_s: 600,
+        run: spawn::run,
     },
 ];
 

@@ -100,6 +100,8 @@ pub(crate) struct Plan {
     pub(crate) offsets: Offsets,
     /// Seed of the data written.
     pub(crate) fill_seed: u64,
+    /// An `fdatasync` after every write, timed with it (the `psync` engine only).
+    pub(crate) sync: bool,
 }
 
 /// What an engine measured.
@@ -155,6 +157,7 @@ fn check_len(op: Op, done: i64, len: usize, offset: u64) -> Result<(), WorkloadE
 fn sync_loop(
     fd: RawFd,
     op: Op,
+    sync: bool,
     buf: &mut AlignedBuf,
     count: u64,
     offsets: &mut Offsets,
@@ -164,11 +167,29 @@ fn sync_loop(
     let mut prev = start;
     for _ in 0..count {
         transfer(fd, op, buf, offsets.next_offset())?;
+        if sync {
+            datasync(fd)?;
+        }
         let now = Instant::now();
         latency.record(now - prev);
         prev = now;
     }
     Ok((start, prev))
+}
+
+/// `fdatasync(fd)`, retried on EINTR: the written data reaches stable storage, with the
+/// device's cache flushed (a database's commit).
+fn datasync(fd: RawFd) -> Result<(), WorkloadError> {
+    loop {
+        // SAFETY: fdatasync takes a descriptor and no memory.
+        if unsafe { libc::fdatasync(fd) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(WorkloadError::Failed(format!("fdatasync: {e}")));
+        }
+    }
 }
 
 /// A buffer of `block` bytes, filled with non-zero data for writes.
@@ -188,11 +209,20 @@ pub(crate) fn psync(file: &File, plan: Plan) -> Result<Measured, WorkloadError> 
         iterations,
         mut offsets,
         fill_seed,
+        sync,
     } = plan;
     let mut buf = io_buffer(op, block, fill_seed)?;
     let mut latency = Histogram::new();
     let fd = file.as_raw_fd();
-    let (start, end) = sync_loop(fd, op, &mut buf, iterations, &mut offsets, &mut latency)?;
+    let (start, end) = sync_loop(
+        fd,
+        op,
+        sync,
+        &mut buf,
+        iterations,
+        &mut offsets,
+        &mut latency,
+    )?;
     Ok(Measured {
         elapsed: end - start,
         latency,
@@ -229,6 +259,7 @@ pub(crate) fn uring(
         iterations,
         mut offsets,
         fill_seed,
+        ..
     } = plan;
     let fd = types::Fd(file.as_raw_fd());
     let len = u32::try_from(block)
@@ -382,7 +413,7 @@ pub(crate) fn threads(
                         return Err(WorkloadError::Failed("cancelled".into()));
                     }
                     let (start, end) =
-                        sync_loop(fd, op, &mut buf, count, &mut offsets, &mut latency)?;
+                        sync_loop(fd, op, false, &mut buf, count, &mut offsets, &mut latency)?;
                     Ok((start, end, latency))
                 });
             match spawned {

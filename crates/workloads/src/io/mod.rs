@@ -14,6 +14,11 @@
 //!   its distribution, where a hypervisor's occasional stalls show even when the mean hides
 //!   them. With `iodepth` N several I/Os are in flight, which shows whether the virtual device
 //!   can overlap requests (multiple queues, an I/O thread) or serialises them.
+//! - `io.fsync`: `io.randwrite`'s write followed by `fdatasync`, at queue depth 1, in syncs
+//!   per second: what one durable commit costs (a database's WAL flush, dbench's and
+//!   app.files' fsync), the device's cache flush included. A guest whose virtual disk acknowledges
+//!   flushes from the host's page cache (UML's ubd, a QEMU disk with `cache=unsafe`) is faster
+//!   here than the host: that is what it is, and `explain` prices applications' fsyncs with it.
 //! - `io.seqread`, `io.seqwrite`: 1 MiB I/Os in order, in MB/s (10^6 bytes per second):
 //!   throughput, where the per-request cost is amortised and copies and bandwidth dominate.
 //!   Each run starts at a random block and wraps around at the end of the target.
@@ -98,6 +103,20 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         run: run_randwrite,
     },
     WorkloadInfo {
+        name: "io.fsync",
+        unit: "syncs/s",
+        higher_is_better: true,
+        description: "a 4 KiB O_DIRECT write at a random offset, then fdatasync (queue depth \
+                      1): one durable commit (a database's WAL flush, dbench's fsync) through \
+                      the virtual disk's write and cache-flush path; needs a writable disk",
+        kind: Kind::Micro,
+        needs: Needs::DISK_WRITE,
+        suites: SUITES,
+        metric: Metric::Rate { scale: 1.0 },
+        setup_timeout_s: SETUP_TIMEOUT_S,
+        run: run_fsync,
+    },
+    WorkloadInfo {
         name: "io.seqread",
         unit: "MB/s",
         higher_is_better: true,
@@ -132,19 +151,23 @@ enum Access {
 }
 
 fn run_randread(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
-    run(params, iterations, Op::Read, Access::Random)
+    run(params, iterations, Op::Read, Access::Random, false)
 }
 
 fn run_randwrite(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
-    run(params, iterations, Op::Write, Access::Random)
+    run(params, iterations, Op::Write, Access::Random, false)
+}
+
+fn run_fsync(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    run(params, iterations, Op::Write, Access::Random, true)
 }
 
 fn run_seqread(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
-    run(params, iterations, Op::Read, Access::Sequential)
+    run(params, iterations, Op::Read, Access::Sequential, false)
 }
 
 fn run_seqwrite(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
-    run(params, iterations, Op::Write, Access::Sequential)
+    run(params, iterations, Op::Write, Access::Sequential, false)
 }
 
 /// The parameters of one run, checked.
@@ -238,9 +261,23 @@ pub(crate) fn run_seed() -> u64 {
     mix.next_u64()
 }
 
-fn run(params: &Params, iterations: u64, op: Op, access: Access) -> Result<Outcome, WorkloadError> {
+/// `sync`: an fdatasync after every write, part of its latency (queue depth 1 only).
+fn run(
+    params: &Params,
+    iterations: u64,
+    op: Op,
+    access: Access,
+    sync: bool,
+) -> Result<Outcome, WorkloadError> {
     let iterations = check_iterations(iterations)?;
     let job = Job::from_params(params, op, access)?;
+    if sync && job.iodepth != 1 {
+        return Err(WorkloadError::BadParam(format!(
+            "a write followed by its fdatasync is one request at a time: iodepth must be 1, got \
+             {}",
+            job.iodepth
+        )));
+    }
     let target = target::open(&job.path, op == Op::Write)?;
     if let (Some(sector), None) = (target.sector, &target.direct_fallback) {
         if job.block % sector != 0 {
@@ -284,6 +321,7 @@ fn run(params: &Params, iterations: u64, op: Op, access: Access) -> Result<Outco
         iterations,
         offsets,
         fill_seed: rng.next_u64(),
+        sync,
     };
 
     let mut labels = std::collections::BTreeMap::new();
@@ -318,6 +356,9 @@ fn run(params: &Params, iterations: u64, op: Op, access: Access) -> Result<Outco
         labels.insert("direct_fallback".to_string(), reason);
     }
     labels.insert("target".to_string(), target.kind.label().to_string());
+    if sync {
+        labels.insert("sync".to_string(), "fdatasync".to_string());
+    }
 
     let work = match access {
         Access::Random => iterations as f64,
