@@ -220,7 +220,7 @@ fn io_and_net_suites_run_on_the_host_and_under_qemu_tcg() {
                 continue;
             }
             let rs = runs(&doc, backend);
-            assert_eq!(rs.len(), if suite == "io" { 4 } else { 3 }, "{backend}");
+            assert_eq!(rs.len(), if suite == "io" { 5 } else { 3 }, "{backend}");
             for r in rs {
                 assert_eq!(r["status"], "ok", "{backend} {suite}: {r}");
                 assert_eq!(r["samples"].as_array().unwrap().len(), 2);

@@ -165,7 +165,13 @@ fn rows_are_in_the_io_suite_only_with_their_units() {
     let names: Vec<_> = WORKLOADS.iter().map(|w| w.name).collect();
     assert_eq!(
         names,
-        ["io.randread", "io.randwrite", "io.seqread", "io.seqwrite"]
+        [
+            "io.randread",
+            "io.randwrite",
+            "io.fsync",
+            "io.seqread",
+            "io.seqwrite"
+        ]
     );
     for w in WORKLOADS {
         assert_eq!(w.suites, ["io"], "{}", w.name);
@@ -179,6 +185,9 @@ fn rows_are_in_the_io_suite_only_with_their_units() {
         if w.name.starts_with("io.seq") {
             assert_eq!(w.unit, "MB/s");
             assert_eq!(w.metric, Metric::Rate { scale: 1e-6 });
+        } else if w.name == "io.fsync" {
+            assert_eq!(w.unit, "syncs/s");
+            assert_eq!(w.metric, Metric::Rate { scale: 1.0 });
         } else {
             assert_eq!(w.unit, "IOPS");
             assert_eq!(w.metric, Metric::Rate { scale: 1.0 });
@@ -202,10 +211,19 @@ fn every_workload_runs_at_depth_1_and_4() {
                 file.path_str(),
                 &[("allow_write", true.into()), ("iodepth", iodepth.into())],
             );
+            if w.name == "io.fsync" && iodepth > 1 {
+                // A write and its fdatasync are one request at a time.
+                let e = run(w.name, &p, iterations).expect_err("io.fsync at depth 4");
+                assert!(e.to_string().contains("iodepth must be 1"), "{e}");
+                continue;
+            }
             let out = run(w.name, &p, iterations)
                 .unwrap_or_else(|e| panic!("{} at depth {iodepth}: {e}", w.name));
             check_outcome(w.name, &out, iterations, block, iodepth);
             assert_eq!(label(&out, "direct"), direct.to_string(), "{}", w.name);
+            if w.name == "io.fsync" {
+                assert_eq!(label(&out, "sync"), "fdatasync");
+            }
         }
         // Through the agent's entry point too: a positive rate.
         let p = params(file.path_str(), &[("allow_write", true.into())]);
