@@ -21,10 +21,13 @@
 //! the prediction recomputed, and the percentile interval read off. The pure functions here
 //! read documents and never run anything.
 
+mod cost;
+
 use hvbench_stats::Rng;
 use hvbench_workloads::{Kind, Metric, WorkloadInfo};
 
 use crate::results::{CountedRecord, ExplainRecord, ExplainTerm, Interval, RunDocument, RunRecord};
+use cost::{cpu_cost, exec_cost, Cost, CostSource, Input};
 
 /// Counted native repetitions per explained workload (fewer when `--reps` is smaller).
 pub const COUNTED_REPS: u32 = 3;
@@ -74,154 +77,6 @@ pub fn seconds_per_unit(metric: Metric, value: f64) -> f64 {
         Metric::TimePerOp { scale } => value / (1e9 * scale),
         // Not a time per unit: never modelled (see `explained`).
         Metric::Level => f64::NAN,
-    }
-}
-
-/// Nanoseconds per operation of a micro workload's sample (ns/op workloads are already; IOPS
-/// are inverted).
-fn ns_per_op(workload: &str, value: f64) -> Option<f64> {
-    let w = hvbench_workloads::find(workload)?;
-    Some(seconds_per_unit(w.metric, value) * 1e9)
-}
-
-fn median(v: &[f64]) -> f64 {
-    hvbench_stats::median(v).unwrap_or(f64::NAN)
-}
-
-/// One input of the model as samples: its point is the median, a bootstrap draw the median of
-/// a resample.
-#[derive(Debug, Clone)]
-struct Input(Vec<f64>);
-
-impl Input {
-    fn point(&self) -> f64 {
-        median(&self.0)
-    }
-    fn draw(&self, rng: &mut Rng, buf: &mut Vec<f64>) -> f64 {
-        buf.clear();
-        for _ in 0..self.0.len() {
-            buf.push(self.0[rng.below(self.0.len())]);
-        }
-        median(buf)
-    }
-}
-
-/// Where a cost comes from: a micro workload's samples on native and on the backend, in ns per
-/// op, and how many events one op is.
-#[derive(Debug, Clone)]
-struct CostSource {
-    workload: &'static str,
-    native: Input,
-    guest: Input,
-    events_per_op: f64,
-}
-
-impl CostSource {
-    fn find(
-        costs: &RunDocument,
-        backend: &str,
-        workload: &'static str,
-        events_per_op: f64,
-    ) -> Option<CostSource> {
-        let ns = |r: &RunRecord| -> Option<Input> {
-            (r.outcome.is_ok() && !r.samples.is_empty()).then_some(())?;
-            let v: Option<Vec<f64>> = r.samples.iter().map(|&x| ns_per_op(workload, x)).collect();
-            Some(Input(v?))
-        };
-        let baseline = costs.backends.first()?.name.as_str();
-        Some(CostSource {
-            workload,
-            native: ns(costs.run(baseline, workload)?)?,
-            guest: ns(costs.run(backend, workload)?)?,
-            events_per_op,
-        })
-    }
-    /// Extra ns per event, from the medians (or from a resample of both).
-    fn extra(&self, draw: Option<(&mut Rng, &mut Vec<f64>)>) -> f64 {
-        let (n, g) = match draw {
-            None => (self.native.point(), self.guest.point()),
-            Some((rng, buf)) => (self.native.draw(rng, buf), self.guest.draw(rng, buf)),
-        };
-        (g - n) / self.events_per_op
-    }
-}
-
-/// How a class of events is priced.
-#[derive(Debug, Clone)]
-enum Cost {
-    /// Extra ns per event from one micro workload.
-    Micro(CostSource),
-    /// One micro workload's op less `times` of another's (the system calls it makes besides
-    /// the event, which the application's own counts price already). A context switch is
-    /// `sched.ctxswitch.unix` less two pipe calls, never below zero (a difference of two noisy
-    /// small numbers); an fsync is `fs.fsync` less its create, write and close, and may be
-    /// cheaper than natively (a guest whose disk acknowledges a flush sooner).
-    Less {
-        of: CostSource,
-        less: CostSource,
-        times: f64,
-        floor_zero: bool,
-    },
-    /// User time × (geometric mean of native/guest time of the CPU workloads − 1).
-    Cpu(Vec<CostSource>),
-}
-
-impl Cost {
-    fn extra_ns(&self, mut draw: Option<(&mut Rng, &mut Vec<f64>)>) -> f64 {
-        match self {
-            Cost::Micro(c) => c.extra(draw),
-            Cost::Less {
-                of,
-                less,
-                times,
-                floor_zero,
-            } => {
-                let s = of.extra(draw.as_mut().map(|(r, b)| (&mut **r, &mut **b)));
-                let p = less.extra(draw);
-                let e = s - times * p;
-                if *floor_zero {
-                    e.max(0.0)
-                } else {
-                    e
-                }
-            }
-            Cost::Cpu(list) if list.is_empty() => 0.0,
-            Cost::Cpu(list) => {
-                let mut log_sum = 0.0;
-                for c in list {
-                    let (n, g) = match draw.as_mut() {
-                        None => (c.native.point(), c.guest.point()),
-                        Some((rng, buf)) => (c.native.draw(rng, buf), c.guest.draw(rng, buf)),
-                    };
-                    log_sum += (g / n).ln();
-                }
-                // The CPU factor minus one: extra ns per ns of user time.
-                (log_sum / list.len() as f64).exp() - 1.0
-            }
-        }
-    }
-    fn from(&self) -> String {
-        match self {
-            Cost::Micro(c) => c.workload.to_string(),
-            Cost::Less {
-                of, less, times, ..
-            } => {
-                let times = if times.fract() == 0.0 {
-                    format!("{times:.0}")
-                } else {
-                    format!("{times:.1}")
-                };
-                format!("{} − {times} × {}", of.workload, less.workload)
-            }
-            Cost::Cpu(list) if list.is_empty() => {
-                "cpu.*: no measurable difference, factor 1".into()
-            }
-            Cost::Cpu(list) => list
-                .iter()
-                .map(|c| c.workload)
-                .collect::<Vec<_>>()
-                .join(", "),
-        }
     }
 }
 
@@ -419,92 +274,61 @@ fn classes(
             &mut out,
         );
     }
-    let cpu: Vec<CostSource> = CPU_WORKLOADS
-        .iter()
-        .filter_map(|w| CostSource::find(costs, backend, w, 1.0))
-        .collect();
-    // A CPU workload whose efficiency interval contains 100% shows no measurable difference:
-    // it gives no factor (user code runs natively in namespaces, gVisor and UML, and a noisy
-    // host otherwise turns its noise into a large term). With none left, the factor is 1.
-    let measurable: Vec<CostSource> = cpu
-        .iter()
-        .filter(|c| {
-            costs.efficiency.iter().any(|e| {
-                e.backend == backend
-                    && e.workload == c.workload
-                    && e.verdict != crate::results::Verdict::NoMeasurableOverhead
-            })
-        })
-        .cloned()
-        .collect();
     add(
         "cpu_user",
         &["user_s"],
-        (!cpu.is_empty()).then_some(Cost::Cpu(measurable)),
+        cpu_cost(costs, backend),
         true,
         &mut out,
     );
-    // Process creation (documents since fork and exec were counted apart): an execve is
-    // priced as proc.exec's whole fork + exec + exit + wait, a fork without an exec as
-    // proc.fork's fork + exit + wait. Their page faults and switches beyond the tiny
-    // programs of the micro workloads are counted, and priced, in their own classes.
-    if per_unit(counted, &["syscalls.exec"]).is_some() {
-        let (source, from_guest) = match guest {
-            Some(g) if per_unit(g, &["syscalls.exec"]).is_some() => (g, true),
-            _ => (counted, false),
-        };
-        let execs = per_unit(source, &["syscalls.exec"]);
-        let forks_alone = per_unit_less(source, "syscalls.fork", "syscalls.exec");
-        for (name, input, workload) in [
-            ("syscalls.exec", execs, "proc.exec"),
-            ("syscalls.fork", forks_alone, "proc.fork"),
-        ] {
-            let cost = match name {
-                "syscalls.exec" => exec_cost(costs, backend),
-                _ => CostSource::find(costs, backend, workload, 1.0).map(Cost::Micro),
-            };
-            match (input, cost) {
-                (Some(p), Some(cost)) => out.push(Class {
-                    name: name.into(),
-                    per_unit: p,
-                    cost,
-                    seconds: false,
-                    from_guest,
-                }),
-                (None, _) => missing.push(format!("{name}: not counted")),
-                (Some(_), None) => missing.push(format!(
-                    "{name}: no cost for {backend} ({workload} did not run on it and native)"
-                )),
-            }
-        }
-    }
+    out.extend(process_classes(counted, guest, costs, backend, missing));
     out
 }
 
-/// What an execve costs: `proc.spawn` (a dynamically linked program of the applications' root
-/// started and reaped) less the page faults of its loading, which the application's own fault
-/// count prices already; where it did not run, `proc.exec` (a tiny static program).
-fn exec_cost(costs: &RunDocument, backend: &str) -> Option<Cost> {
-    let Some(spawn) = CostSource::find(costs, backend, "proc.spawn", 1.0) else {
-        return CostSource::find(costs, backend, "proc.exec", 1.0).map(Cost::Micro);
-    };
-    let baseline = costs.backends.first()?.name.as_str();
-    let faults = costs
-        .run(baseline, "proc.spawn")
-        .and_then(|r| r.extras.get("faults_per_op"))
-        .copied();
-    match (
-        faults,
-        CostSource::find(costs, backend, "mm.pagefault", 1.0),
-    ) {
-        (Some(times), Some(less)) => Some(Cost::Less {
-            of: spawn,
-            less,
-            times,
-            floor_zero: true,
-        }),
-        _ => Some(Cost::Micro(spawn)),
+/// Process creation (documents since fork and exec were counted apart): an execve priced by
+/// [`exec_cost`], a fork without an exec as proc.fork's fork + exit + wait. Their page faults
+/// and switches beyond the small programs of the micro workloads are counted, and priced, in
+/// their own classes. Counts from the guest where it counted execs itself.
+fn process_classes(
+    counted: &CountedRecord,
+    guest: Option<&CountedRecord>,
+    costs: &RunDocument,
+    backend: &str,
+    missing: &mut Vec<String>,
+) -> Vec<Class> {
+    let mut out = Vec::new();
+    if per_unit(counted, &["syscalls.exec"]).is_none() {
+        return out;
     }
+    let (source, from_guest) = match guest {
+        Some(g) if per_unit(g, &["syscalls.exec"]).is_some() => (g, true),
+        _ => (counted, false),
+    };
+    let execs = per_unit(source, &["syscalls.exec"]);
+    let forks_alone = per_unit_less(source, "syscalls.fork", "syscalls.exec");
+    for (name, input, workload) in [
+        ("syscalls.exec", execs, "proc.exec"),
+        ("syscalls.fork", forks_alone, "proc.fork"),
+    ] {
+        let cost = match name {
+            "syscalls.exec" => exec_cost(costs, backend),
+            _ => CostSource::find(costs, backend, workload, 1.0).map(Cost::Micro),
+        };
+        match (input, cost) {
+            (Some(p), Some(cost)) => out.push(Class {
+                name: name.into(),
+                per_unit: p,
+                cost,
+                seconds: false,
+                from_guest,
+            }),
+            (None, _) => missing.push(format!("{name}: not counted")),
+            (Some(_), None) => missing.push(format!(
+                "{name}: no cost for {backend} ({workload} did not run on it and native)"
+            )),
+        }
+    }
+    out
 }
 
 /// The prediction's extra seconds per unit, by class, from points or from one bootstrap draw.
