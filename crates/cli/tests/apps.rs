@@ -157,9 +157,10 @@ fn applications_run_on_the_host_and_in_directory_and_kernel_guests() {
         "app.compile",
         "app.files",
         "app.web",
-        // The micro workloads that price fsyncs and execs for explain run where the
-        // applications do, in the applications' root and on their disk.
+        // The micro workloads that price fsyncs, path lookups and execs for explain run where
+        // the applications do, in the applications' root and on their disk.
         "fs.fsync",
+        "fs.open",
         "proc.spawn",
     ];
     let mut args = vec![
@@ -187,9 +188,25 @@ fn applications_run_on_the_host_and_in_directory_and_kernel_guests() {
         .as_f64()
         .unwrap();
     assert!(faults >= 10.0, "{faults} faults per spawn");
+    // Every backend's applications write to a fresh ext4 of their own: the kernel guests to
+    // their disk, the others to a loop-mounted image.
+    let on_own_ext4 = |b: &str| {
+        let settings = &doc["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == b)
+            .unwrap()["guests"][0]["config"]["settings"];
+        let disk = settings["app_disk"].as_str().unwrap_or_default();
+        assert!(disk.contains("loop-mounted"), "{b}: {settings}");
+    };
+    on_own_ext4("native");
     for b in ["namespace", "gvisor", "uml"] {
         if available(&doc, b) {
             check_measured(&doc, b, &apps);
+            if b != "uml" {
+                on_own_ext4(b);
+            }
         } else {
             assert!(!ci(), "{b} must run in CI");
             eprintln!("{b} unavailable here: skipped");

@@ -224,3 +224,92 @@ fn execs_are_priced_by_proc_spawn_less_its_loading_faults_when_it_ran() {
     assert_eq!(exec.cost_from, "proc.spawn − 50 × mm.pagefault");
     assert_predicted_exactly(r);
 }
+
+#[test]
+fn a_web_servers_capacity_is_predicted_from_its_cpu_time_per_request() {
+    // app.web's value is the most sessions within QoS: 900 natively, 200 in gVisor. Its counted
+    // fixed load answered 10,000 requests with 0.2 s of the server's CPU (20 µs each), 30 kB
+    // sent per request. A byte costs 0.8 ns more in gVisor (net.stream.tx: 40 Gbit/s native, 8
+    // in gVisor): 24 µs per request; a round trip 50 µs more (net.rr: 20,000 and 10,000
+    // trans/s), less its send and receive at getppid's +2 µs: 46 µs. Predicted capacity:
+    // 20 / (20 + 24 + 46) = 2/9 of the native one, as measured.
+    let mut doc = document(json!({}));
+    let level = |backend: &str, samples: &[f64]| RunRecord {
+        higher_is_better: true,
+        ..run(backend, "app.web", "sessions", samples)
+    };
+    let mut native = level("native", &[890.0, 900.0, 910.0]);
+    let counts = json!({
+        "user_s": 0.15, "sys_s": 0.05,
+        "net_round_trips": 10_000.0, "net_tx_bytes": 3.0e8
+    });
+    native.counted = Some(CountedRecord {
+        reps: (0..2)
+            .map(|_| CountedRep {
+                value: 900.0,
+                work: 10_000.0,
+                elapsed_s: 1.2,
+                wall_s: 1.5,
+                counts: serde_json::from_value(counts.clone()).unwrap(),
+            })
+            .collect(),
+        not_counted: Default::default(),
+    });
+    let rate = |backend: &str, workload: &str, unit: &str, v: f64| RunRecord {
+        higher_is_better: true,
+        ..run(backend, workload, unit, &[v * 0.99, v, v * 1.01])
+    };
+    doc.runs.retain(|r| r.workload == "sys.getppid");
+    doc.runs.extend([
+        native,
+        level("gvisor", &[199.0, 200.0, 201.0]),
+        rate("native", "net.stream.tx", "Gbit/s", 40.0),
+        rate("gvisor", "net.stream.tx", "Gbit/s", 8.0),
+        rate("native", "net.rr", "trans/s", 20_000.0),
+        rate("gvisor", "net.rr", "trans/s", 10_000.0),
+    ]);
+    doc.efficiency = efficiency_records(&doc.runs, "native");
+    let out = explain(&doc, &doc);
+    let r = out
+        .iter()
+        .find(|r| r.workload == "app.web")
+        .expect("app.web is explained");
+    assert!((r.native_s - 20e-6).abs() < 1e-12, "{r:?}");
+    assert!((r.measured.value - 2.0 / 9.0).abs() < 1e-9, "{r:?}");
+    let term = |c: &str| r.terms.iter().find(|t| t.class == c).unwrap();
+    assert!((term("net_tx_bytes").extra_s - 24e-6).abs() < 1e-9, "{r:?}");
+    assert!(
+        (term("net_round_trips").extra_s - 46e-6).abs() < 1e-9,
+        "{r:?}"
+    );
+    assert!((r.predicted.value - 2.0 / 9.0).abs() < 1e-3, "{r:?}");
+}
+
+#[test]
+fn path_lookups_are_priced_by_fs_open_less_its_close() {
+    // Per op: 10 path calls and 10 faults. fs.open (an openat and a newfstatat, and a close)
+    // costs 40 µs more in gVisor; a pipe call 2 µs more (sys.pipe: 4 µs more for its two
+    // calls): a path call is (40 − 2) / 2 = 19 µs more, 190 µs per op, and the faults 10 µs:
+    // 12 µs natively, 212 µs in gVisor.
+    let mut doc = document(json!({
+        "syscalls": 10_000.0, "syscalls.path": 10_000.0, "syscalls.file": 0.0,
+        "syscalls.net": 0.0, "syscalls.mm": 0.0, "syscalls.sched": 0.0,
+        "syscalls.process": 0.0, "syscalls.other": 0.0, "faults_minor": 10_000.0,
+        "user_s": 0.002
+    }));
+    doc.runs
+        .retain(|r| !(r.backend == "gvisor" && r.workload == "synth.events"));
+    doc.runs.extend([
+        run("gvisor", "synth.events", "µs/op", &[211.0, 212.0, 213.0]),
+        run("native", "fs.open", "ns/op", &[1999.0, 2000.0, 2001.0]),
+        run("gvisor", "fs.open", "ns/op", &[41999.0, 42000.0, 42001.0]),
+        run("native", "sys.pipe", "ns/op", &[499.0, 500.0, 501.0]),
+        run("gvisor", "sys.pipe", "ns/op", &[4499.0, 4500.0, 4501.0]),
+    ]);
+    doc.efficiency = efficiency_records(&doc.runs, "native");
+    let r = &explain(&doc, &doc)[0];
+    let path = r.terms.iter().find(|t| t.class == "syscalls.path").unwrap();
+    assert!((path.extra_ns - 19_000.0).abs() < 1e-6, "{path:?}");
+    assert_eq!(path.cost_from, "fs.open − 0.5 × sys.pipe");
+    assert_predicted_exactly(r);
+}

@@ -299,12 +299,14 @@ fn add_cost_workloads(workloads: &mut Vec<&'static WorkloadInfo>) -> anyhow::Res
     let app = workloads
         .iter()
         .any(|w| explain::explained(w) && w.kind == Kind::App);
-    let extra = explain::COST_WORKLOADS.iter().copied().chain(
-        explain::APP_COST_WORKLOADS
-            .iter()
-            .copied()
-            .filter(move |_| app),
-    );
+    let served = workloads
+        .iter()
+        .any(|w| explain::explained(w) && w.kind == Kind::App && w.needs.network);
+    let extra = explain::COST_WORKLOADS
+        .iter()
+        .chain(explain::APP_COST_WORKLOADS.iter().filter(move |_| app))
+        .chain(explain::NET_COST_WORKLOADS.iter().filter(move |_| served))
+        .copied();
     let mut first = Vec::new();
     for name in extra {
         let w = hvbench_workloads::find(name).expect("a registered workload");

@@ -371,6 +371,7 @@ impl Backend for Namespace {
                     .map_err(BackendError::Setup)?,
             );
         }
+        let app_mount = super::native::app_mount(spec)?;
         let console = spec.workdir.join("agent.stderr");
         let stderr = open_console(&console)?;
         let argv = command_line(&plan, &spec.agent.path, &[]);
@@ -411,6 +412,10 @@ impl Backend for Namespace {
                 "net".into(),
                 "veth pair between a guest and a host-side network namespace of hvbench's".into(),
             );
+        }
+        if let Some(m) = app_mount {
+            settings.insert("app_disk".into(), m.describe());
+            attached.keep.push(Box::new(m));
         }
         Ok(Launched {
             processes: vec![piped.child],

@@ -61,6 +61,9 @@ impl Backend for Native {
             what: format!("{}", console.display()),
             source: e,
         })?;
+        // The applications' file system is mounted before the agent starts, so that its
+        // private mount namespace is made with it.
+        let app_mount = app_mount(spec)?;
         let mut cmd = Command::new(&spec.agent.path);
         if spec.devices.rootfs.is_some() {
             private_mounts(&mut cmd);
@@ -88,6 +91,10 @@ impl Backend for Native {
                  binaries as in every guest)"
                     .to_string(),
             );
+        }
+        if let Some(m) = app_mount {
+            settings.insert("app_disk".to_string(), m.describe());
+            attached.keep.push(Box::new(m));
         }
         if spec.devices.net.is_some() {
             let port = || {
@@ -119,4 +126,17 @@ impl Backend for Native {
             attached,
         })
     }
+}
+
+/// The applications' directory of a guest without a kernel of its own on a fresh ext4 image,
+/// loop-mounted (see [`crate::devices::AppMount`]); `None` when the guest runs no application.
+pub(crate) fn app_mount(
+    spec: &GuestSpec,
+) -> Result<Option<crate::devices::AppMount>, BackendError> {
+    spec.devices
+        .rootfs
+        .as_ref()
+        .map(|r| crate::devices::AppMount::mount(&r.app_dir))
+        .transpose()
+        .map_err(|e| BackendError::Setup(e.to_string()))
 }

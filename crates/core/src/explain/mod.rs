@@ -50,9 +50,14 @@ pub const COST_WORKLOADS: &[&str] = &[
 
 /// The costs added when an explained application runs (they need a scratch disk or the
 /// applications' root): a read that misses the cache, a durable write as app.files and a
-/// database's commit make it (a new file's fsync on the applications' file system), and a
-/// dynamically linked program started from the applications' root.
-pub const APP_COST_WORKLOADS: &[&str] = &["io.randread", "fs.fsync", "proc.spawn"];
+/// database's commit make it (a new file's fsync on the applications' file system), a file
+/// opened by its path there, and a dynamically linked program started from the applications'
+/// root.
+pub const APP_COST_WORKLOADS: &[&str] = &["io.randread", "fs.fsync", "fs.open", "proc.spawn"];
+
+/// The costs added when an explained application serves the network (app.web): a byte sent to
+/// the host, a request's round trip.
+pub const NET_COST_WORKLOADS: &[&str] = &["net.stream.tx", "net.rr"];
 
 /// CPU-bound workloads whose guest/native speed gives the CPU factor.
 const CPU_WORKLOADS: &[&str] = &[
@@ -65,9 +70,7 @@ const CPU_WORKLOADS: &[&str] = &[
 /// Whether `hvbench run --explain` counts `w`'s events: the applications and the synthetic
 /// check.
 pub fn explained(w: &WorkloadInfo) -> bool {
-    // app.web's value is a level a QoS search found (sessions), not a time per unit of work:
-    // the model has no time to add costs to.
-    w.metric != Metric::Level && (w.kind == Kind::App || w.suites.contains(&"explain-check"))
+    w.kind == Kind::App || w.suites.contains(&"explain-check")
 }
 
 /// Seconds per unit of work of a sample `value` of a workload with `metric`.
@@ -75,7 +78,7 @@ pub fn seconds_per_unit(metric: Metric, value: f64) -> f64 {
     match metric {
         Metric::Rate { scale } => scale / value,
         Metric::TimePerOp { scale } => value / (1e9 * scale),
-        // Not a time per unit: never modelled (see `explained`).
+        // Not a time per unit (see `native_seconds`).
         Metric::Level => f64::NAN,
     }
 }
@@ -195,6 +198,26 @@ fn classes(
             false,
             &mut out,
         );
+        // Path lookups (documents since they were counted apart from the file calls): an
+        // openat and a newfstatat per fs.open operation, less its close at the pipe price;
+        // where fs.open did not run, priced as the other file calls.
+        if per_unit(counted, &["syscalls.path"]).is_some() {
+            let open = CostSource::find(costs, backend, "fs.open", 2.0)
+                .zip(pipe.clone().or(getppid.clone()))
+                .map(|(of, less)| Cost::Less {
+                    of,
+                    less,
+                    times: 0.5,
+                    floor_zero: true,
+                });
+            add(
+                "syscalls.path",
+                &["syscalls.path"],
+                open.or_else(|| pipe.clone().or(getppid.clone()).map(Cost::Micro)),
+                false,
+                &mut out,
+            );
+        }
         for class in ["mm", "sched", "process", "other"] {
             let key = format!("syscalls.{class}");
             add(
@@ -270,6 +293,33 @@ fn classes(
             disk_class,
             disk_keys,
             CostSource::find(costs, backend, "io.randread", 1.0).map(Cost::Micro),
+            false,
+            &mut out,
+        );
+    }
+    // A server's requests (app.web, whose unit is a request answered): the response bytes
+    // priced by a bulk send to the host, each request's round trip by a one-byte one less its
+    // send and receive calls, which the server's own calls price already (never below zero).
+    // Counted by the load generator, on the host.
+    if per_unit(counted, &["net_round_trips"]).is_some() {
+        add(
+            "net_tx_bytes",
+            &["net_tx_bytes"],
+            CostSource::find(costs, backend, "net.stream.tx", 1.0).map(Cost::Micro),
+            false,
+            &mut out,
+        );
+        add(
+            "net_round_trips",
+            &["net_round_trips"],
+            CostSource::find(costs, backend, "net.rr", 1.0)
+                .zip(pipe.clone().or(getppid.clone()))
+                .map(|(of, less)| Cost::Less {
+                    of,
+                    less,
+                    times: 2.0,
+                    floor_zero: true,
+                }),
             false,
             &mut out,
         );
@@ -373,13 +423,9 @@ pub fn explain(doc: &RunDocument, costs: &RunDocument) -> Vec<ExplainRecord> {
         if !native.outcome.is_ok() || native.samples.is_empty() {
             continue;
         }
-        let native_s = Input(
-            native
-                .samples
-                .iter()
-                .map(|&v| seconds_per_unit(w.metric, v))
-                .collect(),
-        );
+        let Some(native_s) = native_seconds(native, counted, w.metric) else {
+            continue;
+        };
         for eff in doc
             .efficiency
             .iter()
@@ -411,6 +457,25 @@ pub fn explain(doc: &RunDocument, costs: &RunDocument) -> Vec<ExplainRecord> {
         }
     }
     out
+}
+
+/// The native time per unit of work the extra costs are added to: the measured samples
+/// inverted; for a workload whose value is a level found under QoS (app.web's sessions), the
+/// CPU time the server's process tree spent per request it answered in the counted fixed load
+/// at that level (see `scenario::counted`). Its capacity is modelled as that of a server busy
+/// at its edge: a guest that adds `e` seconds to each request's `t` serves `t / (t + e)` as
+/// many sessions within the same QoS.
+fn native_seconds(native: &RunRecord, counted: &CountedRecord, metric: Metric) -> Option<Input> {
+    match metric {
+        Metric::Level => per_unit(counted, &["user_s", "sys_s"]),
+        _ => Some(Input(
+            native
+                .samples
+                .iter()
+                .map(|&v| seconds_per_unit(metric, v))
+                .collect(),
+        )),
+    }
 }
 
 /// The classes with the guest's own counts where it has them, in the order of the native ones

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hvbench_protocol::Job;
-use hvbench_workloads::WorkloadInfo;
+use hvbench_workloads::{Metric, WorkloadInfo};
 
 use super::efficiency::run_with_peer;
 use crate::guest::{Guest, JobEnd};
@@ -16,11 +16,17 @@ use crate::results::*;
 /// from ([`crate::explain::COUNTED_REPS`]), in a guest [`crate::explain::GUEST_COUNTED_REPS`],
 /// where its own kernel counts what the same work asked of it (the model's check on its
 /// counts). `base` is the workload's job with its calibrated iterations.
+///
+/// A workload whose value is a level a QoS search found (app.web's sessions) has no time per
+/// unit of work to count against: its counted repetitions measure one fixed load instead, at
+/// the median level this backend's `samples` found (the load at its QoS edge, where the server
+/// is busiest), and their unit of work is a request the server answered (`served`).
 pub(super) fn count(
     w: &WorkloadInfo,
     guest: &mut Guest,
     base: Job,
     reps: u32,
+    samples: &[f64],
     native: bool,
     timeout: Duration,
 ) -> CountedRecord {
@@ -35,6 +41,21 @@ pub(super) fn count(
         ..base
     };
     job.params.insert("count_events".into(), true.into());
+    if w.metric == Metric::Level {
+        let Some(level) = super::measure::median(samples) else {
+            return CountedRecord {
+                reps: Vec::new(),
+                not_counted: BTreeMap::from([(
+                    "all".to_string(),
+                    "no level was measured to count a fixed load at".to_string(),
+                )]),
+            };
+        };
+        job.params.insert(
+            "web_sessions".into(),
+            (level.round().max(1.0) as u64).into(),
+        );
+    }
     count_events(w, guest, job, timeout)
 }
 
@@ -57,9 +78,22 @@ fn count_events(w: &WorkloadInfo, guest: &mut Guest, job: Job, timeout: Duration
                 }
             }
         }
+        let work = match w.metric {
+            Metric::Level => {
+                // The load generator's count of what the server answered: one round trip per
+                // request, and the bytes it sent back.
+                let served = s.msg.extras.get("served").copied().unwrap_or(0.0);
+                counts.insert("net_round_trips".to_string(), served);
+                if let Some(b) = s.msg.extras.get("served_bytes") {
+                    counts.insert("net_tx_bytes".to_string(), *b);
+                }
+                served
+            }
+            _ => s.msg.work,
+        };
         reps.push(CountedRep {
             value: s.msg.value,
-            work: s.msg.work,
+            work,
             elapsed_s: s.msg.elapsed_ns as f64 * 1e-9,
             wall_s: s.msg.wall_ns as f64 * 1e-9,
             counts,

@@ -236,8 +236,9 @@ fn run_workload(
                 iterations: accs[i].iterations,
                 ..job(ctx, w, guest, &params)
             };
-            let reps = ctx.settings.reps;
-            accs[i].counted = Some(counted::count(w, guest, base, reps, i == 0, timeout));
+            let (reps, samples) = (ctx.settings.reps, &accs[i].samples);
+            let counted = counted::count(w, guest, base, reps, samples, i == 0, timeout);
+            accs[i].counted = Some(counted);
         }
     }
     finish_workload(w, slots, &mut accs, ctx.settings, runs);
@@ -482,7 +483,8 @@ const COST_REPS: u32 = 7;
 /// Whether `w` is one of the micro workloads `--explain` added to price events.
 fn is_cost(w: &WorkloadInfo, plan: &Plan) -> bool {
     let cost = crate::explain::COST_WORKLOADS.contains(&w.name)
-        || crate::explain::APP_COST_WORKLOADS.contains(&w.name);
+        || crate::explain::APP_COST_WORKLOADS.contains(&w.name)
+        || crate::explain::NET_COST_WORKLOADS.contains(&w.name);
     plan.explain && cost && w.kind != hvbench_workloads::Kind::App
 }
 

@@ -164,6 +164,75 @@ pub fn run_fsync(params: &Params, iterations: u64) -> Result<Outcome, WorkloadEr
     })
 }
 
+/// Files `fs.open` opens in turn, and the directories above them.
+const OPEN_FILES: usize = 64;
+const OPEN_DEPTH: &str = "srv/www/htdocs";
+
+/// `fs.open` (a cost for `hvbench explain`): per operation, `openat` of an existing 4 KiB file
+/// by its path three directories deep on the applications' disk (`/mnt/open/srv/www/htdocs`),
+/// a `newfstatat` of the descriptor (as glibc makes an `fstat`) and a `close`: what a web
+/// server or a compiler does before it reads a file. Two of the agent's "path" calls and one
+/// "file" call, made as raw system calls so that the count is exact whatever the C library.
+pub fn run_open(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    let iterations = crate::cpu::check_iterations(iterations)?;
+    super::with_app(params, |app| {
+        let base = app.root.outside("/mnt/open");
+        let dir = base.join(OPEN_DEPTH);
+        std::fs::create_dir_all(&dir).map_err(|e| fail("mkdir", &dir, e))?;
+        let content = [0x5au8; 4096];
+        let mut paths = Vec::with_capacity(OPEN_FILES);
+        for i in 0..OPEN_FILES {
+            let path = dir.join(format!("f{i}.html"));
+            if !path.exists() {
+                std::fs::write(&path, content).map_err(|e| fail("write", &path, e))?;
+            }
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+                .map_err(|e| WorkloadError::Failed(format!("{}: {e}", path.display())))?;
+            paths.push(c);
+        }
+        let empty = c"";
+        let t0 = Instant::now();
+        for i in 0..iterations as usize {
+            let path = &paths[i % OPEN_FILES];
+            // SAFETY: `path` is a NUL-terminated string that outlives the call.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_openat,
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(fail(
+                    "open",
+                    &dir.join(format!("f{}.html", i % OPEN_FILES)),
+                    e,
+                ));
+            }
+            let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+            // SAFETY: `fd` is open; `empty` is NUL-terminated; `st` has room for a stat.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_newfstatat,
+                    fd,
+                    empty.as_ptr(),
+                    st.as_mut_ptr(),
+                    libc::AT_EMPTY_PATH,
+                )
+            };
+            let stat_err = (r != 0).then(std::io::Error::last_os_error);
+            // SAFETY: `fd` is ours and closed once.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
+            if let Some(e) = stat_err {
+                return Err(fail("fstat", &dir, e));
+            }
+        }
+        Ok(Outcome::new(iterations as f64, t0.elapsed()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -266,6 +266,20 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         run: files::run_fsync,
     },
     WorkloadInfo {
+        name: "fs.open",
+        unit: "ns/op",
+        higher_is_better: false,
+        description: "open an existing file by its path on the applications' disk, fstat it, \
+                      close it: the lookup a web server or a compiler makes before each read \
+                      (prices path calls for explain)",
+        kind: Kind::Micro,
+        needs: APP_NEEDS,
+        suites: &["explain-costs"],
+        metric: Metric::TimePerOp { scale: 1.0 },
+        setup_timeout_s: 600,
+        run: files::run_open,
+    },
+    WorkloadInfo {
         name: "proc.spawn",
         unit: "µs/op",
         higher_is_better: false,

@@ -279,6 +279,8 @@ pub fn qos_curve(probes: &[LoadResult]) -> String {
 fn describe(out: &mut Outcome, r: &LoadResult, server: &Server, rules: &str, curve: &str) {
     let e = &mut out.extras;
     e.insert("req_per_s".into(), r.throughput());
+    e.insert("served".into(), r.served as f64);
+    e.insert("served_bytes".into(), r.served_bytes as f64);
     e.insert(
         "mb_per_s".into(),
         r.bytes as f64 / r.window_s.max(1e-9) / 1e6,

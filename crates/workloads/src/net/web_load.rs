@@ -156,6 +156,14 @@ pub struct LoadResult {
     pub wall_s: f64,
     /// The first distinct errors (at most five).
     pub errors: Vec<String>,
+    /// Responses received in full over the whole load (the ramp and the tail too, not only
+    /// the window's): the server's work while the load ran, which `explain` divides its
+    /// event counts by.
+    #[serde(default)]
+    pub served: u64,
+    /// Their response bytes.
+    #[serde(default)]
+    pub served_bytes: u64,
 }
 
 impl LoadResult {
@@ -769,6 +777,10 @@ impl<'a> Driver<'a> {
         let done = Instant::now();
         let spec = self.spec;
         let s = &mut self.sessions[i];
+        if let Ok(bytes) = result {
+            self.r.served += 1;
+            self.r.served_bytes += bytes;
+        }
         if s.counted {
             self.r.requests += 1;
             match result {
@@ -1049,6 +1061,9 @@ mod tests {
         assert!(r.bytes >= r.requests * 1024);
         assert!(r.p50_ms <= r.p95_ms && r.p95_ms <= r.p99_ms && r.p99_ms <= r.max_ms);
         assert!(r.generator_cpu_s > 0.0);
+        // The ramp's responses are served too, though not counted in the window.
+        assert!(r.served >= r.good + r.tolerable, "{r:?}");
+        assert!(r.served_bytes >= r.bytes, "{r:?}");
     }
 
     #[test]

@@ -396,6 +396,7 @@ impl Backend for Gvisor {
                     .map_err(BackendError::Setup)?,
             );
         }
+        let app_mount = super::native::app_mount(spec)?;
         let argv = prepare(&runsc, &spec.workdir, &spec.label, &choice, &args, &dev)
             .map_err(BackendError::Setup)?;
         let mut cmd = Command::new(&argv[0]);
@@ -448,6 +449,13 @@ impl Backend for Gvisor {
                     d.image.display()
                 ),
             );
+        }
+        if let Some(m) = app_mount {
+            settings.insert(
+                "app_disk".into(),
+                format!("{}, bind-mounted through gVisor's gofer", m.describe()),
+            );
+            attached.keep.push(Box::new(m));
         }
         Ok(Launched {
             processes: vec![piped.child],
