@@ -96,6 +96,23 @@ pub(super) enum Cost {
 }
 
 impl Cost {
+    /// `of`'s extra cost less `times` calls at `call`'s price (the calls a micro workload makes
+    /// besides its event, which the application's own call counts price already); `None`
+    /// when either did not run.
+    pub(super) fn less_calls(
+        of: Option<CostSource>,
+        call: &Option<CostSource>,
+        times: f64,
+        floor_zero: bool,
+    ) -> Option<Cost> {
+        of.zip(call.clone()).map(|(of, less)| Cost::Less {
+            of,
+            less,
+            times,
+            floor_zero,
+        })
+    }
+
     pub(super) fn extra_ns(&self, mut draw: Option<(&mut Rng, &mut Vec<f64>)>) -> f64 {
         match self {
             Cost::Micro(c) => c.extra(draw),

@@ -144,6 +144,8 @@ fn classes(
 ) -> Vec<Class> {
     let getppid = CostSource::find(costs, backend, "sys.getppid", 1.0);
     let pipe = CostSource::find(costs, backend, "sys.pipe", 2.0);
+    // A call as applications make them, to take a micro workload's own calls out of its price.
+    let call = pipe.clone().or(getppid.clone());
     let counts = |keys: &[&str]| -> Option<(Input, bool)> {
         let from_guest = (keys != ["user_s"])
             .then(|| guest.and_then(|g| per_unit(g, keys)))
@@ -186,7 +188,7 @@ fn classes(
         add(
             "syscalls.file",
             &["syscalls.file"],
-            pipe.clone().or(getppid.clone()).map(Cost::Micro),
+            call.clone().map(Cost::Micro),
             false,
             &mut out,
         );
@@ -194,7 +196,7 @@ fn classes(
         add(
             "syscalls.net",
             &["syscalls.net"],
-            pipe.clone().or(getppid.clone()).map(Cost::Micro),
+            call.clone().map(Cost::Micro),
             false,
             &mut out,
         );
@@ -202,18 +204,12 @@ fn classes(
         // openat and a newfstatat per fs.open operation, less its close at the pipe price;
         // where fs.open did not run, priced as the other file calls.
         if per_unit(counted, &["syscalls.path"]).is_some() {
-            let open = CostSource::find(costs, backend, "fs.open", 2.0)
-                .zip(pipe.clone().or(getppid.clone()))
-                .map(|(of, less)| Cost::Less {
-                    of,
-                    less,
-                    times: 0.5,
-                    floor_zero: true,
-                });
+            let of = CostSource::find(costs, backend, "fs.open", 2.0);
+            let open = Cost::less_calls(of, &call, 0.5, true);
             add(
                 "syscalls.path",
                 &["syscalls.path"],
-                open.or_else(|| pipe.clone().or(getppid.clone()).map(Cost::Micro)),
+                open.or_else(|| call.clone().map(Cost::Micro)),
                 false,
                 &mut out,
             );
@@ -271,14 +267,12 @@ fn classes(
         add(
             "syscalls.sync",
             &["syscalls.sync"],
-            CostSource::find(costs, backend, "fs.fsync", 1.0)
-                .zip(pipe.clone().or(getppid.clone()))
-                .map(|(of, less)| Cost::Less {
-                    of,
-                    less,
-                    times: 3.0,
-                    floor_zero: false,
-                }),
+            Cost::less_calls(
+                CostSource::find(costs, backend, "fs.fsync", 1.0),
+                &call,
+                3.0,
+                false,
+            ),
             false,
             &mut out,
         );
@@ -312,14 +306,12 @@ fn classes(
         add(
             "net_round_trips",
             &["net_round_trips"],
-            CostSource::find(costs, backend, "net.rr", 1.0)
-                .zip(pipe.clone().or(getppid.clone()))
-                .map(|(of, less)| Cost::Less {
-                    of,
-                    less,
-                    times: 2.0,
-                    floor_zero: true,
-                }),
+            Cost::less_calls(
+                CostSource::find(costs, backend, "net.rr", 1.0),
+                &call,
+                2.0,
+                true,
+            ),
             false,
             &mut out,
         );
