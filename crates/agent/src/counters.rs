@@ -107,8 +107,6 @@ pub const CLASSES: &[(&str, &[libc::c_long])] = &[
             libc::SYS_pipe2,
             libc::SYS_getcwd,
             libc::SYS_fchmod,
-            libc::SYS_sendfile,
-            libc::SYS_copy_file_range,
         ],
     ),
     (
@@ -225,6 +223,18 @@ pub const CLASSES: &[(&str, &[libc::c_long])] = &[
         ],
     ),
     ("exec", &[libc::SYS_execve, libc::SYS_execveat]),
+    // A file's bytes copied into another descriptor by the kernel (a web server's response):
+    // in a sandbox whose files and sockets are the host's, a copy through its own memory.
+    // Priced by fs.sendfile.
+    (
+        "sendfile",
+        &[
+            libc::SYS_sendfile,
+            libc::SYS_splice,
+            libc::SYS_tee,
+            libc::SYS_copy_file_range,
+        ],
+    ),
     (
         "process",
         &[

@@ -321,3 +321,49 @@ fn path_lookups_are_priced_by_fs_open_less_its_close() {
     assert_eq!(path.cost_from, "fs.open − 0.5 × sys.pipe");
     assert_predicted_exactly(r);
 }
+
+#[test]
+fn a_sendfile_is_priced_by_fs_sendfile_less_its_bytes() {
+    // Per op: one sendfile and 10 faults. fs.sendfile (32 KiB into a loopback socket) costs
+    // 100 µs more in gVisor; a byte sent 0.8 ns more (net.stream.tx: 40 Gbit/s native, 8 in
+    // gVisor), priced in the response bytes' class: the call is 100 − 26.2144 µs more. Guest
+    // time: 12 + 73.7856 + 10 (faults) µs.
+    let guest = 12.0 + 100.0 - 0.8e-3 * 32768.0 + 10.0;
+    let mut doc = document(classed(json!({
+        "syscalls": 1_000.0, "syscalls.sendfile": 1_000.0
+    })));
+    doc.runs
+        .retain(|r| !(r.backend == "gvisor" && r.workload == "synth.events"));
+    let gbit = |backend: &str, v: f64| RunRecord {
+        higher_is_better: true,
+        ..run(backend, "net.stream.tx", "Gbit/s", &[v, v, v])
+    };
+    doc.runs.extend([
+        run(
+            "gvisor",
+            "synth.events",
+            "µs/op",
+            &[guest - 1.0, guest, guest + 1.0],
+        ),
+        run(
+            "native",
+            "fs.sendfile",
+            "ns/op",
+            &[10_000.0, 10_000.0, 10_000.0],
+        ),
+        run(
+            "gvisor",
+            "fs.sendfile",
+            "ns/op",
+            &[110_000.0, 110_000.0, 110_000.0],
+        ),
+        gbit("native", 40.0),
+        gbit("gvisor", 8.0),
+    ]);
+    doc.efficiency = efficiency_records(&doc.runs, "native");
+    let r = &explain(&doc, &doc)[0];
+    let term = r.terms.iter().find(|t| t.class == "syscalls.sendfile");
+    let extra = term.expect("priced").extra_ns;
+    assert!((extra - 73_785.6).abs() < 1e-6, "{extra}");
+    assert_predicted_exactly(r);
+}

@@ -56,8 +56,11 @@ pub const COST_WORKLOADS: &[&str] = &[
 pub const APP_COST_WORKLOADS: &[&str] = &["io.randread", "fs.fsync", "fs.open", "proc.spawn"];
 
 /// The costs added when an explained application serves the network (app.web): a byte sent to
-/// the host, a request's round trip.
-pub const NET_COST_WORKLOADS: &[&str] = &["net.stream.tx", "net.rr"];
+/// the host, a request's round trip, a file sent into a socket.
+pub const NET_COST_WORKLOADS: &[&str] = &["net.stream.tx", "net.rr", "fs.sendfile"];
+
+/// Bytes of one `fs.sendfile` operation (`hvbench_workloads::app::files`).
+const SENDFILE_BYTES: f64 = 32768.0;
 
 /// CPU-bound workloads whose guest/native speed gives the CPU factor.
 const CPU_WORKLOADS: &[&str] = &[
@@ -210,6 +213,25 @@ fn classes(
                 "syscalls.path",
                 &["syscalls.path"],
                 open.or_else(|| call.clone().map(Cost::Micro)),
+                false,
+                &mut out,
+            );
+        }
+        // A file sent into a socket (documents since sendfile was counted apart): fs.sendfile
+        // less its 32 KiB at net.stream.tx's per-byte price (a server's response bytes are
+        // priced by that class already; its loopback reader's receive stays in the price).
+        // Without fs.sendfile, as a file call.
+        if per_unit(counted, &["syscalls.sendfile"]).is_some() {
+            let of = CostSource::find(costs, backend, "fs.sendfile", 1.0);
+            let bytes = CostSource::find(costs, backend, "net.stream.tx", 1.0);
+            let cost = match bytes {
+                Some(b) => Cost::less_calls(of, &Some(b), SENDFILE_BYTES, true),
+                None => of.map(Cost::Micro),
+            };
+            add(
+                "syscalls.sendfile",
+                &["syscalls.sendfile"],
+                cost.or_else(|| call.clone().map(Cost::Micro)),
                 false,
                 &mut out,
             );

@@ -233,6 +233,71 @@ pub fn run_open(params: &Params, iterations: u64) -> Result<Outcome, WorkloadErr
     })
 }
 
+/// Bytes `fs.sendfile` sends per operation: about app.web's mean response (30 kB).
+const SENDFILE_BYTES: usize = 32 << 10;
+
+/// `fs.sendfile` (a cost for `hvbench explain`): per operation, one `sendfile` of a 32 KiB file
+/// on the applications' disk into a TCP connection over the guest's loopback, drained by a
+/// thread of the agent: how nginx sends a response. A blocking socket takes the whole file in
+/// one call; the reader's receive is one call more (priced as a pipe call by the model).
+pub fn run_sendfile(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    use std::os::fd::AsRawFd;
+    let iterations = crate::cpu::check_iterations(iterations)?;
+    super::with_app(params, |app| {
+        let dir = app.root.outside("/mnt/sendfile");
+        std::fs::create_dir_all(&dir).map_err(|e| fail("mkdir", &dir, e))?;
+        let path = dir.join("response.bin");
+        std::fs::write(&path, vec![0x5au8; SENDFILE_BYTES]).map_err(|e| fail("write", &path, e))?;
+        let file = std::fs::File::open(&path).map_err(|e| fail("open", &path, e))?;
+        let net = |what: &str, e: std::io::Error| {
+            WorkloadError::Failed(format!("{what} on the loopback: {e}"))
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| net("bind", e))?;
+        let addr = listener.local_addr().map_err(|e| net("local_addr", e))?;
+        let total = SENDFILE_BYTES as u64 * iterations;
+        let reader = std::thread::spawn(move || -> std::io::Result<u64> {
+            let (mut conn, _) = listener.accept()?;
+            let mut buf = vec![0u8; 256 << 10];
+            let mut got = 0u64;
+            while got < total {
+                match conn.read(&mut buf)? {
+                    0 => break,
+                    n => got += n as u64,
+                }
+            }
+            Ok(got)
+        });
+        let sock = std::net::TcpStream::connect(addr).map_err(|e| net("connect", e))?;
+        let t0 = Instant::now();
+        for _ in 0..iterations {
+            let mut offset: libc::off_t = 0;
+            while (offset as usize) < SENDFILE_BYTES {
+                let left = SENDFILE_BYTES - offset as usize;
+                // SAFETY: both descriptors are open for the call; `offset` is a valid pointer.
+                let n = unsafe {
+                    libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut offset, left)
+                };
+                if n <= 0 {
+                    let e = std::io::Error::last_os_error();
+                    return Err(fail("sendfile", &path, e));
+                }
+            }
+        }
+        drop(sock);
+        let got = reader
+            .join()
+            .map_err(|_| WorkloadError::Failed("the loopback reader panicked".into()))?
+            .map_err(|e| net("reading", e))?;
+        let elapsed = t0.elapsed();
+        if got != total {
+            return Err(WorkloadError::Failed(format!(
+                "the reader got {got} of {total} bytes"
+            )));
+        }
+        Ok(Outcome::new(iterations as f64, elapsed))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

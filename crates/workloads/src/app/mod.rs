@@ -280,6 +280,20 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         run: files::run_open,
     },
     WorkloadInfo {
+        name: "fs.sendfile",
+        unit: "ns/op",
+        higher_is_better: false,
+        description: "sendfile a 32 KiB file of the applications' disk into a TCP connection \
+                      over the guest's loopback: how a web server sends a response (prices \
+                      sendfile calls for explain)",
+        kind: Kind::Micro,
+        needs: APP_NEEDS,
+        suites: &["explain-costs"],
+        metric: Metric::TimePerOp { scale: 1.0 },
+        setup_timeout_s: 600,
+        run: files::run_sendfile,
+    },
+    WorkloadInfo {
         name: "proc.spawn",
         unit: "µs/op",
         higher_is_better: false,
