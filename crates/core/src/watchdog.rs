@@ -234,12 +234,44 @@ pub fn clean_up_after(pid: u32) -> Leftovers {
     }
     found.processes += kill_registered_groups(pid);
     for (_, dir) in owned_in(&std::env::temp_dir(), Some(pid)) {
+        // The applications' loop-mounted file systems first (`devices::AppMount`): removing
+        // the directory would otherwise stop at each mount point and leave it mounted.
+        unmount_under(&dir);
         if dir.is_dir() && fs::remove_dir_all(&dir).is_ok() {
             found.workdirs += 1;
         }
     }
     crate::netns::sweep_stale();
     found
+}
+
+/// Detaches every mount of this mount namespace at or below `dir`, deepest first.
+fn unmount_under(dir: &Path) {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        // mountinfo escapes space, tab, newline and backslash as octal.
+        .map(|p| {
+            PathBuf::from(
+                p.replace("\\040", " ")
+                    .replace("\\011", "\t")
+                    .replace("\\012", "\n")
+                    .replace("\\134", "\\"),
+            )
+        })
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
 }
 
 /// Cleans up after every hvbench whose process is gone: what a watchdog could not.
@@ -349,6 +381,33 @@ mod tests {
             "removed what killed hvbench runs left: pid 812 (3 processes, 1 cgroup, 2 work \
              directories)"
         );
+    }
+
+    #[test]
+    fn mounts_under_a_directory_are_detached_before_it_is_removed() {
+        let dir = std::env::temp_dir().join(format!("hvb-umount-test-{}", std::process::id()));
+        let inner = dir.join("app");
+        fs::create_dir_all(&inner).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(&inner)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            // Not root here: nothing to detach, and the property cannot be checked.
+            let _ = fs::remove_dir_all(&dir);
+            return;
+        }
+        let is_mounted = || {
+            fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .any(|l| l.split(' ').nth(4) == inner.to_str())
+        };
+        assert!(is_mounted());
+        unmount_under(&dir);
+        assert!(!is_mounted());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
