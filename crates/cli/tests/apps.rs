@@ -161,6 +161,7 @@ fn applications_run_on_the_host_and_in_directory_and_kernel_guests() {
         // the applications do, in the applications' root and on their disk.
         "fs.fsync",
         "fs.open",
+        "fs.create",
         "fs.sendfile",
         "proc.spawn",
     ];

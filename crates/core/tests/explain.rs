@@ -323,6 +323,66 @@ fn path_lookups_are_priced_by_fs_open_less_its_close() {
 }
 
 #[test]
+fn creating_calls_are_priced_by_fs_create_less_its_close() {
+    // Per op: 4 path calls, 6 creating calls and 10 faults. fs.open costs 40 µs more in
+    // gVisor (a lookup 19 µs more, as above); fs.create (a creating openat, a close and an
+    // unlinkat) 100 µs more: a creating call is (100 − 2) / 2 = 49 µs more. Guest time: 12 +
+    // 4 × 19 + 6 × 49 + 10 (faults) µs.
+    let guest = 12.0 + 4.0 * 19.0 + 6.0 * 49.0 + 10.0;
+    let mut doc = document(classed(json!({
+        "syscalls": 10_000.0, "syscalls.path": 4_000.0, "syscalls.create": 6_000.0
+    })));
+    doc.runs
+        .retain(|r| !(r.backend == "gvisor" && r.workload == "synth.events"));
+    doc.runs.extend([
+        run(
+            "gvisor",
+            "synth.events",
+            "µs/op",
+            &[guest - 1.0, guest, guest + 1.0],
+        ),
+        run("native", "fs.open", "ns/op", &[1999.0, 2000.0, 2001.0]),
+        run("gvisor", "fs.open", "ns/op", &[41999.0, 42000.0, 42001.0]),
+        run("native", "fs.create", "ns/op", &[9999.0, 10000.0, 10001.0]),
+        run(
+            "gvisor",
+            "fs.create",
+            "ns/op",
+            &[109999.0, 110000.0, 110001.0],
+        ),
+        run("native", "sys.pipe", "ns/op", &[499.0, 500.0, 501.0]),
+        run("gvisor", "sys.pipe", "ns/op", &[4499.0, 4500.0, 4501.0]),
+    ]);
+    doc.efficiency = efficiency_records(&doc.runs, "native");
+    let r = &explain(&doc, &doc)[0];
+    let term = |c: &str| r.terms.iter().find(|t| t.class == c).unwrap();
+    assert!(
+        (term("syscalls.create").extra_ns - 49_000.0).abs() < 1e-6,
+        "{r:?}"
+    );
+    assert_eq!(
+        term("syscalls.create").cost_from,
+        "fs.create − 0.5 × sys.pipe"
+    );
+    assert!(
+        (term("syscalls.path").extra_ns - 19_000.0).abs() < 1e-6,
+        "{r:?}"
+    );
+    assert_predicted_exactly(r);
+
+    // Without fs.create the creating calls are priced as lookups, which each of them makes.
+    doc.runs.retain(|r| r.workload != "fs.create");
+    doc.efficiency = efficiency_records(&doc.runs, "native");
+    let r = &explain(&doc, &doc)[0];
+    let create = r
+        .terms
+        .iter()
+        .find(|t| t.class == "syscalls.create")
+        .unwrap();
+    assert_eq!(create.cost_from, "fs.open − 0.5 × sys.pipe");
+}
+
+#[test]
 fn a_sendfile_is_priced_by_fs_sendfile_less_its_bytes() {
     // Per op: one sendfile and 10 faults. fs.sendfile (32 KiB into a loopback socket) costs
     // 100 µs more in gVisor; a byte sent 0.8 ns more (net.stream.tx: 40 Gbit/s native, 8 in

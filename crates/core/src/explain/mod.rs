@@ -51,9 +51,15 @@ pub const COST_WORKLOADS: &[&str] = &[
 /// The costs added when an explained application runs (they need a scratch disk or the
 /// applications' root): a read that misses the cache, a durable write as app.files and a
 /// database's commit make it (a new file's fsync on the applications' file system), a file
-/// opened by its path there, and a dynamically linked program started from the applications'
-/// root.
-pub const APP_COST_WORKLOADS: &[&str] = &["io.randread", "fs.fsync", "fs.open", "proc.spawn"];
+/// opened by its path there, a file created and removed there, and a dynamically linked program
+/// started from the applications' root.
+pub const APP_COST_WORKLOADS: &[&str] = &[
+    "io.randread",
+    "fs.fsync",
+    "fs.open",
+    "fs.create",
+    "proc.spawn",
+];
 
 /// The costs added when an explained application serves the network (app.web): a byte sent to
 /// the host, a request's round trip, a file sent into a socket.
@@ -206,13 +212,29 @@ fn classes(
         // Path lookups (documents since they were counted apart from the file calls): an
         // openat and a newfstatat per fs.open operation, less its close at the pipe price;
         // where fs.open did not run, priced as the other file calls.
+        let mut open = None;
         if per_unit(counted, &["syscalls.path"]).is_some() {
             let of = CostSource::find(costs, backend, "fs.open", 2.0);
-            let open = Cost::less_calls(of, &call, 0.5, true);
+            open = Cost::less_calls(of, &call, 0.5, true);
             add(
                 "syscalls.path",
                 &["syscalls.path"],
-                open.or_else(|| call.clone().map(Cost::Micro)),
+                open.clone().or_else(|| call.clone().map(Cost::Micro)),
+                false,
+                &mut out,
+            );
+        }
+        // Calls that create or remove a name (documents since they were counted apart from
+        // the lookups): an openat with O_CREAT and an unlinkat per fs.create operation, less its
+        // close at the pipe price; without fs.create, as a lookup, which each of them makes.
+        if per_unit(counted, &["syscalls.create"]).is_some() {
+            let of = CostSource::find(costs, backend, "fs.create", 2.0);
+            add(
+                "syscalls.create",
+                &["syscalls.create"],
+                Cost::less_calls(of, &call, 0.5, true)
+                    .or(open)
+                    .or_else(|| call.clone().map(Cost::Micro)),
                 false,
                 &mut out,
             );

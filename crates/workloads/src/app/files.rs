@@ -233,6 +233,65 @@ pub fn run_open(params: &Params, iterations: u64) -> Result<Outcome, WorkloadErr
     })
 }
 
+/// Files `fs.create` creates before it removes them, as app.files fills a directory and
+/// empties it later.
+const CREATE_BATCH: u64 = 64;
+
+/// `fs.create` (a cost for `hvbench explain`): per operation, a new empty file created by its
+/// path on the applications' disk (`openat` with `O_CREAT | O_EXCL`, in
+/// `/mnt/create/srv/www`), closed, and removed again (`unlinkat`), in batches of 64 created then
+/// 64 removed: an inode allocated and freed and a directory entry added and taken out, the
+/// metadata writes of app.files' creates and deletes and of a compiler's temporary files. Two
+/// of the agent's "create" calls and one "file" call, made as raw system calls.
+pub fn run_create(params: &Params, iterations: u64) -> Result<Outcome, WorkloadError> {
+    let iterations = crate::cpu::check_iterations(iterations)?;
+    super::with_app(params, |app| {
+        let dir = app.root.outside("/mnt/create/srv/www");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| fail("removing", &dir, e))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| fail("mkdir", &dir, e))?;
+        let names: Vec<std::ffi::CString> = (0..CREATE_BATCH)
+            .map(|i| {
+                let p = dir.join(format!("t{i:02}.o"));
+                std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("no NUL")
+            })
+            .collect();
+        let t0 = Instant::now();
+        let mut done = 0u64;
+        while done < iterations {
+            let batch = (iterations - done).min(CREATE_BATCH) as usize;
+            for name in &names[..batch] {
+                // SAFETY: `name` is a NUL-terminated string that outlives the call.
+                let fd = unsafe {
+                    libc::syscall(
+                        libc::SYS_openat,
+                        libc::AT_FDCWD,
+                        name.as_ptr(),
+                        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o644,
+                    )
+                };
+                if fd < 0 {
+                    return Err(fail("create", &dir, std::io::Error::last_os_error()));
+                }
+                // SAFETY: `fd` is ours and closed once.
+                unsafe { libc::syscall(libc::SYS_close, fd) };
+            }
+            for name in &names[..batch] {
+                // SAFETY: as above.
+                let r =
+                    unsafe { libc::syscall(libc::SYS_unlinkat, libc::AT_FDCWD, name.as_ptr(), 0) };
+                if r != 0 {
+                    return Err(fail("unlink", &dir, std::io::Error::last_os_error()));
+                }
+            }
+            done += batch as u64;
+        }
+        Ok(Outcome::new(iterations as f64, t0.elapsed()))
+    })
+}
+
 /// Bytes `fs.sendfile` sends per operation: about app.web's mean response (30 kB).
 const SENDFILE_BYTES: usize = 32 << 10;
 

@@ -280,6 +280,20 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         run: files::run_open,
     },
     WorkloadInfo {
+        name: "fs.create",
+        unit: "ns/op",
+        higher_is_better: false,
+        description: "create a new empty file by its path on the applications' disk, close it, \
+                      remove it: a directory entry and an inode made and freed, as app.files \
+                      and a compiler's temporary files do (prices creating calls for explain)",
+        kind: Kind::Micro,
+        needs: APP_NEEDS,
+        suites: &["explain-costs"],
+        metric: Metric::TimePerOp { scale: 1.0 },
+        setup_timeout_s: 600,
+        run: files::run_create,
+    },
+    WorkloadInfo {
         name: "fs.sendfile",
         unit: "ns/op",
         higher_is_better: false,

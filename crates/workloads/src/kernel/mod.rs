@@ -91,7 +91,8 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         unit: "ns/switch",
         higher_is_better: false,
         description: "the same ping-pong on one CPU over Unix stream sockets, the channel of a \
-                      database client and its server: a switch with a socket's send and receive",
+                      database client and its server: a switch with a socket's send and receive \
+                      (param pages: pages each side reads after it wakes)",
         kind: Kind::Micro,
         needs: Needs::NONE,
         // Not in the quick suite: `--explain` adds it to price an application's switches.
