@@ -285,7 +285,8 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         higher_is_better: false,
         description: "create a new empty file by its path on the applications' disk, close it, \
                       remove it: a directory entry and an inode made and freed, as app.files \
-                      and a compiler's temporary files do (prices creating calls for explain)",
+                      and a compiler's temporary files do (prices creating calls for explain; \
+                      param unlink=0 times the creations alone)",
         kind: Kind::Micro,
         needs: APP_NEEDS,
         suites: &["explain-costs"],
