@@ -17,6 +17,15 @@ fn run(backend: &str, workload: &str, unit: &str, samples: &[f64]) -> RunRecord 
     .unwrap()
 }
 
+/// A workload's records on native and gVisor, each three samples around its value.
+fn both(workload: &str, unit: &str, native: f64, gvisor: f64) -> [RunRecord; 2] {
+    let around = |v: f64| [v - 1.0, v, v + 1.0];
+    [
+        run("native", workload, unit, &around(native)),
+        run("gvisor", workload, unit, &around(gvisor)),
+    ]
+}
+
 /// synth.events natively: 12 µs per op, of which 2 µs user time, 100 system calls and 10 page
 /// faults. In the guest each call costs 2 µs more and each fault 1 µs more: 222 µs per op.
 fn document(counts: serde_json::Value) -> RunDocument {
@@ -334,25 +343,16 @@ fn creating_calls_are_priced_by_fs_create_less_its_close() {
     })));
     doc.runs
         .retain(|r| !(r.backend == "gvisor" && r.workload == "synth.events"));
-    doc.runs.extend([
-        run(
-            "gvisor",
-            "synth.events",
-            "µs/op",
-            &[guest - 1.0, guest, guest + 1.0],
-        ),
-        run("native", "fs.open", "ns/op", &[1999.0, 2000.0, 2001.0]),
-        run("gvisor", "fs.open", "ns/op", &[41999.0, 42000.0, 42001.0]),
-        run("native", "fs.create", "ns/op", &[9999.0, 10000.0, 10001.0]),
-        run(
-            "gvisor",
-            "fs.create",
-            "ns/op",
-            &[109999.0, 110000.0, 110001.0],
-        ),
-        run("native", "sys.pipe", "ns/op", &[499.0, 500.0, 501.0]),
-        run("gvisor", "sys.pipe", "ns/op", &[4499.0, 4500.0, 4501.0]),
-    ]);
+    doc.runs.push(run(
+        "gvisor",
+        "synth.events",
+        "µs/op",
+        &[guest - 1.0, guest, guest + 1.0],
+    ));
+    doc.runs.extend(both("fs.open", "ns/op", 2000.0, 42000.0));
+    doc.runs
+        .extend(both("fs.create", "ns/op", 10000.0, 110000.0));
+    doc.runs.extend(both("sys.pipe", "ns/op", 500.0, 4500.0));
     doc.efficiency = efficiency_records(&doc.runs, "native");
     let r = &explain(&doc, &doc)[0];
     let term = |c: &str| r.terms.iter().find(|t| t.class == c).unwrap();
@@ -426,4 +426,56 @@ fn a_sendfile_is_priced_by_fs_sendfile_less_its_bytes() {
     let extra = term.expect("priced").extra_ns;
     assert!((extra - 73_785.6).abs() < 1e-6, "{extra}");
     assert_predicted_exactly(r);
+}
+
+#[test]
+fn prices_measured_after_each_repetition_give_a_second_prediction() {
+    // The run's getppid costs 2 µs more in gVisor; measured after each of synth.events' own
+    // repetitions it cost 3 µs more (3.1 µs against 0.1 µs natively): 100 calls × 3 µs + 10
+    // faults × 1 µs = 310 µs extra, 322 µs in all.
+    let mut doc = document(json!({
+        "syscalls": 100_000.0, "syscalls.other": 100_000.0, "syscalls.file": 0.0,
+        "syscalls.net": 0.0, "syscalls.mm": 0.0, "syscalls.sched": 0.0,
+        "syscalls.process": 0.0, "faults_minor": 10_000.0, "user_s": 0.002
+    }));
+    let set = |doc: &mut RunDocument, backend: &str, v: f64| {
+        let r = doc
+            .runs
+            .iter_mut()
+            .find(|r| r.backend == backend && r.workload == "synth.events")
+            .unwrap();
+        r.round_prices
+            .insert("sys.getppid".into(), vec![v - 1.0, v, v + 1.0]);
+    };
+    set(&mut doc, "native", 100.0);
+    set(&mut doc, "gvisor", 3100.0);
+    let r = &explain(&doc, &doc)[0];
+    // The first prediction keeps the run's prices, and is exact.
+    assert_predicted_exactly(r);
+    let round = r
+        .predicted_with_round_prices
+        .as_ref()
+        .expect("a second prediction");
+    assert!((round.value - 12.0 / 322.0).abs() < 1e-9, "{round:?}");
+    let term = r
+        .terms
+        .iter()
+        .find(|t| t.class == "syscalls.other")
+        .unwrap();
+    assert_eq!(term.round_extra_ns, Some(3000.0));
+    // Pages were not priced again: the round price is the run's.
+    let faults = r.terms.iter().find(|t| t.class == "page_faults").unwrap();
+    assert_eq!(faults.round_extra_ns, Some(faults.extra_ns));
+
+    // Prices from another run (`--costs`) are used as they are, without a second prediction.
+    let mut other = doc.clone();
+    other.run_id = "another".into();
+    assert!(explain(&doc, &other)[0]
+        .predicted_with_round_prices
+        .is_none());
+    // Nor is there one with round prices on one side only.
+    for r in doc.runs.iter_mut().filter(|r| r.backend == "native") {
+        r.round_prices.clear();
+    }
+    assert!(explain(&doc, &doc)[0].predicted_with_round_prices.is_none());
 }

@@ -65,6 +65,26 @@ pub const APP_COST_WORKLOADS: &[&str] = &[
 /// the host, a request's round trip, a file sent into a socket.
 pub const NET_COST_WORKLOADS: &[&str] = &["net.stream.tx", "net.rr", "fs.sendfile"];
 
+/// The pricing workloads `hvbench run --explain` measures again after each repetition of an
+/// application, on the same backend (`runs[].round_prices`): every price the model takes from
+/// one workload's samples, not the CPU factor (from efficiency verdicts) or the fallbacks for
+/// older documents (`sched.ctxswitch.same`, `proc.exec`).
+pub const ROUND_PRICES: &[&str] = &[
+    "sys.getppid",
+    "sys.pipe",
+    "mm.pagefault",
+    "sched.ctxswitch.unix",
+    "proc.fork",
+    "io.randread",
+    "fs.fsync",
+    "fs.open",
+    "fs.create",
+    "proc.spawn",
+    "net.stream.tx",
+    "net.rr",
+    "fs.sendfile",
+];
+
 /// Bytes of one `fs.sendfile` operation (`hvbench_workloads::app::files`).
 const SENDFILE_BYTES: f64 = 32768.0;
 
@@ -489,6 +509,18 @@ pub fn explain(doc: &RunDocument, costs: &RunDocument) -> Vec<ExplainRecord> {
                     record.predicted_with_guest_counts = Some(again.predicted);
                 }
             }
+            if let Some(priced) = with_round_prices(doc, costs, &native.workload, &eff.backend) {
+                let with = self::classes(counted, None, &priced, &eff.backend, &mut Vec::new());
+                let again = predict(native, &native_s, eff, &with, Vec::new(), &priced, settings);
+                for term in record.terms.iter_mut() {
+                    term.round_extra_ns = again
+                        .terms
+                        .iter()
+                        .find(|t| t.class == term.class)
+                        .map(|t| t.extra_ns);
+                }
+                record.predicted_with_round_prices = Some(again.predicted);
+            }
             out.push(record);
         }
     }
@@ -595,11 +627,57 @@ fn predict(
                 cost_from: c.cost.from(),
                 extra_s,
                 guest_per_unit: None,
+                round_extra_ns: None,
             })
             .collect(),
         missing,
         predicted_with_guest_counts: None,
+        predicted_with_round_prices: None,
     }
+}
+
+/// `costs` with the samples of each pricing workload on the baseline and on `backend`
+/// replaced by those measured after `workload`'s own repetitions there
+/// (`runs[].round_prices`, at least two on each side); `None` when `costs` is not `doc` (the
+/// prices of another run were asked for) or no pricing workload has round prices on both.
+fn with_round_prices(
+    doc: &RunDocument,
+    costs: &RunDocument,
+    workload: &str,
+    backend: &str,
+) -> Option<RunDocument> {
+    if doc.run_id != costs.run_id {
+        return None;
+    }
+    let baseline = doc.backends.first()?.name.as_str();
+    let native = doc.run(baseline, workload)?;
+    let guest = doc.run(backend, workload)?;
+    let mut priced = costs.clone();
+    let mut any = false;
+    for r in priced.runs.iter_mut() {
+        let of = if r.backend == baseline {
+            native
+        } else if r.backend == backend {
+            guest
+        } else {
+            continue;
+        };
+        if !ROUND_PRICES.contains(&r.workload.as_str()) {
+            continue;
+        }
+        let (Some(n), Some(g)) = (
+            native.round_prices.get(&r.workload),
+            guest.round_prices.get(&r.workload),
+        ) else {
+            continue;
+        };
+        if n.len() < 2 || g.len() < 2 || !r.outcome.is_ok() {
+            continue;
+        }
+        r.samples = of.round_prices[&r.workload].clone();
+        any = true;
+    }
+    any.then_some(priced)
 }
 
 #[cfg(test)]

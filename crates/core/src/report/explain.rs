@@ -82,6 +82,39 @@ fn with_guest_counts(r: &ExplainRecord) -> Option<String> {
     ))
 }
 
+/// The prediction with the prices measured after each of the workload's repetitions, as a
+/// sentence naming the prices that moved the extra time by more than 5% of the measured extra;
+/// `None` without one.
+fn with_round_prices(r: &ExplainRecord) -> Option<String> {
+    let p = r.predicted_with_round_prices.as_ref()?;
+    let moved: Vec<String> = r
+        .terms
+        .iter()
+        .filter_map(|t| {
+            let round = t.round_extra_ns?;
+            let delta_s = (round - t.extra_ns) * 1e-9 * t.per_unit;
+            (t.class != "cpu_user" && delta_s.abs() > 0.05 * r.measured_extra_s.abs()).then(|| {
+                let each = ExplainTerm {
+                    extra_ns: round,
+                    ..t.clone()
+                };
+                format!("{} {} each", t.class, fmt_cost(&each))
+            })
+        })
+        .collect();
+    let which = if moved.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", moved.join(", "))
+    };
+    Some(format!(
+        "with prices measured after each of its repetitions: predicted {} [{}–{}]{which}",
+        fmt_pct(p.value),
+        fmt_pct(p.ci_low),
+        fmt_pct(p.ci_high)
+    ))
+}
+
 fn bar(share: f64, width: usize) -> String {
     let n = (share.clamp(0.0, 1.0) * width as f64).round() as usize;
     "█".repeat(n)
@@ -127,7 +160,7 @@ pub fn terminal(records: &[ExplainRecord]) -> String {
             fmt_time(r.measured_extra_s),
             fmt_time(r.predicted_extra_s)
         );
-        if let Some(line) = with_guest_counts(r) {
+        for line in with_guest_counts(r).into_iter().chain(with_round_prices(r)) {
             let _ = writeln!(out, "  {line}");
         }
         let _ = writeln!(
@@ -226,7 +259,7 @@ pub fn markdown(records: &[ExplainRecord]) -> String {
             fmt_time(r.residual_s),
             r.residual_s / r.measured_extra_s * 100.0
         );
-        if let Some(line) = with_guest_counts(r) {
+        for line in with_guest_counts(r).into_iter().chain(with_round_prices(r)) {
             let _ = writeln!(out, "\n{}{}.", line[..1].to_uppercase(), &line[1..]);
         }
         for m in &r.missing {
@@ -237,7 +270,7 @@ pub fn markdown(records: &[ExplainRecord]) -> String {
 }
 
 /// The header of [`csv`].
-pub const CSV_COLUMNS: [&str; 12] = [
+pub const CSV_COLUMNS: [&str; 14] = [
     "workload",
     "backend",
     "class",
@@ -250,6 +283,8 @@ pub const CSV_COLUMNS: [&str; 12] = [
     "predicted_ci_low",
     "predicted_ci_high",
     "predicted_with_guest_counts",
+    "round_extra_ns",
+    "predicted_with_round_prices",
 ];
 
 fn csv_field(s: &str) -> String {
@@ -275,22 +310,27 @@ pub fn csv(records: &[ExplainRecord]) -> String {
                 .as_ref()
                 .map_or(String::new(), |p| p.value.to_string())
         );
+        let round = r
+            .predicted_with_round_prices
+            .as_ref()
+            .map_or(String::new(), |p| p.value.to_string());
         for t in &r.terms {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{tail}",
+                "{},{},{},{},{},{},{},{tail},{},{round}",
                 csv_field(&r.workload),
                 csv_field(&r.backend),
                 csv_field(&t.class),
                 t.per_unit,
                 t.guest_per_unit.map_or(String::new(), |g| g.to_string()),
                 t.extra_ns,
-                t.extra_s
+                t.extra_s,
+                t.round_extra_ns.map_or(String::new(), |g| g.to_string()),
             );
         }
         let _ = writeln!(
             out,
-            "{},{},unexplained,,,,{},{tail}",
+            "{},{},unexplained,,,,{},{tail},,{round}",
             csv_field(&r.workload),
             csv_field(&r.backend),
             r.residual_s
@@ -428,9 +468,11 @@ mod tests {
                 cost_from: "sys.getppid".into(),
                 extra_s: 70e-6,
                 guest_per_unit: Some(130.0),
+                round_extra_ns: Some(900.0),
             }],
             missing: vec!["disk_ios: not counted (x)".into()],
             predicted_with_guest_counts: Some(iv(0.1)),
+            predicted_with_round_prices: Some(iv(0.1)),
         }
     }
 
@@ -449,6 +491,12 @@ mod tests {
         assert!(
             t.contains("own counts where its kernel counted them: predicted 10.0%")
                 && t.contains("syscalls.other 130.0 per unit, native 100.0"),
+            "{t}"
+        );
+        // Round prices: 200 ns more per call × 100 calls is 20 µs, 22% of the measured extra.
+        assert!(
+            t.contains("with prices measured after each of its repetitions: predicted 10.0%")
+                && t.contains("(syscalls.other +900.0 ns each)"),
             "{t}"
         );
         let m = markdown(&r);

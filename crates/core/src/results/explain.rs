@@ -58,6 +58,10 @@ pub struct ExplainTerm {
     /// repetition), where it counted this class; absent where it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest_per_unit: Option<f64>,
+    /// Extra nanoseconds per event from the prices measured after each of the workload's own
+    /// repetitions (`runs[].round_prices`), where they priced this class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_extra_ns: Option<f64>,
 }
 
 /// Predicted against measured efficiency of one workload on one backend.
@@ -91,4 +95,10 @@ pub struct ExplainRecord {
     /// more of those events than the native run did for the same work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicted_with_guest_counts: Option<Interval>,
+    /// The prediction again (native counts) with the prices measured on the backend and
+    /// natively right after each of the workload's own repetitions (`runs[].round_prices`)
+    /// instead of those of the run's pricing workloads, measured before every application:
+    /// prices from the same minutes and the same guest state as the measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_with_round_prices: Option<Interval>,
 }

@@ -185,6 +185,12 @@ pub struct RunRecord {
     /// Event counts of extra, unscored repetitions (`--explain`, native only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counted: Option<CountedRecord>,
+    /// `--explain`, applications: samples of the micro workloads that price events, one
+    /// repetition of each measured on this backend right after each of this workload's
+    /// repetitions (in its metric, as in their own records), by workload name. `explain`
+    /// predicts a second time with them (`predicted_with_round_prices`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub round_prices: BTreeMap<String, Vec<f64>>,
 }
 
 /// The host's view of one repetition.

@@ -274,6 +274,7 @@ mod tests {
             extras: Default::default(),
             labels: Default::default(),
             counted: None,
+            round_prices: Default::default(),
         }
     }
 

@@ -223,7 +223,10 @@ fn run_workload(
     for &i in runnable {
         calibrate_on(ctx, w, &mut slots[i], &mut accs[i], &params, timeout)?;
     }
-    let measured = measure_rounds(ctx, w, slots, &mut accs, runnable, &params, timeout);
+    let prices = round_prices(ctx, w, slots, runs);
+    let measured = measure_rounds(
+        ctx, w, slots, &mut accs, runnable, &params, timeout, &prices,
+    );
     if measured.is_ok() && ctx.plan.explain && crate::explain::explained(w) {
         for &i in runnable {
             if !accs[i].active {
@@ -243,6 +246,73 @@ fn run_workload(
     }
     finish_workload(w, slots, &mut accs, ctx.settings, runs);
     measured
+}
+
+/// A pricing workload to measure after each repetition, with its iterations per repetition.
+type Price = (&'static WorkloadInfo, u64);
+
+/// Per slot, the pricing workloads measured again after each of `w`'s repetitions (an
+/// application under `--explain`): those of [`crate::explain::ROUND_PRICES`] that ran on the
+/// slot's backend earlier in this run, at half their calibrated iterations (a quarter of a
+/// second each, about 3 s after each repetition).
+fn round_prices(
+    ctx: &Ctx,
+    w: &WorkloadInfo,
+    slots: &[Slot],
+    runs: &[RunRecord],
+) -> Vec<Vec<Price>> {
+    slots
+        .iter()
+        .map(|slot| {
+            if !(ctx.plan.explain && w.kind == hvbench_workloads::Kind::App) {
+                return Vec::new();
+            }
+            let backend = slot.roster.record.name.as_str();
+            crate::explain::ROUND_PRICES
+                .iter()
+                .filter_map(|name| {
+                    let r = runs
+                        .iter()
+                        .find(|r| r.backend == backend && r.workload == *name)?;
+                    let n = r.iterations.filter(|_| r.outcome.is_ok())?;
+                    Some((hvbench_workloads::find(name)?, (n / 2).max(1)))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One repetition of each of `prices` on the slot's guest, right after a repetition of the
+/// workload `acc` measures: their samples go to `acc.round_prices`. A pricing workload that
+/// fails leaves no sample (its own record says why); a guest lost here ends the workload on
+/// this backend, as in one of its own repetitions.
+fn price_round(ctx: &Ctx, slot: &mut Slot, acc: &mut Acc, prices: &[Price]) -> Result<(), Stopped> {
+    for &(c, iterations) in prices {
+        let timeout = silence_bound(c, ctx.settings);
+        if crate::stop_requested() {
+            return Err(Stopped);
+        }
+        let Some(guest) = slot.guest.as_mut() else {
+            return Ok(());
+        };
+        let params = workload_params(c, ctx.settings);
+        let job = Job {
+            iterations: Some(iterations),
+            reps: 1,
+            ..job(ctx, c, guest, &params)
+        };
+        let mut got = None;
+        match run_with_peer(c, guest, job, timeout, |s| got = Some(s.msg.value)) {
+            Ok(JobEnd::Done { .. }) => {
+                if let Some(v) = got {
+                    acc.round_prices.entry(c.name.into()).or_default().push(v);
+                }
+            }
+            Ok(JobEnd::Error { .. }) => {}
+            Err(e) => return lose_in_job(slot, acc, with_timeout(e, timeout), ctx.progress),
+        }
+    }
+    Ok(())
 }
 
 /// The job of `w` on `guest`.
@@ -330,6 +400,7 @@ fn lose_in_job(
 
 /// Measured repetitions, interleaved; more rounds where an efficiency is still open
 /// (`reps`: narrow enough, or a clear overhead, stops; the noisy side is repeated).
+#[allow(clippy::too_many_arguments)]
 fn measure_rounds(
     ctx: &Ctx,
     w: &WorkloadInfo,
@@ -338,6 +409,7 @@ fn measure_rounds(
     runnable: &[usize],
     params: &Params,
     timeout: Duration,
+    prices: &[Vec<Price>],
 ) -> Result<(), Stopped> {
     let settings = ctx.settings;
     let (reps, max_reps) = rounds_of(w, ctx.plan, settings);
@@ -371,6 +443,9 @@ fn measure_rounds(
             }
             let rep = Rep { round, timeout };
             repeat_on(ctx, w, &mut slots[i], &mut accs[i], params, rep)?;
+            if accs[i].active && !prices[i].is_empty() {
+                price_round(ctx, &mut slots[i], &mut accs[i], &prices[i])?;
+            }
         }
         round += 1;
     }

@@ -25,6 +25,8 @@ pub(super) struct Acc {
     pub details: Vec<SampleDetail>,
     pub works: Vec<f64>,
     pub counted: Option<CountedRecord>,
+    /// Samples of the pricing micro workloads measured after each repetition (`--explain`).
+    pub round_prices: BTreeMap<String, Vec<f64>>,
 }
 
 /// The sample extra in which the agent reports its involuntary context switches
@@ -108,6 +110,7 @@ pub(super) fn run_record(
         extras,
         labels,
         counted: acc.counted.clone(),
+        round_prices: acc.round_prices.clone(),
     }
 }
 
