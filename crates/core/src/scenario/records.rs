@@ -228,7 +228,32 @@ pub(super) fn run_warnings(
             .iter()
             .filter_map(|b| extra_reps_warning(b, runs, settings)),
     );
+    warnings.extend(unpinned_uml_warning(
+        settings.pinning.is_some(),
+        runs.iter().map(|r| r.backend.as_str()),
+    ));
     warnings
+}
+
+/// UML measured unpinned measures the host's placement too: every trap of a UML guest (system
+/// call, fault, signal) hands over between the guest's process and UML's kernel process, which
+/// traces it, and the host's scheduler may put the two on different CPUs, where each trap is a
+/// cross-CPU wake-up. docs/explain.md ("UML: placement and time reads") measured what that does
+/// on a nested host; the reader needs to know the figures depend on it.
+fn unpinned_uml_warning<'a>(
+    pinned: bool,
+    mut backends: impl Iterator<Item = &'a str>,
+) -> Option<String> {
+    if pinned || !backends.any(|b| b == "uml") {
+        return None;
+    }
+    Some(
+        "uml ran unpinned: each trap of a UML guest hands over between its process and UML's \
+         kernel process, which the host may place on different CPUs (a cross-CPU wake-up per \
+         trap, costly on a nested host; see docs/explain.md, \"UML: placement and time \
+         reads\"); --pin keeps a guest's processes on its own CPUs"
+            .to_string(),
+    )
 }
 
 /// A workload whose repetitions reached the top of what it can measure (app.web: no load failed
@@ -355,6 +380,20 @@ fn busy_host_warning(runs: &[RunRecord]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uml_unpinned_is_named_and_pinned_or_absent_is_not() {
+        let w = unpinned_uml_warning(false, ["native", "uml"].into_iter()).unwrap();
+        assert!(w.contains("--pin"), "{w}");
+        assert_eq!(
+            unpinned_uml_warning(true, ["native", "uml"].into_iter()),
+            None
+        );
+        assert_eq!(
+            unpinned_uml_warning(false, ["native", "gvisor"].into_iter()),
+            None
+        );
+    }
 
     #[test]
     fn a_disk_that_slows_down_run_after_run_is_named() {
