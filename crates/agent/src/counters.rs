@@ -27,6 +27,9 @@
 //! - Disk: `/sys/dev/block/MAJ:MIN/stat` of the device the job's application directory is on
 //!   (I/Os and sectors read and written, flushes). It is the whole device: other processes'
 //!   I/O during the repetition is included.
+//! - Clock reads (`count_events: "clocks"`, a repetition that counts nothing else): uprobes at
+//!   the places the applications' programs call `clock_gettime`, `gettimeofday` and `time`
+//!   ([`crate::clocks`]), defined in tracefs and opened as tracepoints like the others.
 //! - Hardware counters (cycles, instructions, TLB misses) are not used: the host this was built
 //!   on, a VM, exposes none, and the model needs none.
 //!
@@ -38,6 +41,8 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use hvbench_workloads::Params;
+
+use crate::clocks;
 
 /// `PERF_TYPE_SOFTWARE`, `PERF_TYPE_TRACEPOINT` (linux/perf_event.h).
 const PERF_TYPE_SOFTWARE: u32 = 1;
@@ -617,12 +622,126 @@ fn disk_counts(stat: &str) -> Option<[u64; 5]> {
     ])
 }
 
+/// Opens the clock reads' events (`clock_reads.<function>`) at all of their places or at none
+/// (a partial count is no count); the probes they need, to remove once they are closed.
+fn open_clock_reads(
+    params: &Params,
+    tracefs: bool,
+    tids: &[libc::pid_t],
+    events: &mut Vec<(String, Vec<OwnedFd>)>,
+    not_counted: &mut BTreeMap<String, String>,
+) -> Option<clocks::Probes> {
+    let (probes, unseen) = match clock_probes(params, tracefs) {
+        Ok(p) => p,
+        Err(why) => {
+            not_counted.insert("clock_reads".into(), why);
+            return None;
+        }
+    };
+    if let Some(u) = unseen {
+        not_counted.insert("clock_reads_unseen".into(), u);
+    }
+    let opened: Result<Vec<_>, String> = probes
+        .events
+        .iter()
+        .map(|(id, symbol)| {
+            let spec = EventSpec {
+                name: format!("clock_reads.{symbol}"),
+                type_: PERF_TYPE_TRACEPOINT,
+                config: *id,
+                filter: None,
+            };
+            open_on_tree(&spec, tids).map(|fds| (spec.name, fds))
+        })
+        .collect();
+    match opened {
+        Ok(mut clock) => {
+            // Summed over the functions when read.
+            events.push(("clock_reads".into(), Vec::new()));
+            events.append(&mut clock);
+            Some(probes)
+        }
+        Err(why) => {
+            not_counted.insert("clock_reads".into(), format!("uprobes: {why}"));
+            None
+        }
+    }
+}
+
+/// Opens `spec` with `inherit` on the agent and on each of `tids`.
+fn open_on_tree(spec: &EventSpec, tids: &[libc::pid_t]) -> Result<Vec<OwnedFd>, String> {
+    let mut fds = Vec::new();
+    for pid in std::iter::once(0).chain(tids.iter().copied()) {
+        match perf_event_open(spec, pid) {
+            Ok(fd) => fds.push(fd),
+            // A descendant that exited in between is no loss: nothing to count.
+            Err(e) if pid != 0 && e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(e) => return Err(format!("perf_event_open: {e}")),
+        }
+    }
+    Ok(fds)
+}
+
+/// The places of the applications' root where its programs read the clock, found once per
+/// root and agent.
+fn clock_sites(tree: &std::path::Path) -> std::sync::Arc<clocks::Sites> {
+    use std::sync::{Arc, Mutex};
+    static FOUND: Mutex<BTreeMap<std::path::PathBuf, Arc<clocks::Sites>>> =
+        Mutex::new(BTreeMap::new());
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    found
+        .entry(tree.to_path_buf())
+        .or_insert_with(|| Arc::new(clocks::sites(tree)))
+        .clone()
+}
+
+/// A uprobe at each place where the applications' programs read the clock (see [`clocks`]),
+/// and what the files that cannot be seen are; the reason when there are none.
+fn clock_probes(
+    params: &Params,
+    tracefs: bool,
+) -> Result<(clocks::Probes, Option<String>), String> {
+    let tree = hvbench_workloads::app::tree_of(params).ok_or(
+        "the job runs no program of the applications' root (uprobes are placed on its files)",
+    )?;
+    if !tracefs {
+        return Err("no tracefs to define uprobes in (see syscalls)".into());
+    }
+    let sites = clock_sites(&tree);
+    if sites.sites.is_empty() {
+        return Err(format!(
+            "no clock function found in the ELF files of {}",
+            tree.display()
+        ));
+    }
+    let probes = clocks::Probes::define(&sites.sites)?;
+    let unseen = (!sites.unseen.is_empty()).then(|| {
+        let shown: Vec<&str> = sites.unseen.iter().take(4).map(String::as_str).collect();
+        format!(
+            "{} files call a clock function through their GOT, which no uprobe sees ({}{})",
+            sites.unseen.len(),
+            shown.join(", "),
+            if sites.unseen.len() > 4 { ", ..." } else { "" }
+        )
+    });
+    Ok((probes, unseen))
+}
+
 /// Whether the job asks for counts.
 pub fn wanted(params: &Params) -> bool {
-    params
-        .get("count_events")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false)
+    clocks_only(params)
+        || params
+            .get("count_events")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+}
+
+/// Whether the job counts the clock reads alone (`count_events: "clocks"`): a uprobe hit costs
+/// microseconds natively, so a repetition that counts them runs several times slower than one
+/// that does not, and its other counts per unit of work (faults and calls of a repetition's
+/// start spread over fewer units, CPU time) would no longer be the work's.
+fn clocks_only(params: &Params) -> bool {
+    params.get("count_events").and_then(|v| v.as_str()) == Some("clocks")
 }
 
 /// The directory whose device holds what the application writes.
@@ -639,6 +758,10 @@ fn data_dir(params: &Params) -> Option<String> {
 /// Counters open over one repetition.
 pub struct Counting {
     events: Vec<(String, Vec<OwnedFd>)>,
+    /// The uprobes the clock reads are counted at, removed once their events are closed.
+    clock_probes: Option<clocks::Probes>,
+    /// Only the clock reads are counted.
+    clocks_only: bool,
     not_counted: BTreeMap<String, String>,
     totals0: TreeTotals,
     leaders0: Vec<libc::pid_t>,
@@ -648,6 +771,7 @@ pub struct Counting {
 impl Counting {
     /// Opens every counter it can, on the agent and its live descendants.
     pub fn start(params: &Params) -> Counting {
+        let clocks_only = clocks_only(params);
         let mut not_counted = BTreeMap::new();
         let sys_enter = match sys_enter_id() {
             Ok(id) => Some(id),
@@ -668,27 +792,31 @@ impl Counting {
         }
         let (leaders0, tids) = descendants();
         let mut events = Vec::new();
-        for spec in specs(sys_enter, openat) {
-            let mut fds = Vec::new();
-            let mut failed = None;
-            for pid in std::iter::once(0).chain(tids.iter().copied()) {
-                match perf_event_open(&spec, pid) {
-                    Ok(fd) => fds.push(fd),
-                    // A descendant that exited in between is no loss: nothing to count.
-                    Err(e) if pid != 0 && e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e) => {
-                        failed = Some(format!("perf_event_open: {e}"));
-                        break;
-                    }
-                }
-            }
-            match failed {
-                Some(why) => {
+        let specs = if clocks_only {
+            Vec::new()
+        } else {
+            specs(sys_enter, openat)
+        };
+        for spec in specs {
+            match open_on_tree(&spec, &tids) {
+                Ok(fds) => events.push((spec.name, fds)),
+                Err(why) => {
                     not_counted.insert(spec.name, why);
                 }
-                None => events.push((spec.name, fds)),
             }
         }
+        // The clock reads, in repetitions of their own.
+        let clock_probes = if clocks_only {
+            open_clock_reads(
+                params,
+                sys_enter.is_some(),
+                &tids,
+                &mut events,
+                &mut not_counted,
+            )
+        } else {
+            None
+        };
         let disk = match data_dir(params).map(|d| disk_stat_path(&d)) {
             Some(Ok(stat)) => disk_counts(&stat).map(|c| (stat, c)),
             Some(Err(why)) => {
@@ -700,10 +828,15 @@ impl Counting {
                 None
             }
         };
+        if clocks_only {
+            not_counted.retain(|k, _| k.starts_with("clock_reads"));
+        }
         Counting {
+            clocks_only,
             totals0: tree_totals(&leaders0),
             leaders0,
             events,
+            clock_probes,
             not_counted,
             disk,
         }
@@ -717,9 +850,28 @@ impl Counting {
             for fd in fds {
                 sum += read_count(fd).unwrap_or(0);
             }
-            out.insert(format!("ev.{name}"), sum as f64);
+            *out.entry(format!("ev.{name}")).or_insert(0.0) += sum as f64;
         }
         drop(self.events);
+        drop(self.clock_probes);
+        // Every clock read: the sum of each function's.
+        if out.contains_key("ev.clock_reads") {
+            let reads: f64 = out
+                .iter()
+                .filter(|(k, _)| k.starts_with("ev.clock_reads."))
+                .map(|(_, v)| v)
+                .sum();
+            out.insert("ev.clock_reads".into(), reads);
+        }
+        if self.clocks_only {
+            let label = self
+                .not_counted
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return (out, (!label.is_empty()).then_some(label));
+        }
         if let Some(total) = out.get("ev.syscalls").copied() {
             let classes: f64 = CLASSES
                 .iter()

@@ -9,6 +9,7 @@
 //! `hvbench` package (crates/cli/src/bin), so that one `cargo build -p hvbench` builds both
 //! programs side by side and tests of the command line find the agent they were built with.
 
+mod clocks;
 mod counters;
 mod init;
 mod serve;

@@ -214,9 +214,20 @@ pub struct PinPolicy {
     pub placement: Placement,
     /// The host CPUs to pin to (`--pin LIST`; all online CPUs this process may use by default).
     pub cpus: Vec<u32>,
+    /// The backends whose guests are pinned (`--pin-backend`); empty: every one, the native
+    /// agent included. Backends differ in what pinning does to them: UML's guest and kernel
+    /// processes hand over at every trap and gain from sharing a CPU, gVisor's Sentry polls
+    /// for system calls on a second core and loses it (docs/explain.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<String>,
 }
 
 impl PinPolicy {
+    /// Whether guests of `backend` are pinned under this policy.
+    pub fn applies_to(&self, backend: &str) -> bool {
+        self.backends.is_empty() || self.backends.iter().any(|b| b == backend)
+    }
+
     /// The allowed CPUs in the order the placement fills them.
     pub fn order(&self, topo: &Topology) -> Vec<u32> {
         let key = |cpu: u32| {
@@ -535,6 +546,7 @@ mod tests {
         let pack = PinPolicy {
             placement: Placement::Pack,
             cpus: all.clone(),
+            backends: Vec::new(),
         };
         assert_eq!(pack.order(&t), [0, 4, 1, 5, 2, 6, 3, 7]);
         assert_eq!(pack.cpus_for(&t, 0, 2), [0, 4]);
@@ -542,6 +554,7 @@ mod tests {
         let spread = PinPolicy {
             placement: Placement::Spread,
             cpus: all,
+            backends: Vec::new(),
         };
         assert_eq!(spread.order(&t), [0, 2, 1, 3, 4, 6, 5, 7]);
         // Two vCPUs: one per socket; the second guest gets the other cores.
@@ -553,8 +566,26 @@ mod tests {
         let subset = PinPolicy {
             placement: Placement::Spread,
             cpus: vec![4, 5, 6],
+            backends: Vec::new(),
         };
         assert!(subset.order(&t).iter().all(|c| [4, 5, 6].contains(c)));
+    }
+
+    #[test]
+    fn a_policy_for_some_backends_pins_only_those() {
+        let mut p = PinPolicy {
+            placement: Placement::Pack,
+            cpus: vec![0],
+            backends: Vec::new(),
+        };
+        assert!(p.applies_to("uml") && p.applies_to("native"));
+        p.backends = vec!["uml".into()];
+        assert!(p.applies_to("uml"));
+        assert!(!p.applies_to("gvisor") && !p.applies_to("native"));
+        // Documents from before the field read as pinning every backend.
+        let old: PinPolicy =
+            serde_json::from_str(r#"{"placement": "pack", "cpus": [0, 1]}"#).unwrap();
+        assert!(old.applies_to("gvisor"));
     }
 
     #[test]

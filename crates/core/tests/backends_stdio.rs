@@ -331,6 +331,7 @@ fn pinned(name: &str, make: fn() -> Result<Subject, String>, required: bool) {
     let policy = PinPolicy {
         placement: Placement::Pack,
         cpus: vec![cpu],
+        backends: Vec::new(),
     };
     guest
         .pin_in_slot(&policy, 0, 1)

@@ -40,6 +40,7 @@ fn document(counts: serde_json::Value) -> RunDocument {
                 elapsed_s: 0.0125,
                 wall_s: 0.013,
                 counts: serde_json::from_value(counts.clone()).unwrap(),
+                clock_pass: false,
             })
             .collect(),
         not_counted: [("disk".to_string(), "no application directory".to_string())].into(),
@@ -271,6 +272,7 @@ fn a_web_servers_capacity_is_predicted_from_its_cpu_time_per_request() {
                 elapsed_s: 1.2,
                 wall_s: 1.5,
                 counts: serde_json::from_value(counts.clone()).unwrap(),
+                clock_pass: false,
             })
             .collect(),
         not_counted: Default::default(),
@@ -478,4 +480,65 @@ fn prices_measured_after_each_repetition_give_a_second_prediction() {
         r.round_prices.clear();
     }
     assert!(explain(&doc, &doc)[0].predicted_with_round_prices.is_none());
+}
+
+#[test]
+fn clock_reads_come_from_their_own_repetition_and_are_priced_by_a_clock_read() {
+    // 50 clock reads per op, counted in a repetition of their own that ran 10x slower (100 ops
+    // in it, not 1000) and counted nothing else; a read costs the guest 2 µs more.
+    let mut doc = document(json!({
+        "syscalls": 100_000.0, "syscalls.other": 100_000.0, "syscalls.file": 0.0,
+        "syscalls.net": 0.0, "syscalls.mm": 0.0, "syscalls.sched": 0.0,
+        "syscalls.process": 0.0, "faults_minor": 10_000.0, "user_s": 0.002
+    }));
+    let native = &mut doc.runs[0];
+    native.counted.as_mut().unwrap().reps.push(CountedRep {
+        value: 125.0,
+        work: 100.0,
+        elapsed_s: 0.0125,
+        wall_s: 0.013,
+        counts: [
+            ("clock_reads".to_string(), 5_000.0),
+            ("clock_reads.gettimeofday".to_string(), 5_000.0),
+        ]
+        .into(),
+        clock_pass: true,
+    });
+    doc.runs[1] = run("gvisor", "synth.events", "µs/op", &[321.0, 322.0, 323.0]);
+    doc.runs.push(run(
+        "native",
+        "time.clock_gettime",
+        "ns/op",
+        &[19.0, 20.0, 21.0],
+    ));
+    doc.runs.push(run(
+        "gvisor",
+        "time.clock_gettime",
+        "ns/op",
+        &[2019.0, 2020.0, 2021.0],
+    ));
+    doc.efficiency = efficiency_records(&doc.runs, "native");
+    let r = &explain(&doc, &doc)[0];
+    assert_predicted_exactly(r);
+    let term = |c: &str| r.terms.iter().find(|t| t.class == c).unwrap();
+    assert!((term("clock_reads").per_unit - 50.0).abs() < 1e-9, "{r:?}");
+    assert!((term("clock_reads").extra_s - 100e-6).abs() < 1e-12);
+    // The clock pass counted no calls: the calls per op are those of the other repetitions.
+    assert!((term("syscalls.other").per_unit - 100.0).abs() < 1e-9);
+    assert!((term("page_faults").per_unit - 10.0).abs() < 1e-9);
+
+    // Where the clock pass could not count, the class is named as missing, not priced at zero.
+    let native = &mut doc.runs[0];
+    let counted = native.counted.as_mut().unwrap();
+    counted.reps.retain(|r| !r.clock_pass);
+    counted
+        .not_counted
+        .insert("clock_reads".into(), "no uprobe events".into());
+    let r = &explain(&doc, &doc)[0];
+    assert!(r.terms.iter().all(|t| t.class != "clock_reads"));
+    let missing = r.missing.join("\n");
+    assert!(
+        missing.contains("clock_reads: not counted (no uprobe events)"),
+        "{missing}"
+    );
 }

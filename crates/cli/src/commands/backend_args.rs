@@ -51,6 +51,12 @@ pub struct PlacementArgs {
     /// `spread` (across sockets, distinct cores first). Implies --pin.
     #[arg(long, value_enum)]
     pub placement: Option<PlacementArg>,
+    /// Pin only the guests of BACKEND (repeatable; `native` for the native agent), the others
+    /// unpinned. Implies --pin. UML gains from pinning (its guest and kernel processes hand over
+    /// at every trap), gVisor loses (its Sentry polls on a second core): `--pin-backend uml`
+    /// measures both as they run best in one run.
+    #[arg(long, value_name = "BACKEND")]
+    pub pin_backend: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,8 +68,19 @@ pub enum PlacementArg {
 impl PlacementArgs {
     /// The run's pinning, checked against the CPUs this process may use.
     pub fn policy(&self) -> anyhow::Result<Option<PinPolicy>> {
-        if self.pin.is_none() && self.placement.is_none() {
+        if self.pin.is_none() && self.placement.is_none() && self.pin_backend.is_empty() {
             return Ok(None);
+        }
+        let known = hvbench_core::backends::names();
+        if let Some(b) = self
+            .pin_backend
+            .iter()
+            .find(|b| !known.contains(&b.as_str()))
+        {
+            bail!(
+                "--pin-backend {b:?}: no such backend ({})",
+                known.join(", ")
+            );
         }
         let me = std::process::id();
         let allowed = placement::allowed_cpus(me, me).unwrap_or_default();
@@ -84,6 +101,10 @@ impl PlacementArgs {
             Some(PlacementArg::Spread) => Placement::Spread,
             Some(PlacementArg::Pack) | None => Placement::Pack,
         };
-        Ok(Some(PinPolicy { placement, cpus }))
+        Ok(Some(PinPolicy {
+            placement,
+            cpus,
+            backends: self.pin_backend.clone(),
+        }))
     }
 }

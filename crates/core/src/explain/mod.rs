@@ -59,6 +59,7 @@ pub const APP_COST_WORKLOADS: &[&str] = &[
     "fs.open",
     "fs.create",
     "proc.spawn",
+    "time.clock_gettime",
 ];
 
 /// The costs added when an explained application serves the network (app.web): a byte sent to
@@ -80,6 +81,7 @@ pub const ROUND_PRICES: &[&str] = &[
     "fs.open",
     "fs.create",
     "proc.spawn",
+    "time.clock_gettime",
     "net.stream.tx",
     "net.rr",
     "fs.sendfile",
@@ -124,11 +126,17 @@ struct Class {
     from_guest: bool,
 }
 
-/// Per-unit counts of `keys` summed, one value per counted repetition; `None` when a key is
-/// absent from every repetition (not counted).
+/// Per-unit counts of `keys` summed, one value per counted repetition of their kind (the clock
+/// reads come from repetitions of their own, everything else from the others); `None` when a
+/// repetition of that kind lacks every key (not counted).
 fn per_unit(counted: &CountedRecord, keys: &[&str]) -> Option<Input> {
+    let clocks = keys.iter().any(|k| k.starts_with("clock_reads"));
     let mut out = Vec::new();
-    for rep in counted.reps.iter().filter(|r| r.work > 0.0) {
+    for rep in counted
+        .reps
+        .iter()
+        .filter(|r| r.work > 0.0 && r.clock_pass == clocks)
+    {
         let mut sum = 0.0;
         let mut any = false;
         for k in keys {
@@ -376,6 +384,20 @@ fn classes(
                 2.0,
                 true,
             ),
+            false,
+            &mut out,
+        );
+    }
+    // Clock reads (documents since they were counted, natively with uprobes): nothing but a
+    // vDSO read where the guest has a vDSO, a trap where it has none (User-Mode Linux); priced
+    // by time.clock_gettime, a CLOCK_MONOTONIC read through the C library.
+    if per_unit(counted, &["clock_reads"]).is_some()
+        || counted.not_counted.contains_key("clock_reads")
+    {
+        add(
+            "clock_reads",
+            &["clock_reads"],
+            CostSource::find(costs, backend, "time.clock_gettime", 1.0).map(Cost::Micro),
             false,
             &mut out,
         );

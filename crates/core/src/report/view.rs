@@ -54,8 +54,13 @@ pub(crate) fn placement_lines(doc: &RunDocument) -> Vec<String> {
             "Placement: {host}; unpinned (the host's scheduler placed guests and the native agent)"
         )),
         Some(p) => {
+            let which = if p.backends.is_empty() {
+                String::new()
+            } else {
+                format!(" (only {}; the others unpinned)", p.backends.join(", "))
+            };
             lines.push(format!(
-                "Placement: {host}; pinned, {} on CPUs {}",
+                "Placement: {host}; pinned, {} on CPUs {}{which}",
                 p.placement.name(),
                 crate::placement::format_cpu_list(&p.cpus)
             ));

@@ -28,8 +28,13 @@ pub struct CountedRep {
     pub wall_s: f64,
     /// `syscalls`, `syscalls.<class>`, `faults_minor`, `faults_major`, `ctx_switches`,
     /// `cpu_migrations`, `task_clock_ns`, `user_s`, `sys_s`, `disk_*`: totals of the
-    /// repetition's whole process tree.
+    /// repetition's whole process tree. `clock_reads` and `clock_reads.<function>` in a
+    /// `clock_pass` repetition.
     pub counts: BTreeMap<String, f64>,
+    /// A native repetition that counted only the clock reads of the applications' programs
+    /// (uprobes; they slow each read, so its other counts would not be the work's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clock_pass: bool,
 }
 
 /// An estimate with its interval.

@@ -227,7 +227,11 @@ impl GuestTemplate<'_> {
             devices,
         };
         let mut guest = Guest::start(self.backend, &spec, self.backend.hello_timeout())?;
-        if let Some(policy) = &self.pin {
+        if let Some(policy) = self
+            .pin
+            .as_ref()
+            .filter(|p| p.applies_to(self.backend.name()))
+        {
             guest
                 .pin_in_slot(policy, slot, self.vcpus)
                 .map_err(|e| GuestError::io(format!("cannot pin {label}: {e}")))?;

@@ -657,7 +657,8 @@ fn ensure_guest(slot: &mut Slot, ctx: &Ctx) -> bool {
     match Guest::start(slot.backend, &spec, slot.backend.hello_timeout()) {
         Ok(mut g) => {
             // Backends take turns, so every guest (and the native agent) gets the same CPUs.
-            if let Some(policy) = &settings.pinning {
+            let pinning = settings.pinning.as_ref();
+            if let Some(policy) = pinning.filter(|p| p.applies_to(slot.backend.name())) {
                 if let Err(e) = g.pin_in_slot(policy, 0, settings.vcpus) {
                     progress.note(&format!("{label}: not pinned: {e}"));
                     g.config

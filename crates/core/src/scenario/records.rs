@@ -229,7 +229,10 @@ pub(super) fn run_warnings(
             .filter_map(|b| extra_reps_warning(b, runs, settings)),
     );
     warnings.extend(unpinned_uml_warning(
-        settings.pinning.is_some(),
+        settings
+            .pinning
+            .as_ref()
+            .is_some_and(|p| p.applies_to("uml")),
         runs.iter().map(|r| r.backend.as_str()),
     ));
     warnings

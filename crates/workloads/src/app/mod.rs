@@ -59,6 +59,25 @@ fn param_str<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
     params.get(name).and_then(|v| v.as_str())
 }
 
+/// The root file system's tree and the application directory a job names: a kernel guest's
+/// mount points when the job names its disks, else the paths it gives.
+fn tree_and_dir(params: &Params) -> (Option<&str>, Option<&str>) {
+    match (
+        param_str(params, "rootfs_dev"),
+        param_str(params, "app_dev"),
+    ) {
+        (Some(_), Some(_)) => (Some(GUEST_TREE), Some(GUEST_APP_DIR)),
+        _ => (param_str(params, "rootfs"), param_str(params, "app_dir")),
+    }
+}
+
+/// The applications' root file system (its tree: the same files the root mounts) of a job
+/// that names one and whose tree is there (in a kernel guest, once an application mounted it).
+pub fn tree_of(params: &Params) -> Option<std::path::PathBuf> {
+    let tree = std::path::PathBuf::from(tree_and_dir(params).0?);
+    tree.join("usr/bin").is_dir().then_some(tree)
+}
+
 /// Runs `f` with this agent's application root, mounting it the first time.
 pub(crate) fn with_app<T>(
     params: &Params,
@@ -68,10 +87,7 @@ pub(crate) fn with_app<T>(
         param_str(params, "rootfs_dev"),
         param_str(params, "app_dev"),
     );
-    let (tree, app_dir) = match devices {
-        (Some(_), Some(_)) => (Some(GUEST_TREE), Some(GUEST_APP_DIR)),
-        _ => (param_str(params, "rootfs"), param_str(params, "app_dir")),
-    };
+    let (tree, app_dir) = tree_and_dir(params);
     let (Some(tree), Some(app_dir)) = (tree, app_dir) else {
         return Err(WorkloadError::Unsupported(
             "no root file system attached to this guest (hvbench attaches the one of `hvbench \
