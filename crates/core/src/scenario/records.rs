@@ -254,7 +254,7 @@ fn unpinned_uml_warning<'a>(
         "uml ran unpinned: each trap of a UML guest hands over between its process and UML's \
          kernel process, which the host may place on different CPUs (a cross-CPU wake-up per \
          trap, costly on a nested host; see docs/explain.md, \"UML: placement and time \
-         reads\"); --pin keeps a guest's processes on its own CPUs"
+         reads\"); --pin or --pin-backend uml keeps a guest's processes on its own CPUs"
             .to_string(),
     )
 }
