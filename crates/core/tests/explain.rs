@@ -62,6 +62,15 @@ fn document(counts: serde_json::Value) -> RunDocument {
     doc
 }
 
+/// synth.events counted as 100 calls of class `other`, 10 faults and 2 µs of user time per op.
+fn priced_events() -> RunDocument {
+    document(json!({
+        "syscalls": 100_000.0, "syscalls.other": 100_000.0, "syscalls.file": 0.0,
+        "syscalls.net": 0.0, "syscalls.mm": 0.0, "syscalls.sched": 0.0,
+        "syscalls.process": 0.0, "faults_minor": 10_000.0, "user_s": 0.002
+    }))
+}
+
 /// Counts by class (none of a class unless `counts` says otherwise), 10 faults and 2 µs of
 /// user time per op.
 fn classed(counts: serde_json::Value) -> serde_json::Value {
@@ -89,11 +98,7 @@ fn assert_predicted_exactly(r: &hvbench_core::results::ExplainRecord) {
 
 #[test]
 fn a_workload_made_of_priced_events_is_predicted_exactly() {
-    let doc = document(json!({
-        "syscalls": 100_000.0, "syscalls.other": 100_000.0, "syscalls.file": 0.0,
-        "syscalls.net": 0.0, "syscalls.mm": 0.0, "syscalls.sched": 0.0,
-        "syscalls.process": 0.0, "faults_minor": 10_000.0, "user_s": 0.002
-    }));
+    let doc = priced_events();
     let out = explain(&doc, &doc);
     assert_eq!(out.len(), 1, "{out:?}");
     let r = &out[0];
@@ -435,11 +440,7 @@ fn prices_measured_after_each_repetition_give_a_second_prediction() {
     // The run's getppid costs 2 µs more in gVisor; measured after each of synth.events' own
     // repetitions it cost 3 µs more (3.1 µs against 0.1 µs natively): 100 calls × 3 µs + 10
     // faults × 1 µs = 310 µs extra, 322 µs in all.
-    let mut doc = document(json!({
-        "syscalls": 100_000.0, "syscalls.other": 100_000.0, "syscalls.file": 0.0,
-        "syscalls.net": 0.0, "syscalls.mm": 0.0, "syscalls.sched": 0.0,
-        "syscalls.process": 0.0, "faults_minor": 10_000.0, "user_s": 0.002
-    }));
+    let mut doc = priced_events();
     let set = |doc: &mut RunDocument, backend: &str, v: f64| {
         let r = doc
             .runs
@@ -486,11 +487,7 @@ fn prices_measured_after_each_repetition_give_a_second_prediction() {
 fn clock_reads_come_from_their_own_repetition_and_are_priced_by_a_clock_read() {
     // 50 clock reads per op, counted in a repetition of their own that ran 10x slower (100 ops
     // in it, not 1000) and counted nothing else; a read costs the guest 2 µs more.
-    let mut doc = document(json!({
-        "syscalls": 100_000.0, "syscalls.other": 100_000.0, "syscalls.file": 0.0,
-        "syscalls.net": 0.0, "syscalls.mm": 0.0, "syscalls.sched": 0.0,
-        "syscalls.process": 0.0, "faults_minor": 10_000.0, "user_s": 0.002
-    }));
+    let mut doc = priced_events();
     let native = &mut doc.runs[0];
     native.counted.as_mut().unwrap().reps.push(CountedRep {
         value: 125.0,
