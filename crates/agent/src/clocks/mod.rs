@@ -23,12 +23,17 @@
 //! entry (built with `-fno-plt`; named by [`Sites::unseen`]), a program that calls the vDSO
 //! itself or a static one (neither imports the symbol), the agent's own reads.
 
+mod elf;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use elf::{read_elf, ElfClock};
 
 /// The clock functions counted.
 pub const CLOCK_SYMBOLS: &[&str] = &["clock_gettime", "gettimeofday", "time"];
@@ -53,17 +58,6 @@ pub struct Sites {
     pub sites: Vec<Site>,
     /// `file: symbol` for a file that imports a clock function without a PLT entry for it.
     pub unseen: Vec<String>,
-}
-
-/// What one ELF file has of the clock functions.
-#[derive(Debug, Default, PartialEq)]
-struct ElfClock {
-    /// Definitions: symbol, file offset, whether an IFUNC.
-    defs: Vec<(&'static str, u64, bool)>,
-    /// PLT entries: symbol, file offset of the entry's indirect jump.
-    stubs: Vec<(&'static str, u64)>,
-    /// Imported through a GOT slot no PLT entry jumps through.
-    got_only: Vec<&'static str>,
 }
 
 /// The places to count in the root file system at `root`.
@@ -150,6 +144,38 @@ pub struct Probes {
 }
 
 impl Probes {
+    /// A uprobe at each place where the applications' programs read the clock (the module's doc),
+    /// and what the files that cannot be seen are; the reason when there are none.
+    pub fn for_job(
+        params: &hvbench_workloads::Params,
+        tracefs: bool,
+    ) -> Result<(Probes, Option<String>), String> {
+        let tree = hvbench_workloads::app::tree_of(params).ok_or(
+            "the job runs no program of the applications' root (uprobes are placed on its files)",
+        )?;
+        if !tracefs {
+            return Err("no tracefs to define uprobes in (see syscalls)".into());
+        }
+        let sites = sites_once(&tree);
+        if sites.sites.is_empty() {
+            return Err(format!(
+                "no clock function found in the ELF files of {}",
+                tree.display()
+            ));
+        }
+        let probes = Probes::define(&sites.sites)?;
+        let unseen = (!sites.unseen.is_empty()).then(|| {
+            let shown: Vec<&str> = sites.unseen.iter().take(4).map(String::as_str).collect();
+            format!(
+                "{} files call a clock function through their GOT, which no uprobe sees ({}{})",
+                sites.unseen.len(),
+                shown.join(", "),
+                if sites.unseen.len() > 4 { ", ..." } else { "" }
+            )
+        });
+        Ok((probes, unseen))
+    }
+
     /// Defines a probe at each of `sites` (tracefs mounted), or none.
     pub fn define(sites: &[Site]) -> Result<Probes, String> {
         let base = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
@@ -184,6 +210,17 @@ impl Probes {
         }
         Ok(probes)
     }
+}
+
+/// The places of the applications' root where its programs read the clock, found once per
+/// root and agent.
+fn sites_once(tree: &Path) -> Arc<Sites> {
+    static FOUND: Mutex<BTreeMap<PathBuf, Arc<Sites>>> = Mutex::new(BTreeMap::new());
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    found
+        .entry(tree.to_path_buf())
+        .or_insert_with(|| Arc::new(sites(tree)))
+        .clone()
 }
 
 impl Drop for Probes {
@@ -243,212 +280,9 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, seen: &mut BTreeSet<(u64, u64)>) {
     }
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-fn read_at(f: &File, offset: u64, len: u64) -> Option<Vec<u8>> {
-    // A section larger than this is no symbol table of a program here.
-    if len > 256 << 20 {
-        return None;
-    }
-    let mut buf = vec![0u8; len as usize];
-    f.read_exact_at(&mut buf, offset).ok()?;
-    Some(buf)
-}
-
-/// A section header's fields the reader uses.
-#[derive(Debug, Clone, Default)]
-struct Section {
-    name: u32,
-    kind: u32,
-    addr: u64,
-    offset: u64,
-    size: u64,
-    link: u32,
-    entsize: u64,
-}
-
-const SHT_RELA: u32 = 4;
-const SHT_DYNSYM: u32 = 11;
-const SHT_NOBITS: u32 = 8;
-const STT_FUNC: u8 = 2;
-const STT_GNU_IFUNC: u8 = 10;
-const R_X86_64_GLOB_DAT: u32 = 6;
-const R_X86_64_JUMP_SLOT: u32 = 7;
-
-/// The clock functions an x86-64 ELF file defines or imports, from its section headers,
-/// dynamic symbols, relocations and PLT sections; `None` for anything else.
-fn read_elf(f: &File) -> Option<ElfClock> {
-    let eh = read_at(f, 0, 64)?;
-    if eh[..4] != *b"\x7fELF" || eh[4] != 2 || eh[5] != 1 || u16_at(&eh, 18)? != 62 {
-        return None;
-    }
-    let (shoff, shentsize, shnum, shstrndx) = (
-        u64_at(&eh, 40)?,
-        u16_at(&eh, 58)? as u64,
-        u16_at(&eh, 60)? as u64,
-        u16_at(&eh, 62)? as usize,
-    );
-    if shentsize < 64 || shnum == 0 {
-        return None;
-    }
-    let raw = read_at(f, shoff, shentsize * shnum)?;
-    let sections: Vec<Section> = (0..shnum as usize)
-        .map(|i| {
-            let b = &raw[i * shentsize as usize..];
-            Some(Section {
-                name: u32_at(b, 0)?,
-                kind: u32_at(b, 4)?,
-                addr: u64_at(b, 16)?,
-                offset: u64_at(b, 24)?,
-                size: u64_at(b, 32)?,
-                link: u32_at(b, 40)?,
-                entsize: u64_at(b, 56)?,
-            })
-        })
-        .collect::<Option<_>>()?;
-    let (dynsym_at, dynsym) = sections
-        .iter()
-        .enumerate()
-        .find(|(_, s)| s.kind == SHT_DYNSYM)?;
-    let strtab = sections.get(dynsym.link as usize)?;
-    let syms = read_at(f, dynsym.offset, dynsym.size)?;
-    let strs = read_at(f, strtab.offset, strtab.size)?;
-    let name_at = |tab: &[u8], at: usize| -> Option<String> {
-        let rest = tab.get(at..)?;
-        let end = rest.iter().position(|&c| c == 0)?;
-        Some(String::from_utf8_lossy(&rest[..end]).into_owned())
-    };
-    // The clock symbol a dynamic symbol index names, if any.
-    let clock_of = |index: usize| -> Option<&'static str> {
-        let name = name_at(&strs, u32_at(&syms, index * 24)? as usize)?;
-        CLOCK_SYMBOLS.iter().copied().find(|s| *s == name)
-    };
-    let mut out = ElfClock::default();
-    for i in 0..(syms.len() / 24) {
-        let Some(symbol) = clock_of(i) else { continue };
-        let b = &syms[i * 24..];
-        let (info, shndx, value) = (b[4], u16_at(b, 6)? as usize, u64_at(b, 8)?);
-        let kind = info & 0xf;
-        if shndx == 0 || !(kind == STT_FUNC || kind == STT_GNU_IFUNC) {
-            continue;
-        }
-        let Some(sec) = sections.get(shndx) else {
-            continue;
-        };
-        let offset = sec.offset + value.checked_sub(sec.addr)?;
-        if !out.defs.iter().any(|&(s, o, _)| s == symbol && o == offset) {
-            out.defs.push((symbol, offset, kind == STT_GNU_IFUNC));
-        }
-    }
-    // GOT slots that hold a clock function's address.
-    let mut slots: BTreeMap<u64, &'static str> = BTreeMap::new();
-    for rel in sections
-        .iter()
-        .filter(|s| s.kind == SHT_RELA && s.link as usize == dynsym_at)
-    {
-        let r = read_at(f, rel.offset, rel.size)?;
-        for e in r.chunks_exact(24) {
-            let (at, info) = (u64_at(e, 0)?, u64_at(e, 8)?);
-            let kind = (info & 0xffff_ffff) as u32;
-            if kind != R_X86_64_JUMP_SLOT && kind != R_X86_64_GLOB_DAT {
-                continue;
-            }
-            if let Some(symbol) = clock_of((info >> 32) as usize) {
-                slots.insert(at, symbol);
-            }
-        }
-    }
-    if slots.is_empty() {
-        return Some(out);
-    }
-    let names = read_at(
-        f,
-        sections.get(shstrndx)?.offset,
-        sections.get(shstrndx)?.size,
-    )?;
-    let mut reached = BTreeSet::new();
-    for sec in &sections {
-        let name = name_at(&names, sec.name as usize).unwrap_or_default();
-        if !matches!(name.as_str(), ".plt" | ".plt.sec" | ".plt.got") || sec.kind == SHT_NOBITS {
-            continue;
-        }
-        let code = read_at(f, sec.offset, sec.size)?;
-        let stride = match sec.entsize {
-            8 | 16 => sec.entsize as usize,
-            _ => 16,
-        };
-        for start in (0..code.len()).step_by(stride) {
-            let Some((insn, disp_at)) = indirect_jump(&code[start..]) else {
-                continue;
-            };
-            let disp =
-                i32::from_le_bytes(code[start + disp_at..start + disp_at + 4].try_into().ok()?);
-            let next = sec.addr + (start + disp_at + 4) as u64;
-            let target = next.wrapping_add_signed(disp as i64);
-            if let Some(&symbol) = slots.get(&target) {
-                reached.insert(target);
-                out.stubs.push((symbol, sec.offset + (start + insn) as u64));
-            }
-        }
-    }
-    for (at, symbol) in slots {
-        if !reached.contains(&at) && !out.got_only.contains(&symbol) {
-            out.got_only.push(symbol);
-        }
-    }
-    Some(out)
-}
-
-/// A PLT entry's `jmp *disp32(%rip)`: where the instruction starts in `entry` and where its
-/// displacement is. Entries start with it (`ff 25`, or `f2 ff 25` with MPX's `bnd`), or with
-/// `endbr64` and then it (`.plt.sec` and `.plt.got` of a program built for IBT).
-fn indirect_jump(entry: &[u8]) -> Option<(usize, usize)> {
-    let after_endbr = if entry.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]) {
-        4
-    } else {
-        0
-    };
-    let rest = entry.get(after_endbr..)?;
-    let found = if rest.starts_with(&[0xff, 0x25]) {
-        Some((after_endbr, after_endbr + 2))
-    } else if rest.starts_with(&[0xf2, 0xff, 0x25]) {
-        Some((after_endbr, after_endbr + 3))
-    } else {
-        None
-    };
-    found.filter(|&(_, d)| entry.len() >= d + 4)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plt_entries_of_each_layout_are_recognised() {
-        let plain = [0xff, 0x25, 1, 2, 3, 4, 0x68, 0, 0, 0, 0, 0xe9, 0, 0, 0, 0];
-        assert_eq!(indirect_jump(&plain), Some((0, 2)));
-        let bnd = [0xf2, 0xff, 0x25, 1, 2, 3, 4, 0x0f, 0x1f, 0x44, 0, 0];
-        assert_eq!(indirect_jump(&bnd), Some((0, 3)));
-        let ibt = [
-            0xf3, 0x0f, 0x1e, 0xfa, 0xf2, 0xff, 0x25, 1, 2, 3, 4, 0x0f, 0x1f, 0x44, 0, 0,
-        ];
-        assert_eq!(indirect_jump(&ibt), Some((4, 7)));
-        // PLT0 pushes first; the lazy half of an IBT .plt entry pushes and jumps directly.
-        assert_eq!(indirect_jump(&[0xff, 0x35, 1, 2, 3, 4]), None);
-        assert_eq!(
-            indirect_jump(&[0xf3, 0x0f, 0x1e, 0xfa, 0x68, 0, 0, 0, 0]),
-            None
-        );
-        assert_eq!(indirect_jump(&[0xff, 0x25, 1]), None);
-    }
 
     #[test]
     fn a_function_the_c_library_defines_plainly_is_counted_at_its_definition_only() {
@@ -490,27 +324,5 @@ mod tests {
             ]
         );
         assert_eq!(s.unseen, vec!["/r/prog: time".to_string()]);
-    }
-
-    /// The C library this test runs with: its `clock_gettime` is found as a definition, and a
-    /// dynamically linked program of the host (if any) imports a clock function through a PLT
-    /// entry or is named as unseen.
-    #[test]
-    fn the_host_c_library_defines_clock_gettime() {
-        let candidates = [
-            "/lib/x86_64-linux-gnu/libc.so.6",
-            "/usr/lib/x86_64-linux-gnu/libc.so.6",
-        ];
-        let Some(libc) = candidates.iter().find(|p| Path::new(p).exists()) else {
-            eprintln!("skipped: no glibc at the usual paths");
-            return;
-        };
-        let c = read_elf(&File::open(libc).unwrap()).expect("an x86-64 ELF file");
-        assert!(
-            c.defs
-                .iter()
-                .any(|&(s, _, ifunc)| s == "clock_gettime" && !ifunc),
-            "{c:?}"
-        );
     }
 }
