@@ -259,10 +259,9 @@ pub(super) fn classes(
     // A server's requests (app.web, whose unit is a request answered): the response bytes
     // priced by a bulk send to the host, each request's round trip by a one-byte one less its
     // send and receive calls, which the server's own calls price already (never below zero).
-    // Counted by the load generator, on the host. The unit's time is the server's CPU time (a
-    // load level is a capacity), so the round trip is priced by the guest's host CPU time per
-    // net.rr op, not by its latency: a one-byte round trip mostly waits (UML: ~360 µs elapsed,
-    // ~85 µs of CPU), and under load other sessions' work fills the wait.
+    // Counted by the load generator, on the host. Priced by net.rr's latency, not by the host
+    // CPU its op takes: tried on 2026-12-05, the CPU price fitted gVisor better and UML worse
+    // once UML's web levels were measured right (docs/explain.md).
     if per_unit(counted, &["net_round_trips"]).is_some() {
         add(
             "net_tx_bytes",
@@ -275,7 +274,7 @@ pub(super) fn classes(
             "net_round_trips",
             &["net_round_trips"],
             Cost::less_calls(
-                CostSource::find_host_cpu(costs, backend, "net.rr", 1.0),
+                CostSource::find(costs, backend, "net.rr", 1.0),
                 &call,
                 2.0,
                 true,

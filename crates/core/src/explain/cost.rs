@@ -43,8 +43,6 @@ pub(super) struct CostSource {
     native: Input,
     guest: Input,
     events_per_op: f64,
-    /// The samples are host CPU ns per op, not elapsed ns per op.
-    host_cpu: bool,
 }
 
 impl CostSource {
@@ -65,62 +63,7 @@ impl CostSource {
             native: ns(costs.run(baseline, workload)?)?,
             guest: ns(costs.run(backend, workload)?)?,
             events_per_op,
-            host_cpu: false,
         })
-    }
-
-    /// Like [`CostSource::find`], from the host CPU time of the guest's processes per op
-    /// (`sample_details[].host_cpu_s` over the sample's ops) instead of the elapsed time: what
-    /// an op takes from the machine's capacity, where the elapsed time of a round trip is
-    /// mostly waiting. The elapsed time where either record lacks the CPU time of a sample
-    /// (documents from before it was recorded; round prices, which record the rate alone).
-    pub(super) fn find_host_cpu(
-        costs: &RunDocument,
-        backend: &str,
-        workload: &'static str,
-        events_per_op: f64,
-    ) -> Option<CostSource> {
-        let cpu = |r: &RunRecord| -> Option<Input> {
-            let w = hvbench_workloads::find(workload)?;
-            (r.outcome.is_ok() && r.samples.len() == r.sample_details.len()).then_some(())?;
-            let v: Option<Vec<f64>> = r
-                .samples
-                .iter()
-                .zip(&r.sample_details)
-                .map(|(&x, d)| {
-                    let ops = d.guest_elapsed_s / seconds_per_unit(w.metric, x);
-                    if ops > 0.0 {
-                        d.host_cpu_s.map(|c| c * 1e9 / ops)
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            v.filter(|v| !v.is_empty()).map(Input)
-        };
-        let baseline = costs.backends.first()?.name.as_str();
-        match (
-            cpu(costs.run(baseline, workload)?),
-            cpu(costs.run(backend, workload)?),
-        ) {
-            (Some(native), Some(guest)) => Some(CostSource {
-                workload,
-                native,
-                guest,
-                events_per_op,
-                host_cpu: true,
-            }),
-            _ => CostSource::find(costs, backend, workload, events_per_op),
-        }
-    }
-
-    /// The workload, and "host CPU" when priced by it.
-    fn name(&self) -> String {
-        if self.host_cpu {
-            format!("{} (host CPU)", self.workload)
-        } else {
-            self.workload.to_string()
-        }
     }
     /// Extra ns per event, from the medians (or from a resample of both).
     pub(super) fn extra(&self, draw: Option<(&mut Rng, &mut Vec<f64>)>) -> f64 {
@@ -205,7 +148,7 @@ impl Cost {
     }
     pub(super) fn from(&self) -> String {
         match self {
-            Cost::Micro(c) => c.name(),
+            Cost::Micro(c) => c.workload.to_string(),
             Cost::Less {
                 of, less, times, ..
             } => {
@@ -214,7 +157,7 @@ impl Cost {
                 } else {
                     format!("{times:.1}")
                 };
-                format!("{} − {times} × {}", of.name(), less.name())
+                format!("{} − {times} × {}", of.workload, less.workload)
             }
             Cost::Cpu(list) if list.is_empty() => {
                 "cpu.*: no measurable difference, factor 1".into()
