@@ -328,67 +328,89 @@ impl Counting {
         out.insert("ev.user_s".into(), (t1.user_s - t0.user_s).max(0.0));
         out.insert("ev.sys_s".into(), (t1.sys_s - t0.sys_s).max(0.0));
         let mut not = self.not_counted;
-        // Without perf (User-Mode Linux's kernel has none, nor has gVisor) the page faults come
-        // from the same process-tree sums; a process reaped by one outside the tree is lost.
-        if !out.contains_key("ev.faults_minor") && !kernel_counts_faults() {
-            // gVisor's /proc says 0 for every process: a zero there is not a count.
-            let why = "perf_event_open is unavailable and this kernel's getrusage counts no \
-                       page faults (a page the agent touched was not counted)";
-            not.insert("faults_minor".into(), why.into());
-            not.insert("faults_major".into(), why.into());
-        } else if !out.contains_key("ev.faults_minor") {
-            let why = not.remove("faults_minor").unwrap_or_default();
-            not.remove("faults_major");
-            out.insert(
-                "ev.faults_minor".into(),
-                t1.faults_minor.saturating_sub(t0.faults_minor) as f64,
-            );
-            out.insert(
-                "ev.faults_major".into(),
-                t1.faults_major.saturating_sub(t0.faults_major) as f64,
-            );
-            not.insert(
-                "faults_source".into(),
-                format!("page faults from /proc and getrusage, not perf ({why})"),
-            );
-        }
-        if let Some((stat, c0)) = &self.disk {
-            if let Some(c1) = disk_counts(stat) {
-                let d = |i: usize| c1[i].saturating_sub(c0[i]) as f64;
-                out.insert("ev.disk_reads".into(), d(0));
-                out.insert("ev.disk_read_bytes".into(), d(1) * 512.0);
-                out.insert("ev.disk_writes".into(), d(2));
-                out.insert("ev.disk_write_bytes".into(), d(3) * 512.0);
-                out.insert("ev.disk_flushes".into(), d(4));
-            }
-        }
+        faults_without_perf(t0, t1, &mut out, &mut not);
+        device_deltas(self.disk.as_ref(), self.net, &mut out, &mut not);
         not.insert(
             "hardware".into(),
             "hardware counters are not used (cycles, instructions)".into(),
         );
-        if let Some(delta) = self.net.zip(net_counts()).map(|(c0, c1)| {
-            let d = |i: usize| c1[i].saturating_sub(c0[i]) as f64;
-            [d(0), d(1), d(2), d(3)]
-        }) {
-            for (name, v) in ["rx_bytes", "rx_packets", "tx_bytes", "tx_packets"]
-                .iter()
-                .zip(delta)
-            {
-                out.insert(format!("ev.netdev.{name}"), v);
-            }
-            not.insert(
-                "netdev_scope".into(),
-                "packets and bytes of every interface of the agent's network namespace: other \
-                 processes' traffic in it is included, loopback traffic is both sent and received"
-                    .into(),
-            );
-        }
         let label = not
             .iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect::<Vec<_>>()
             .join("; ");
         (out, Some(label))
+    }
+}
+
+/// The page faults from the process tree's sums (`t0` at the start, `t1` now) where perf did not
+/// count them, or why there are none.
+fn faults_without_perf(
+    t0: TreeTotals,
+    t1: TreeTotals,
+    out: &mut BTreeMap<String, f64>,
+    not: &mut BTreeMap<String, String>,
+) {
+    // Without perf (User-Mode Linux's kernel has none, nor has gVisor) the page faults come
+    // from the same process-tree sums; a process reaped by one outside the tree is lost.
+    if !out.contains_key("ev.faults_minor") && !kernel_counts_faults() {
+        // gVisor's /proc says 0 for every process: a zero there is not a count.
+        let why = "perf_event_open is unavailable and this kernel's getrusage counts no \
+                       page faults (a page the agent touched was not counted)";
+        not.insert("faults_minor".into(), why.into());
+        not.insert("faults_major".into(), why.into());
+    } else if !out.contains_key("ev.faults_minor") {
+        let why = not.remove("faults_minor").unwrap_or_default();
+        not.remove("faults_major");
+        out.insert(
+            "ev.faults_minor".into(),
+            t1.faults_minor.saturating_sub(t0.faults_minor) as f64,
+        );
+        out.insert(
+            "ev.faults_major".into(),
+            t1.faults_major.saturating_sub(t0.faults_major) as f64,
+        );
+        not.insert(
+            "faults_source".into(),
+            format!("page faults from /proc and getrusage, not perf ({why})"),
+        );
+    }
+}
+
+/// What the disk (`stat`, counts at the start) and the network namespace's interfaces (`net0`)
+/// did since the start, as `ev.disk_*` and `ev.netdev.*`; the network's scope said in `not`.
+fn device_deltas(
+    disk: Option<&(String, [u64; 5])>,
+    net0: Option<[u64; 4]>,
+    out: &mut BTreeMap<String, f64>,
+    not: &mut BTreeMap<String, String>,
+) {
+    if let Some((stat, c0)) = disk {
+        if let Some(c1) = disk_counts(stat) {
+            let d = |i: usize| c1[i].saturating_sub(c0[i]) as f64;
+            out.insert("ev.disk_reads".into(), d(0));
+            out.insert("ev.disk_read_bytes".into(), d(1) * 512.0);
+            out.insert("ev.disk_writes".into(), d(2));
+            out.insert("ev.disk_write_bytes".into(), d(3) * 512.0);
+            out.insert("ev.disk_flushes".into(), d(4));
+        }
+    }
+    if let Some((c0, c1)) = net0.zip(net_counts()) {
+        for (i, name) in ["rx_bytes", "rx_packets", "tx_bytes", "tx_packets"]
+            .iter()
+            .enumerate()
+        {
+            out.insert(
+                format!("ev.netdev.{name}"),
+                c1[i].saturating_sub(c0[i]) as f64,
+            );
+        }
+        not.insert(
+            "netdev_scope".into(),
+            "packets and bytes of every interface of the agent's network namespace: other \
+             processes' traffic in it is included, loopback traffic is both sent and received"
+                .into(),
+        );
     }
 }
 
